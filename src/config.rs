@@ -1,0 +1,297 @@
+//! Runtime configuration: every setting is an environment variable with a safe default
+//! (see `.env.example`). Secrets never appear in `Debug` output or logs.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use rand::RngCore;
+
+/// Where the process runs; production makes secrets mandatory and cookies `Secure`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A value that must never be printed.
+#[derive(Clone)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Connection string; may hold a password, so `Debug` shows [`redact_url`] of it.
+    pub database_url: Secret<String>,
+    pub redis_url: Option<Secret<String>>,
+    /// Prefix for every Redis key, so several deployments (or tests) can share one Redis.
+    pub redis_key_prefix: String,
+    pub jwt_secret: Secret<Vec<u8>>,
+    pub environment: Environment,
+    pub cors_origins: Vec<String>,
+    pub log_format: LogFormat,
+    pub legacy_events: bool,
+    pub presence_grace: Duration,
+    pub message_rate_per_min: u32,
+    /// Take the client address from the last `X-Forwarded-For` hop (set when behind nginx).
+    pub trust_proxy: bool,
+    /// Largest accepted REST request body, in bytes.
+    pub body_limit: usize,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+}
+
+/// Where a configuration value comes from: the process environment, or a map in tests.
+pub trait VarSource {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// Reads the real process environment.
+pub struct ProcessEnv;
+
+impl VarSource for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl<const N: usize> VarSource for [(&str, &str); N] {
+    fn var(&self, name: &str) -> Option<String> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+}
+
+const JWT_SECRET_FILE: &str = "jwt_secret";
+const MIN_JWT_SECRET_LEN: usize = 32;
+
+impl Config {
+    /// Reads the configuration from the process environment, creating the data dir and the
+    /// embedded-mode JWT secret on first start.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::load(&ProcessEnv)
+    }
+
+    pub fn load(vars: &impl VarSource) -> anyhow::Result<Self> {
+        let get = |name: &str| vars.var(name);
+        let environment = match get("PARLEY_ENV").as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => bail!("PARLEY_ENV must be `development` or `production`, got `{other}`"),
+        };
+        let data_dir = PathBuf::from(get("PARLEY_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database_url = match get("DATABASE_URL") {
+            Some(url) => url,
+            None => format!("sqlite://{}", data_dir.join("parley.db").display()),
+        };
+        let jwt_secret = match get("JWT_SECRET") {
+            Some(secret) if secret.len() < MIN_JWT_SECRET_LEN => {
+                bail!("JWT_SECRET must be at least {MIN_JWT_SECRET_LEN} characters long")
+            }
+            Some(secret) => secret.into_bytes(),
+            None if environment == Environment::Production => {
+                bail!("JWT_SECRET is required when PARLEY_ENV=production")
+            }
+            None => load_or_create_secret(&data_dir)?,
+        };
+        Ok(Self {
+            addr: parse_or(&get, "PARLEY_ADDR", "127.0.0.1:3000".parse()?)?,
+            data_dir,
+            database_url: Secret::new(database_url),
+            redis_url: get("REDIS_URL").map(Secret::new),
+            redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "parley:".into()),
+            jwt_secret: Secret::new(jwt_secret),
+            environment,
+            cors_origins: get("CORS_ORIGINS")
+                .unwrap_or_else(|| "http://localhost:5173".into())
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            log_format: match get("LOG_FORMAT").as_deref() {
+                None | Some("pretty") => LogFormat::Pretty,
+                Some("json") => LogFormat::Json,
+                Some(other) => bail!("LOG_FORMAT must be `pretty` or `json`, got `{other}`"),
+            },
+            legacy_events: parse_or(&get, "LEGACY_EVENTS", true)?,
+            presence_grace: Duration::from_secs(parse_or(&get, "PRESENCE_GRACE_SECS", 5)?),
+            message_rate_per_min: parse_or(&get, "MESSAGE_RATE_PER_MIN", 30)?,
+            trust_proxy: parse_or(&get, "TRUST_PROXY", false)?,
+            body_limit: parse_or(&get, "BODY_LIMIT_BYTES", 64 * 1024)?,
+            access_token_ttl: Duration::from_secs(parse_or(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
+            refresh_token_ttl: Duration::from_secs(parse_or(
+                &get,
+                "REFRESH_TOKEN_TTL_SECS",
+                7 * 24 * 3600,
+            )?),
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+
+    pub fn uses_postgres(&self) -> bool {
+        let url = self.database_url.expose();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> anyhow::Result<T>
+where
+    T::Err: fmt::Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{name}: cannot parse `{raw}`: {e}")),
+    }
+}
+
+/// Embedded mode keeps one random secret in the data dir, so tokens survive restarts
+/// without a secret ever living in the code.
+fn load_or_create_secret(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join(JWT_SECRET_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if existing.len() >= MIN_JWT_SECRET_LEN {
+            return Ok(existing.as_bytes().to_vec());
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let mut bytes = [0u8; 48];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, secret.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret.into_bytes())
+}
+
+fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents)
+}
+
+/// Hides the password of a connection URL: `postgres://u:secret@h/db` → `postgres://u:***@h/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+impl Config {
+    /// One line for the start-up log: what runs where, with nothing secret in it.
+    pub fn summary(&self) -> String {
+        format!(
+            "addr={} env={:?} database={} redis={} cors={:?} legacy_events={}",
+            self.addr,
+            self.environment,
+            redact_url(self.database_url.expose()),
+            self.redis_url
+                .as_ref()
+                .map(|u| redact_url(u.expose()))
+                .unwrap_or_else(|| "disabled (in-process state)".into()),
+            self.cors_origins,
+            self.legacy_events,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_without_jwt_secret_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let err = Config::load(&[("PARLEY_ENV", "production"), ("PARLEY_DATA_DIR", data_dir)])
+            .unwrap_err();
+        assert!(err.to_string().contains("JWT_SECRET is required"), "{err}");
+    }
+
+    #[test]
+    fn embedded_mode_generates_the_secret_once_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let first = Config::load(&[("PARLEY_DATA_DIR", data_dir)]).unwrap();
+        let second = Config::load(&[("PARLEY_DATA_DIR", data_dir)]).unwrap();
+        assert_eq!(first.jwt_secret.expose(), second.jwt_secret.expose());
+        assert!(first.jwt_secret.expose().len() >= MIN_JWT_SECRET_LEN);
+        assert!(dir.path().join(JWT_SECRET_FILE).exists());
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let config = Config::load(&[("PARLEY_DATA_DIR", data_dir)]).unwrap();
+        assert_eq!(config.addr, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(config.cors_origins, vec!["http://localhost:5173".to_string()]);
+        assert!(config.database_url.expose().ends_with("parley.db"));
+        assert!(config.redis_url.is_none());
+        assert_eq!(config.message_rate_per_min, 30);
+        assert_eq!(config.presence_grace, Duration::from_secs(5));
+        assert!(config.legacy_events);
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let config = Config::load(&[
+            ("JWT_SECRET", "a-very-long-secret-value-that-nobody-should-see-0123"),
+            ("DATABASE_URL", "postgres://app:hunter2hunter2@db/parley"),
+            ("REDIS_URL", "redis://:redispass@cache:6379"),
+        ])
+        .unwrap();
+        let shown = format!("{config:?} {}", config.summary());
+        assert!(!shown.contains("nobody-should-see"));
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains("redispass"));
+        assert!(shown.contains("postgres://app:***@db/parley"));
+    }
+
+    #[test]
+    fn short_or_malformed_values_are_rejected() {
+        assert!(Config::load(&[("JWT_SECRET", "short")]).is_err());
+        assert!(Config::load(&[("JWT_SECRET", "x".repeat(40).as_str()), ("PARLEY_ADDR", "nope")]).is_err());
+        assert!(Config::load(&[("JWT_SECRET", "x".repeat(40).as_str()), ("LOG_FORMAT", "xml")]).is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! Services used by both REST handlers and socket handlers, plus the validated input types
+//! and wire views they speak. Dependencies point one way: http/realtime → domain →
+//! storage, shared_state.
+
+pub mod auth;
+pub mod input;
+pub mod password;
+pub mod time;
+pub mod tokens;
+pub mod users;
+pub mod views;

@@ -1,0 +1,81 @@
+//! Liveness, readiness (database and Redis) and the Prometheus scrape endpoint.
+
+use std::time::Duration;
+
+use axum::{
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::app::AppState;
+
+/// A dependency that does not answer within this is reported as down.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(live)).routes(routes!(ready)).routes(routes!(metrics))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    #[schema(example = "alive")]
+    status: &'static str,
+}
+
+/// Liveness probe: the process is up and serving.
+#[utoipa::path(get, path = "/health/live", tag = "Health", responses((status = 200, body = Liveness)))]
+async fn live() -> axum::Json<Liveness> {
+    axum::Json(Liveness { status: "alive" })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    /// `ok` or `error`
+    database: &'static str,
+    /// `ok`, `error`, or `disabled` in embedded mode
+    redis: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`
+    status: &'static str,
+    checks: ReadinessChecks,
+}
+
+/// Readiness probe: the database and (in production mode) Redis answer.
+#[utoipa::path(get, path = "/health/ready", tag = "Health", responses(
+    (status = 200, description = "Ready", body = Readiness),
+    (status = 503, description = "A dependency is down", body = Readiness)))]
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let database = match tokio::time::timeout(CHECK_TIMEOUT, state.storage.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "readiness: database check failed");
+            "error"
+        }
+        Err(_) => "error",
+    };
+    let redis = tokio::time::timeout(CHECK_TIMEOUT, state.shared.health()).await.unwrap_or("error");
+    let healthy = database == "ok" && redis != "error";
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = Readiness {
+        status: if healthy { "ready" } else { "not_ready" },
+        checks: ReadinessChecks { database, redis },
+    };
+    (status, axum::Json(body))
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "Health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+}

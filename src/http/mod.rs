@@ -1,0 +1,143 @@
+//! REST: one module per resource, each exposing `router()` with its utoipa-documented
+//! handlers; this module assembles them with the cross-cutting layers (request ids, tracing,
+//! metrics, CORS, body limit, panics → 500) and the SPEC-shaped 404/405 fallbacks.
+
+pub mod auth;
+pub mod extract;
+pub mod health;
+pub mod users;
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::{HeaderName, HeaderValue, Method, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{app::AppState, config::Config, error::AppError};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Parley",
+        description = "REST API of the Parley chat server. Realtime events (Socket.IO, namespace \
+                       `/chat`) are described in docs/websocket-protocol.md.",
+        license(name = "MIT")
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(crate::error::ErrorResponse)),
+    tags(
+        (name = "Authentication", description = "Accounts, sessions and tokens"),
+        (name = "Users", description = "Profiles, search and privacy settings"),
+        (name = "Friends", description = "Follows; friends are mutual follows"),
+        (name = "Blocks", description = "Blocking other users"),
+        (name = "Legacy", description = "Routes kept for older clients"),
+        (name = "Health", description = "Probes and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// Every documented route, with the OpenAPI document generated from them.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(health::router())
+        .split_for_parts()
+}
+
+/// The OpenAPI document as committed under `openapi/`.
+pub fn openapi_json() -> String {
+    let mut json = api().1.to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}
+
+/// The complete HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api();
+    let config = state.config.clone();
+    api.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+        .fallback(|| async { AppError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .layer(middleware::from_fn(record_http_metrics))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(cors(&config))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let request_id = request
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id)
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .with_state(state)
+}
+
+fn cors(config: &Config) -> CorsLayer {
+    let origins: Vec<HeaderValue> =
+        config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("x-request-id")])
+        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600))
+}
+
+/// `http_request_duration_seconds{method, route, status}`, labelled by the matched route
+/// (never the raw path, which would explode the label set).
+async fn record_http_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics::histogram!(
+        "http_request_duration_seconds",
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}

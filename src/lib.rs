@@ -1,0 +1,11 @@
+//! Parley: a Socket.IO v4 chat server. See README.md for a tour of the code.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod shared_state;
+pub mod storage;
+pub mod telemetry;

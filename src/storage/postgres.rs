@@ -1,0 +1,55 @@
+//! PostgreSQL backend: one pool for reads and writes; migrations from `migrations/postgres`
+//! (run under sqlx's advisory lock, so replicas starting together migrate once).
+
+use std::time::Duration;
+
+use sqlx::{PgPool, Postgres, postgres::PgPoolOptions};
+
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> StorageResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        Self::from_pool(pool).await
+    }
+
+    pub async fn from_pool(pool: PgPool) -> StorageResult<Self> {
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+mod dialect {
+    pub const NAME: &str = "postgres";
+
+    /// Prefix ranges in byte order (`COLLATE "C"`) so the expression indexes serve them.
+    pub const SEARCH_USERS: &str = concat!(
+        "SELECT ",
+        user_columns_u!(),
+        " FROM users u WHERE \
+         ((u.username COLLATE \"C\" >= $1 AND u.username COLLATE \"C\" < ($1 || chr(1114111))) \
+          OR (lower(u.display_name) COLLATE \"C\" >= $1 \
+              AND lower(u.display_name) COLLATE \"C\" < ($1 || chr(1114111)))) \
+         AND u.id <> $2 \
+         AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = u.id AND b.blocked_id = $2) \
+         ORDER BY u.username LIMIT $3"
+    );
+}
+
+sql_store!(PgStore, Postgres);

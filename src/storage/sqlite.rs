@@ -1,0 +1,70 @@
+//! SQLite backend for embedded mode: WAL journal, one writer connection (SQLite admits one
+//! writer at a time; a single connection turns lock contention into queueing instead of
+//! `SQLITE_BUSY`) and a small pool of read-only connections. Migrations from
+//! `migrations/sqlite`.
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    Sqlite, SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens `sqlite://path`, creating the file (and its directory) when missing.
+    pub async fn connect(url: &str) -> StorageResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| sqlx::Error::Io(e))?;
+            }
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+}
+
+mod dialect {
+    pub const NAME: &str = "sqlite";
+
+    /// Prefix ranges (BINARY collation is byte order) so the indexes serve them.
+    pub const SEARCH_USERS: &str = concat!(
+        "SELECT ",
+        user_columns_u!(),
+        " FROM users u WHERE \
+         ((u.username >= $1 AND u.username < ($1 || char(1114111))) \
+          OR (lower(u.display_name) >= $1 AND lower(u.display_name) < ($1 || char(1114111)))) \
+         AND u.id <> $2 \
+         AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = u.id AND b.blocked_id = $2) \
+         ORDER BY u.username LIMIT $3"
+    );
+}
+
+sql_store!(SqliteStore, Sqlite);
