@@ -205,7 +205,10 @@ async fn logout(
         (status = 401, description = "`AUTH_FAILED` or `TOKEN_REVOKED`", body = ErrorResponse),
     ))]
 pub async fn me(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<User>> {
-    let user = state.users.get(auth.id).await?;
+    let user = state.users.get(auth.id).await.map_err(|err| match err {
+        AppError::NotFound(_) => AppError::AuthFailed("this account no longer exists"),
+        other => other,
+    })?;
     Ok(Json(User::own(&user)))
 }
 

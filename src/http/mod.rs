@@ -24,7 +24,11 @@ use tower_http::{
 };
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        ContentBuilder, Ref, ResponseBuilder,
+        path::Operation,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -64,13 +68,44 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Documents the 401 of every route that requires a bearer token, so no handler can forget.
+/// Runs on the assembled document (the `#[openapi]` modifiers run before routes are merged).
+struct UnauthorizedResponses;
+
+impl Modify for UnauthorizedResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let requires_token = |op: &Operation| {
+            op.security.as_ref().is_some_and(|alternatives| {
+                !alternatives.is_empty()
+                    && alternatives.iter().all(|requirement| {
+                        serde_json::to_value(requirement).is_ok_and(|v| v.get("bearerAuth").is_some())
+                    })
+            })
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.patch, &mut item.delete];
+            for op in operations.into_iter().flatten().filter(|op| requires_token(op)) {
+                op.responses.responses.entry("401".into()).or_insert_with(|| {
+                    ResponseBuilder::new()
+                        .description("`AUTH_FAILED` (missing, invalid or expired token) or `TOKEN_REVOKED`")
+                        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorResponse"))).build())
+                        .build()
+                        .into()
+                });
+            }
+        }
+    }
+}
+
 /// Every documented route, with the OpenAPI document generated from them.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(users::router())
         .merge(health::router())
-        .split_for_parts()
+        .split_for_parts();
+    UnauthorizedResponses.modify(&mut openapi);
+    (router, openapi)
 }
 
 /// The OpenAPI document as committed under `openapi/`.

@@ -48,7 +48,7 @@ mod dialect {
               AND lower(u.display_name) COLLATE \"C\" < ($1 || chr(1114111)))) \
          AND u.id <> $2 \
          AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = u.id AND b.blocked_id = $2) \
-         ORDER BY u.username LIMIT $3"
+         ORDER BY u.username COLLATE \"C\" LIMIT $3"
     );
 }
 

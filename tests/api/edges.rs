@@ -1,0 +1,127 @@
+//! The HTTP edges: every failure in the SPEC error shape, body limits, request ids, CORS,
+//! health probes and metrics.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::in_both_modes;
+use crate::support::{Mode, TestApp, http::PASSWORD};
+
+in_both_modes!(
+    malformed_json_is_a_validation_error_that_changes_nothing,
+    a_body_that_is_not_json_is_415,
+    an_oversize_body_is_413,
+    unknown_routes_and_methods_answer_in_the_error_shape,
+    request_ids_are_generated_or_propagated,
+    cors_admits_configured_origins_with_credentials,
+    health_reports_every_dependency,
+    metrics_label_requests_by_matched_route,
+    openapi_and_swagger_ui_are_served,
+);
+
+async fn malformed_json_is_a_validation_error_that_changes_nothing(app: TestApp) {
+    let anon = app.client();
+    for raw in ["{", "{\"email\": }", "[]", "null", "\"text\"", "{\"email\":\"m@example.com\",\"password\":\"correct horse\",\"displayName\":\"Em\"", ""] {
+        let request = anon
+            .request(Method::POST, "/api/auth/register")
+            .header("content-type", "application/json")
+            .body(raw.to_owned());
+        let reply = anon.send(request).await;
+        assert_eq!(reply.status.as_u16(), 400, "{raw:?} → {}", reply.body);
+        assert_eq!(reply.code(), "VALIDATION_ERROR", "{raw:?}");
+    }
+    anon.post("/api/auth/login", json!({"email": "m@example.com", "password": "correct horse"}))
+        .await
+        .assert_error(401, "INVALID_CREDENTIALS");
+}
+
+async fn a_body_that_is_not_json_is_415(app: TestApp) {
+    let anon = app.client();
+    let request = anon
+        .request(Method::POST, "/api/auth/login")
+        .header("content-type", "text/plain")
+        .body(r#"{"email":"a@example.com","password":"x"}"#);
+    anon.send(request).await.assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
+    let no_type = anon.request(Method::POST, "/api/auth/login").body("{}");
+    anon.send(no_type).await.assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
+}
+
+async fn an_oversize_body_is_413(app: TestApp) {
+    let anon = app.client();
+    let huge = "x".repeat(200 * 1024);
+    let body = json!({"email": "big@example.com", "password": PASSWORD, "displayName": huge});
+    anon.post("/api/auth/register", body).await.assert_error(413, "PAYLOAD_TOO_LARGE");
+    let raw = anon.request(Method::POST, "/api/auth/refresh").body(huge);
+    anon.send(raw).await.assert_error(413, "PAYLOAD_TOO_LARGE");
+    anon.post("/api/auth/login", json!({"email": "big@example.com", "password": PASSWORD}))
+        .await
+        .assert_error(401, "INVALID_CREDENTIALS");
+}
+
+async fn unknown_routes_and_methods_answer_in_the_error_shape(app: TestApp) {
+    let anon = app.client();
+    anon.get("/api/nothing-here").await.assert_error(404, "NOT_FOUND");
+    anon.get("/").await.assert_error(404, "NOT_FOUND");
+    anon.delete("/api/auth/login").await.assert_error(405, "METHOD_NOT_ALLOWED");
+    anon.post("/health/live", json!({})).await.assert_error(405, "METHOD_NOT_ALLOWED");
+}
+
+async fn request_ids_are_generated_or_propagated(app: TestApp) {
+    let anon = app.client();
+    let generated = anon.get("/health/live").await;
+    let id = generated.header("x-request-id").expect("a generated request id");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    let given = anon.send(anon.request(Method::GET, "/health/live").header("x-request-id", "trace-me-42")).await;
+    assert_eq!(given.header("x-request-id"), Some("trace-me-42"));
+    let failed = anon.get("/api/auth/me").await;
+    assert!(failed.header("x-request-id").is_some(), "errors carry the id too");
+}
+
+async fn cors_admits_configured_origins_with_credentials(app: TestApp) {
+    let anon = app.client();
+    let preflight = anon
+        .request(Method::OPTIONS, "/api/auth/login")
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type,authorization");
+    let reply = anon.send(preflight).await;
+    assert!(reply.status.is_success(), "{:?}", reply.status);
+    assert_eq!(reply.header("access-control-allow-origin"), Some("http://localhost:5173"));
+    assert_eq!(reply.header("access-control-allow-credentials"), Some("true"));
+
+    let foreign = anon
+        .request(Method::OPTIONS, "/api/auth/login")
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST");
+    let reply = anon.send(foreign).await;
+    assert!(reply.header("access-control-allow-origin").is_none());
+}
+
+async fn health_reports_every_dependency(app: TestApp) {
+    let anon = app.client();
+    assert_eq!(*anon.get("/health/live").await.assert_status(200), json!({"status": "alive"}));
+    let ready = anon.get("/health/ready").await;
+    let redis = if app.mode == Mode::Embedded { "disabled" } else { "ok" };
+    assert_eq!(*ready.assert_status(200), json!({"status": "ready", "checks": {"database": "ok", "redis": redis}}));
+}
+
+async fn metrics_label_requests_by_matched_route(app: TestApp) {
+    let user = app.register("Metric").await;
+    user.client.get(&format!("/api/users/{}", user.id)).await.assert_status(200);
+    let text = app.client().get("/metrics").await;
+    let text = text.body.as_str().expect("text exposition");
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains(r#"route="/api/users/{id}""#), "route label missing");
+    assert!(!text.contains(&user.id.to_string()), "raw ids must not become labels");
+}
+
+async fn openapi_and_swagger_ui_are_served(app: TestApp) {
+    let anon = app.client();
+    let spec = anon.get("/api/openapi.json").await;
+    let body = spec.assert_status(200);
+    assert!(body["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(body["paths"]["/api/auth/register"]["post"].is_object());
+    let ui = anon.get("/api/docs/").await;
+    assert_eq!(ui.status.as_u16(), 200);
+    assert!(ui.body.as_str().unwrap_or_default().contains("swagger-ui"), "Swagger UI page expected");
+}

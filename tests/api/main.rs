@@ -1,0 +1,11 @@
+//! The REST API, end to end: the real server on an ephemeral port, reqwest as the client,
+//! in embedded mode (SQLite, in-process state) and production mode (PostgreSQL + Redis).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod auth;
+mod edges;
+mod openapi;
+mod process;
+mod users;

@@ -1,0 +1,150 @@
+//! The shared-state contract, run on the in-process implementation always and on Redis
+//! whenever it is reachable (always under CI). Time is a manual clock: windows and expiries
+//! are crossed by moving it, never by sleeping.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Duration as ChronoDuration;
+use parley::{
+    clock::{Clock, ManualClock},
+    shared_state::{Admission, Quota, SharedState},
+};
+
+async fn in_process(clock: &ManualClock) -> SharedState {
+    SharedState::in_process(Arc::new(clock.clone()))
+}
+
+async fn redis(clock: &ManualClock) -> Option<SharedState> {
+    if !support::redis_available().await {
+        return None;
+    }
+    let prefix = format!("parley-test:{}:", uuid::Uuid::new_v4().simple());
+    Some(SharedState::redis(&support::redis_url(), &prefix, Arc::new(clock.clone())).await.expect("connect to Redis"))
+}
+
+macro_rules! state_tests {
+    ($($name:ident),* $(,)?) => {
+        mod in_process {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let clock = parley::clock::ManualClock::starting_now();
+                    let state = crate::in_process(&clock).await;
+                    crate::$name(state, clock).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let clock = parley::clock::ManualClock::starting_now();
+                    if let Some(state) = crate::redis(&clock).await {
+                        crate::$name(state, clock).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+state_tests!(
+    revoked_tokens_stay_revoked_until_they_expire,
+    tokens_already_expired_are_not_kept,
+    a_window_admits_its_limit_then_says_when_to_retry,
+    released_attempts_free_their_slot,
+    windows_are_per_key,
+    parallel_attempts_never_overshoot_the_window,
+    a_bucket_allows_its_burst_then_refills_evenly,
+    health_reports_the_backend,
+);
+
+async fn revoked_tokens_stay_revoked_until_they_expire(state: SharedState, clock: ManualClock) {
+    let revocations = &state.revocations;
+    assert!(!revocations.is_revoked("jti-1").await.unwrap());
+    revocations.revoke("jti-1", clock.now() + ChronoDuration::minutes(15)).await.unwrap();
+    assert!(revocations.is_revoked("jti-1").await.unwrap());
+    assert!(!revocations.is_revoked("jti-2").await.unwrap());
+    revocations.revoke("jti-1", clock.now() + ChronoDuration::minutes(15)).await.unwrap();
+    assert!(revocations.is_revoked("jti-1").await.unwrap(), "revoking twice is harmless");
+}
+
+async fn tokens_already_expired_are_not_kept(state: SharedState, clock: ManualClock) {
+    state.revocations.revoke("old", clock.now() - ChronoDuration::seconds(1)).await.unwrap();
+    assert!(!state.revocations.is_revoked("old").await.unwrap());
+}
+
+async fn a_window_admits_its_limit_then_says_when_to_retry(state: SharedState, clock: ManualClock) {
+    let window = Duration::from_secs(900);
+    for i in 0..5 {
+        let admission = state.rate_limits.acquire("k", 5, window).await.unwrap();
+        assert!(admission.is_admitted(), "attempt {i}");
+        clock.advance(Duration::from_secs(10));
+    }
+    // The oldest attempt was 50 s ago: it leaves the window in 850 s.
+    match state.rate_limits.acquire("k", 5, window).await.unwrap() {
+        Admission::Denied { retry_after } => assert_eq!(retry_after, Duration::from_secs(850)),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    clock.advance(Duration::from_secs(849));
+    assert!(!state.rate_limits.acquire("k", 5, window).await.unwrap().is_admitted());
+    clock.advance(Duration::from_secs(1));
+    assert!(state.rate_limits.acquire("k", 5, window).await.unwrap().is_admitted(), "one slot freed");
+    assert!(!state.rate_limits.acquire("k", 5, window).await.unwrap().is_admitted());
+}
+
+async fn released_attempts_free_their_slot(state: SharedState, _clock: ManualClock) {
+    let window = Duration::from_secs(60);
+    let Admission::Admitted(first) = state.rate_limits.acquire("r", 2, window).await.unwrap() else {
+        panic!("first attempt refused");
+    };
+    assert!(state.rate_limits.acquire("r", 2, window).await.unwrap().is_admitted());
+    assert!(!state.rate_limits.acquire("r", 2, window).await.unwrap().is_admitted());
+    state.rate_limits.release("r", &first).await.unwrap();
+    assert!(state.rate_limits.acquire("r", 2, window).await.unwrap().is_admitted());
+}
+
+async fn windows_are_per_key(state: SharedState, _clock: ManualClock) {
+    let window = Duration::from_secs(60);
+    assert!(state.rate_limits.acquire("a", 1, window).await.unwrap().is_admitted());
+    assert!(!state.rate_limits.acquire("a", 1, window).await.unwrap().is_admitted());
+    assert!(state.rate_limits.acquire("b", 1, window).await.unwrap().is_admitted());
+}
+
+async fn parallel_attempts_never_overshoot_the_window(state: SharedState, _clock: ManualClock) {
+    let attempts = (0..50).map(|_| {
+        let state = state.clone();
+        tokio::spawn(async move { state.rate_limits.acquire("burst", 5, Duration::from_secs(60)).await.unwrap() })
+    });
+    let mut admitted = 0;
+    for attempt in attempts {
+        admitted += usize::from(attempt.await.unwrap().is_admitted());
+    }
+    assert_eq!(admitted, 5);
+}
+
+async fn a_bucket_allows_its_burst_then_refills_evenly(state: SharedState, clock: ManualClock) {
+    let quota = Quota::per_minute(30);
+    for i in 0..30 {
+        assert!(state.rate_limits.take("user", quota).await.unwrap().is_admitted(), "message {i}");
+    }
+    match state.rate_limits.take("user", quota).await.unwrap() {
+        Admission::Denied { retry_after } => assert_eq!(retry_after, Duration::from_secs(2)),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    clock.advance(Duration::from_secs(2));
+    assert!(state.rate_limits.take("user", quota).await.unwrap().is_admitted(), "one token per 2 s");
+    assert!(!state.rate_limits.take("user", quota).await.unwrap().is_admitted());
+    assert!(state.rate_limits.take("someone-else", quota).await.unwrap().is_admitted());
+    clock.advance(Duration::from_secs(60));
+    for _ in 0..30 {
+        assert!(state.rate_limits.take("user", quota).await.unwrap().is_admitted(), "a full minute refills the burst");
+    }
+}
+
+async fn health_reports_the_backend(state: SharedState, _clock: ManualClock) {
+    assert!(["disabled", "ok"].contains(&state.health().await));
+}

@@ -1,0 +1,74 @@
+//! The storage contract: every repository behaviour the application relies on, run against
+//! SQLite always and PostgreSQL whenever it is reachable (always under CI), each test on a
+//! fresh database. Test names read `sqlite::…` / `postgres::…` so the output shows both ran.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod contract;
+
+use std::sync::Arc;
+
+use parley::storage::{Storage, postgres::PgStore, sqlite::SqliteStore};
+
+/// A fresh store plus whatever keeps its database alive for the test.
+pub struct Fixture {
+    pub store: Arc<dyn Storage>,
+    _keep: Box<dyn std::any::Any + Send>,
+}
+
+pub async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+    let store = SqliteStore::connect(&url).await.expect("open SQLite");
+    Fixture { store: Arc::new(store), _keep: Box::new(dir) }
+}
+
+pub async fn postgres() -> Option<Fixture> {
+    if !support::postgres_available().await {
+        return None;
+    }
+    let db = support::PgDatabase::create().await;
+    let store = PgStore::connect(&db.url).await.expect("open PostgreSQL");
+    Some(Fixture { store: Arc::new(store), _keep: Box::new(db) })
+}
+
+/// Declares each contract test once per backend.
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let fixture = crate::sqlite().await;
+                    crate::contract::$name(fixture.store.clone()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(fixture) = crate::postgres().await {
+                        crate::contract::$name(fixture.store.clone()).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract_tests!(
+    reports_its_backend_and_answers_pings,
+    created_users_read_back_identically,
+    emails_and_usernames_are_unique,
+    search_matches_prefixes_in_byte_order_and_respects_blocks,
+    profile_and_settings_patches_touch_only_given_fields,
+    last_seen_is_stored,
+    refresh_tokens_rotate_exactly_once,
+    revoking_a_family_revokes_every_live_token_in_it,
+    expired_refresh_tokens_are_purged,
+    follows_are_idempotent_and_friends_are_mutual,
+    blocking_drops_follows_both_ways_and_lists_newest_first,
+    relationships_are_seen_from_the_viewer,
+);
