@@ -82,6 +82,26 @@ impl<const N: usize> VarSource for [(&str, &str); N] {
     }
 }
 
+/// Every variable [`Config::load`] reads; `.env.example` documents each (a test checks).
+pub const VARIABLES: &[&str] = &[
+    "PARLEY_ADDR",
+    "PARLEY_DATA_DIR",
+    "PARLEY_ENV",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
+    "JWT_SECRET",
+    "ACCESS_TOKEN_TTL_SECS",
+    "REFRESH_TOKEN_TTL_SECS",
+    "CORS_ORIGINS",
+    "TRUST_PROXY",
+    "BODY_LIMIT_BYTES",
+    "LEGACY_EVENTS",
+    "PRESENCE_GRACE_SECS",
+    "MESSAGE_RATE_PER_MIN",
+    "LOG_FORMAT",
+];
+
 const JWT_SECRET_FILE: &str = "jwt_secret";
 const MIN_JWT_SECRET_LEN: usize = 32;
 
@@ -286,6 +306,32 @@ mod tests {
         assert!(!shown.contains("hunter2"));
         assert!(!shown.contains("redispass"));
         assert!(shown.contains("postgres://app:***@db/parley"));
+    }
+
+    /// Records every variable name `load` asks for.
+    struct Recorder(std::cell::RefCell<Vec<String>>);
+
+    impl VarSource for Recorder {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.borrow_mut().push(name.to_owned());
+            (name == "JWT_SECRET").then(|| "x".repeat(40))
+        }
+    }
+
+    #[test]
+    fn every_variable_read_is_listed_and_documented() {
+        let recorder = Recorder(Default::default());
+        Config::load(&recorder).unwrap();
+        let mut read = recorder.0.into_inner();
+        read.sort();
+        read.dedup();
+        let mut listed: Vec<String> = VARIABLES.iter().map(|v| v.to_string()).collect();
+        listed.sort();
+        assert_eq!(read, listed, "VARIABLES must list exactly what Config::load reads");
+        let example = include_str!("../.env.example");
+        for name in VARIABLES {
+            assert!(example.contains(&format!("# {name}=")), "{name} is missing from .env.example");
+        }
     }
 
     #[test]

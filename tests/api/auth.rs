@@ -281,3 +281,38 @@ fn base64_url(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
+
+mod across_replicas {
+    use serde_json::json;
+
+    use crate::support::{Mode, TestApp};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_logout_on_one_replica_revokes_the_token_on_every_replica() {
+        let Some(first) = TestApp::try_spawn(Mode::Production).await else { return };
+        let second = first.replica().await;
+        let user = first.register("Roamer").await;
+        let via_second = second.client().with_token(&user.token);
+        via_second.get("/api/auth/me").await.assert_status(200);
+        user.client.post_empty("/api/auth/logout").await.assert_status(204);
+        via_second.get("/api/auth/me").await.assert_error(401, "TOKEN_REVOKED");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn login_failures_count_across_replicas() {
+        let Some(first) = TestApp::try_spawn(Mode::Production).await else { return };
+        let second = first.replica().await;
+        let user = first.register("Target").await;
+        for (i, app) in [&first, &second, &first, &second, &first].into_iter().enumerate() {
+            app.client()
+                .post("/api/auth/login", json!({"email": user.email, "password": format!("wrong {i}")}))
+                .await
+                .assert_error(401, "INVALID_CREDENTIALS");
+        }
+        second
+            .client()
+            .post("/api/auth/login", json!({"email": user.email, "password": user.password}))
+            .await
+            .assert_error(429, "RATE_LIMITED");
+    }
+}
