@@ -80,24 +80,26 @@ impl AuthResponse {
     }
 }
 
-fn refresh_cookie(state: &AppState, session: &Session) -> Cookie<'static> {
-    let secs = (session.refresh_expires_at - state.clock.now()).num_seconds().max(0);
-    Cookie::build((REFRESH_COOKIE, session.refresh_token.clone()))
+/// The `refresh_token` cookie: httpOnly, `SameSite=Strict`, scoped to `/api/auth`, `Secure`
+/// in production.
+fn auth_cookie(state: &AppState, value: String) -> Cookie<'static> {
+    Cookie::build((REFRESH_COOKIE, value))
         .http_only(true)
         .same_site(SameSite::Strict)
         .path(COOKIE_PATH)
         .secure(state.config.is_production())
-        .max_age(cookie::time::Duration::seconds(secs))
         .build()
 }
 
+fn refresh_cookie(state: &AppState, session: &Session) -> Cookie<'static> {
+    let secs = (session.refresh_expires_at - state.clock.now()).num_seconds().max(0);
+    let mut cookie = auth_cookie(state, session.refresh_token.clone());
+    cookie.set_max_age(cookie::time::Duration::seconds(secs));
+    cookie
+}
+
 fn removal_cookie(state: &AppState) -> Cookie<'static> {
-    let mut cookie = Cookie::build((REFRESH_COOKIE, ""))
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .path(COOKIE_PATH)
-        .secure(state.config.is_production())
-        .build();
+    let mut cookie = auth_cookie(state, String::new());
     cookie.make_removal();
     cookie
 }

@@ -69,10 +69,14 @@ pub struct Path<T>(pub T);
 
 impl From<PathRejection> for AppError {
     fn from(rejection: PathRejection) -> Self {
-        Self::Validation {
-            message: "invalid path parameter".into(),
-            details: Some(serde_json::json!({ "reason": rejection.body_text() })),
-        }
+        invalid_part("invalid path parameter", rejection.body_text())
+    }
+}
+
+fn invalid_part(message: &str, reason: String) -> AppError {
+    AppError::Validation {
+        message: message.into(),
+        details: Some(serde_json::json!({ "reason": reason })),
     }
 }
 
@@ -82,10 +86,7 @@ pub struct Query<T>(pub T);
 
 impl From<QueryRejection> for AppError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::Validation {
-            message: "invalid query string".into(),
-            details: Some(serde_json::json!({ "reason": rejection.body_text() })),
-        }
+        invalid_part("invalid query string", rejection.body_text())
     }
 }
 

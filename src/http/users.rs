@@ -129,6 +129,16 @@ pub struct UpdateSettingsRequest {
     read_receipts_enabled: Option<bool>,
 }
 
+impl From<UpdateSettingsRequest> for SettingsPatch {
+    fn from(body: UpdateSettingsRequest) -> Self {
+        Self {
+            show_last_seen: body.show_last_seen,
+            presence_sharing: body.presence_sharing,
+            read_receipts_enabled: body.read_receipts_enabled,
+        }
+    }
+}
+
 /// Change privacy settings; absent fields stay as they are.
 #[utoipa::path(patch, path = "/api/users/me/settings", tag = "Users", request_body = UpdateSettingsRequest,
     security(("bearerAuth" = [])),
@@ -138,12 +148,7 @@ async fn update_settings(
     auth: AuthUser,
     Json(body): Json<UpdateSettingsRequest>,
 ) -> AppResult<Json<UserSettings>> {
-    let patch = SettingsPatch {
-        show_last_seen: body.show_last_seen,
-        presence_sharing: body.presence_sharing,
-        read_receipts_enabled: body.read_receipts_enabled,
-    };
-    let user = state.users.update_settings(auth.id, patch).await?;
+    let user = state.users.update_settings(auth.id, body.into()).await?;
     Ok(Json(UserSettings::from(&user)))
 }
 
@@ -162,6 +167,16 @@ pub struct LegacySettings {
     read_receipts_enabled: bool,
 }
 
+impl From<LegacySettingsRequest> for SettingsPatch {
+    fn from(body: LegacySettingsRequest) -> Self {
+        Self {
+            show_last_seen: body.show_last_seen,
+            presence_sharing: body.presence_sharing,
+            read_receipts_enabled: body.read_receipts_enabled,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct LegacySettingsResponse {
     success: bool,
@@ -177,12 +192,7 @@ async fn update_settings_legacy(
     auth: AuthUser,
     Json(body): Json<LegacySettingsRequest>,
 ) -> AppResult<Json<LegacySettingsResponse>> {
-    let patch = SettingsPatch {
-        show_last_seen: body.show_last_seen,
-        presence_sharing: body.presence_sharing,
-        read_receipts_enabled: body.read_receipts_enabled,
-    };
-    let user = state.users.update_settings(auth.id, patch).await?;
+    let user = state.users.update_settings(auth.id, body.into()).await?;
     Ok(Json(LegacySettingsResponse {
         success: true,
         data: LegacySettings {
