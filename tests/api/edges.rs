@@ -125,3 +125,55 @@ async fn openapi_and_swagger_ui_are_served(app: TestApp) {
     assert_eq!(ui.status.as_u16(), 200);
     assert!(ui.body.as_str().unwrap_or_default().contains("swagger-ui"), "Swagger UI page expected");
 }
+
+mod every_route {
+    use reqwest::Method;
+    use serde_json::Value;
+
+    use crate::support::{Mode, TestApp};
+
+    /// Every operation of the OpenAPI document with a JSON body, with `{id}` filled in.
+    fn json_operations(spec: &Value, id: &str) -> Vec<(Method, String)> {
+        let mut operations = Vec::new();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if op.get("requestBody").is_some() {
+                    operations.push((method.to_uppercase().parse().unwrap(), path.replace("{id}", id)));
+                }
+            }
+        }
+        assert!(operations.len() >= 7, "expected the documented JSON routes, got {operations:?}");
+        operations
+    }
+
+    /// Malformed, mistyped and oversize bodies on every JSON route, authenticated: each is a
+    /// 4xx in the SPEC shape, and afterwards the user's profile and settings are unchanged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_bodies_on_every_json_route_are_4xx_and_change_nothing() {
+        let app = TestApp::spawn(Mode::Embedded).await;
+        let user = app.register("Prober").await;
+        let other = app.register("Other").await;
+        let before = (user.client.get("/api/auth/me").await.body, user.client.get("/api/users/me/settings").await.body);
+        let spec = app.client().get("/api/openapi.json").await.body;
+        let huge = format!("{{\"displayName\":\"{}\"}}", "x".repeat(100 * 1024));
+        let bodies: [(&str, &str, &[u16]); 5] = [
+            ("application/json", "{not json", &[400, 401]),
+            ("application/json", "[1,2,3]", &[400, 401]),
+            ("application/json", r#"{"email":7,"password":[],"displayName":{},"username":1,"avatarUrl":2,"showLastSeen":"x","presenceSharing":9,"readReceiptsEnabled":"y","show_last_seen":"z","refreshToken":5}"#, &[400, 401]),
+            ("text/plain", "hello", &[400, 401, 415]),
+            ("application/json", huge.as_str(), &[413]),
+        ];
+        for (method, path) in json_operations(&spec, &other.id.to_string()) {
+            for (content_type, body, expected) in bodies {
+                let request = user.client.request(method.clone(), &path).header("content-type", content_type).body(body.to_owned());
+                let reply = user.client.send(request).await;
+                let status = reply.status.as_u16();
+                assert!(expected.contains(&status), "{method} {path} with {content_type} {:.40}: {status} {}", body, reply.body);
+                assert!(!reply.code().is_empty(), "{method} {path}: not the SPEC error shape: {}", reply.body);
+            }
+        }
+        let after = (user.client.get("/api/auth/me").await.body, user.client.get("/api/users/me/settings").await.body);
+        assert_eq!(before, after);
+        user.client.get("/api/auth/me").await.assert_status(200);
+    }
+}
