@@ -4,14 +4,21 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use socketioxide::SocketIo;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
     clock::{SharedClock, SystemClock},
     config::Config,
-    domain::{auth::AuthService, users::UserService},
-    shared_state::SharedState,
+    domain::{
+        auth::AuthService, conversations::ConversationService, messages::MessageService,
+        users::UserService,
+    },
+    fanout::{Broadcaster, Fanout},
+    realtime,
+    shared_state::{CONNECTION_RENEW, SharedState},
     storage::{self, Storage},
     telemetry,
 };
@@ -27,13 +34,21 @@ pub struct AppState {
     pub clock: SharedClock,
     pub storage: Arc<dyn Storage>,
     pub shared: SharedState,
+    pub fanout: Fanout,
     pub auth: Arc<AuthService>,
     pub users: Arc<UserService>,
+    pub conversations: Arc<ConversationService>,
+    pub messages: Arc<MessageService>,
     pub metrics: PrometheusHandle,
 }
 
 impl AppState {
-    pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+    /// `broadcaster` reaches the sockets (see [`crate::fanout`]).
+    pub async fn build(
+        config: Config,
+        clock: SharedClock,
+        broadcaster: Arc<dyn Broadcaster>,
+    ) -> anyhow::Result<Self> {
         let storage = storage::connect(config.database_url.expose())
             .await
             .context("opening the database")?;
@@ -43,6 +58,7 @@ impl AppState {
                 .context("connecting to Redis")?,
             None => SharedState::in_process(clock.clone()),
         };
+        let fanout = Fanout::new(broadcaster, config.legacy_events);
         let auth = AuthService::new(
             storage.clone(),
             shared.clone(),
@@ -50,10 +66,21 @@ impl AppState {
             config.jwt_secret.expose(),
             config.access_token_ttl,
             config.refresh_token_ttl,
+            fanout.clone(),
+        );
+        let messages = MessageService::new(
+            storage.clone(),
+            shared.clone(),
+            fanout.clone(),
+            clock.clone(),
+            config.message_rate_per_min,
         );
         Ok(Self {
             users: Arc::new(UserService::new(storage.clone(), clock.clone())),
+            conversations: Arc::new(ConversationService::new(storage.clone(), fanout.clone(), clock.clone())),
+            messages: Arc::new(messages),
             auth: Arc::new(auth),
+            fanout,
             storage,
             shared,
             clock,
@@ -66,6 +93,8 @@ impl AppState {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    router: Router,
+    io: SocketIo,
 }
 
 impl Application {
@@ -76,9 +105,13 @@ impl Application {
     /// Binds `config.addr` (port 0 picks a free port; see [`Self::local_addr`]).
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         let addr = config.addr;
-        let state = AppState::build(config, clock).await?;
+        let (layer, io) = SocketIo::builder().build_layer();
+        let broadcaster = Arc::new(realtime::SocketIoBroadcaster::new(io.clone()));
+        let state = AppState::build(config, clock, broadcaster).await?;
+        realtime::register(&io, state.clone());
+        let router = crate::http::with_edges(crate::http::router(state.clone()).layer(layer), &state.config);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        Ok(Self { listener, state })
+        Ok(Self { listener, state, router, io })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -97,13 +130,15 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let background = spawn_background(&self.state, stop_rx.clone());
-        let app = crate::http::router(self.state.clone());
+        let background = spawn_background(&self.state, &self.io, stop_rx.clone());
         let mut graceful = stop_rx.clone();
-        let server = axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        let io = self.io.clone();
+        let server = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = graceful.wait_for(|stop| *stop).await;
-                tracing::info!("shutting down: no new connections, draining requests");
+                tracing::info!("shutting down: closing sockets, draining requests");
+                // Sockets are told to go (clients reconnect elsewhere) so the drain can end.
+                io.close().await;
             });
         let mut deadline = stop_rx;
         tokio::select! {
@@ -122,7 +157,7 @@ impl Application {
 }
 
 /// Periodic housekeeping; each task ends when the stop signal fires.
-fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+fn spawn_background(state: &AppState, io: &SocketIo, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let auth = state.auth.clone();
     let purge = every(PURGE_EVERY, stop.clone(), move || {
         let auth = auth.clone();
@@ -134,12 +169,17 @@ fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHa
             }
         }
     });
+    let (io, renew_state) = (io.clone(), state.clone());
+    let renew = every(CONNECTION_RENEW, stop.clone(), move || {
+        let (io, state) = (io.clone(), renew_state.clone());
+        async move { realtime::renew_connections(&io, &state).await }
+    });
     let handle = state.metrics.clone();
     let upkeep = every(Duration::from_secs(5), stop, move || {
         let handle = handle.clone();
         async move { handle.run_upkeep() }
     });
-    vec![purge, upkeep]
+    vec![purge, renew, upkeep]
 }
 
 fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut job: F) -> JoinHandle<()>

@@ -14,6 +14,7 @@ use super::{
 use crate::{
     clock::SharedClock,
     error::{AppError, AppResult},
+    fanout::Fanout,
     shared_state::{Admission, SharedState, Ticket},
     storage::{
         Storage, StorageError,
@@ -51,6 +52,7 @@ pub struct AuthService {
     tokens: AccessTokens,
     hasher: PasswordHasher,
     refresh_ttl: Duration,
+    fanout: Fanout,
 }
 
 impl AuthService {
@@ -61,6 +63,7 @@ impl AuthService {
         jwt_secret: &[u8],
         access_ttl: Duration,
         refresh_ttl: Duration,
+        fanout: Fanout,
     ) -> Self {
         Self {
             storage,
@@ -69,6 +72,7 @@ impl AuthService {
             tokens: AccessTokens::new(jwt_secret, access_ttl),
             hasher: PasswordHasher::new(),
             refresh_ttl,
+            fanout,
         }
     }
 
@@ -209,7 +213,7 @@ impl AuthService {
             self.revoke_family_after_reuse(record.family_id, now).await?;
             return Err(AppError::AuthFailed("refresh token reuse detected; session revoked"));
         }
-        self.finish_session(user, token, successor.expires_at)
+        self.finish_session(user, record.family_id, token, successor.expires_at)
     }
 
     async fn revoke_family_after_reuse(&self, family: Uuid, now: DateTime<Utc>) -> AppResult<()> {
@@ -218,15 +222,17 @@ impl AuthService {
         Ok(())
     }
 
-    /// Revokes the access token (until it would have expired) and the refresh family.
-    /// Returns the user that was signed out.
+    /// Revokes the access token (until it would have expired) and the refresh family, and
+    /// disconnects the session's sockets. Returns the user that was signed out.
     pub async fn logout(
         &self,
         access: Option<&AccessClaims>,
         refresh_token: Option<&str>,
     ) -> AppResult<Uuid> {
         let mut user = None;
+        let mut sessions = Vec::new();
         if let Some(claims) = access {
+            sessions.push(claims.sid);
             let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now);
             self.shared
                 .revocations
@@ -240,8 +246,13 @@ impl AuthService {
                 if user.is_none_or(|u| u == record.user_id) {
                     self.storage.revoke_refresh_family(record.family_id, self.clock.now()).await?;
                     user = Some(record.user_id);
+                    sessions.push(record.family_id);
                 }
             }
+        }
+        sessions.dedup();
+        for session in sessions {
+            self.fanout.session_revoked(session).await;
         }
         user.ok_or(AppError::AuthFailed("no valid session to log out"))
     }
@@ -264,7 +275,7 @@ impl AuthService {
     async fn start_session(&self, user: UserRecord, family: Uuid) -> AppResult<Session> {
         let (record, token) = self.new_refresh_token(user.id, family, self.clock.now());
         self.storage.insert_refresh_token(&record).await?;
-        self.finish_session(user, token, record.expires_at)
+        self.finish_session(user, family, token, record.expires_at)
     }
 
     fn new_refresh_token(
@@ -289,10 +300,11 @@ impl AuthService {
     fn finish_session(
         &self,
         user: UserRecord,
+        session: Uuid,
         refresh_token: String,
         refresh_expires_at: DateTime<Utc>,
     ) -> AppResult<Session> {
-        let (access_token, access_claims) = self.tokens.issue(user.id, self.clock.now().timestamp())?;
+        let (access_token, access_claims) = self.tokens.issue(user.id, session, self.clock.now().timestamp())?;
         Ok(Session { user, access_token, access_claims, refresh_token, refresh_expires_at })
     }
 

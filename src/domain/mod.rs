@@ -3,6 +3,10 @@
 //! storage, shared_state.
 
 pub mod auth;
+pub mod conversations;
+pub mod cursor;
+pub mod message_input;
+pub mod messages;
 pub mod input;
 pub mod password;
 pub mod time;

@@ -15,6 +15,8 @@ use crate::error::AppError;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
     pub sub: Uuid,
+    /// The login session (refresh token family) the token was issued to.
+    pub sid: Uuid,
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
@@ -46,10 +48,11 @@ impl AccessTokens {
         }
     }
 
-    /// Issues a token for `user` at `now_secs` (Unix seconds).
-    pub fn issue(&self, user: Uuid, now_secs: i64) -> Result<(String, AccessClaims), AppError> {
+    /// Issues a token for `user` in login session `session` at `now_secs` (Unix seconds).
+    pub fn issue(&self, user: Uuid, session: Uuid, now_secs: i64) -> Result<(String, AccessClaims), AppError> {
         let claims = AccessClaims {
             sub: user,
+            sid: session,
             jti: Uuid::now_v7().to_string(),
             iat: now_secs,
             exp: now_secs + self.ttl.as_secs() as i64,
@@ -93,7 +96,7 @@ mod tests {
     fn a_token_verifies_with_its_own_secret_only() {
         let tokens = AccessTokens::new(SECRET, Duration::from_secs(900));
         let now = chrono::Utc::now().timestamp();
-        let (token, claims) = tokens.issue(Uuid::now_v7(), now).unwrap();
+        let (token, claims) = tokens.issue(Uuid::now_v7(), Uuid::now_v7(), now).unwrap();
         assert_eq!(tokens.verify(&token).unwrap(), claims);
         assert_eq!(claims.exp - claims.iat, 900);
         let other = AccessTokens::new(b"another-secret-another-secret-xx", Duration::from_secs(900));
@@ -104,7 +107,7 @@ mod tests {
     fn expired_and_garbage_tokens_are_refused() {
         let tokens = AccessTokens::new(SECRET, Duration::from_secs(900));
         let long_ago = chrono::Utc::now().timestamp() - 3600;
-        let (token, _) = tokens.issue(Uuid::now_v7(), long_ago).unwrap();
+        let (token, _) = tokens.issue(Uuid::now_v7(), Uuid::now_v7(), long_ago).unwrap();
         assert_eq!(tokens.verify(&token).unwrap_err().to_string(), "access token expired");
         assert!(tokens.verify("not.a.jwt").is_err());
         assert!(tokens.verify("").is_err());

@@ -38,6 +38,11 @@ impl UserService {
         self.storage.user_by_id(id).await?.ok_or(AppError::NotFound("user"))
     }
 
+    pub async fn by_username(&self, username: &str) -> AppResult<UserRecord> {
+        let username = username.trim().to_lowercase();
+        self.storage.user_by_username(&username).await?.ok_or(AppError::NotFound("user"))
+    }
+
     pub async fn search(&self, viewer: Uuid, query: &str, limit: Option<i64>) -> AppResult<Vec<UserRecord>> {
         let prefix = search_prefix(query)?;
         let limit = match limit {

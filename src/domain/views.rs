@@ -5,7 +5,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::time::Timestamp;
-use crate::storage::models::{PresenceSharing, UserRecord};
+use crate::storage::models::{
+    ContentType, ConversationKind, ConversationSummaryRecord, MessageRecord, PresenceSharing, Role,
+    UserRecord,
+};
 
 /// `User` from the SPEC: `email` only when you look at yourself.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -56,4 +59,151 @@ impl From<&UserRecord> for UserSettings {
             read_receipts_enabled: r.read_receipts_enabled,
         }
     }
+}
+
+/// `Message` from the SPEC. Deleted messages are tombstones: `content` and `media` null,
+/// `deletedAt` set.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub seq: i64,
+    pub sender_id: Uuid,
+    pub sender: User,
+    pub content: Option<String>,
+    pub content_type: ContentType,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub media: Option<serde_json::Value>,
+    pub client_message_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_from: Option<Uuid>,
+    pub forwarded_count: i32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+}
+
+impl From<&MessageRecord> for Message {
+    fn from(m: &MessageRecord) -> Self {
+        Self {
+            id: m.id,
+            conversation_id: m.conversation_id,
+            seq: m.seq,
+            sender_id: m.sender_id,
+            sender: User {
+                id: m.sender_id,
+                email: None,
+                username: m.sender_username.clone(),
+                display_name: m.sender_display_name.clone(),
+                avatar_url: m.sender_avatar_url.clone(),
+                created_at: m.sender_created_at.into(),
+            },
+            content: m.content.clone(),
+            content_type: m.content_type,
+            media: m.media.as_ref().map(|j| j.0.clone()),
+            client_message_id: m.client_message_id.clone(),
+            forwarded_from: m.forwarded_from,
+            forwarded_count: m.forwarded_count,
+            created_at: m.created_at.into(),
+            updated_at: m.updated_at.into(),
+            deleted_at: m.deleted_at.map(Into::into),
+        }
+    }
+}
+
+/// The last message of a conversation, as shown in a list.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePreview {
+    pub id: Uuid,
+    pub seq: i64,
+    pub sender_id: Uuid,
+    /// At most [`PREVIEW_CHARS`] characters; null for a deleted message.
+    pub content: Option<String>,
+    pub content_type: ContentType,
+    pub created_at: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+}
+
+pub const PREVIEW_CHARS: usize = 120;
+
+/// Someone typing in a conversation.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TypingUser {
+    pub user_id: Uuid,
+    pub username: String,
+    pub display_name: String,
+}
+
+/// `Conversation` from the SPEC, as one participant sees it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub participant_count: i64,
+    pub last_message: Option<MessagePreview>,
+    pub unread_count: i64,
+    pub is_archived: bool,
+    pub typing_users: Vec<TypingUser>,
+}
+
+impl From<&ConversationSummaryRecord> for Conversation {
+    fn from(s: &ConversationSummaryRecord) -> Self {
+        let c = &s.conversation;
+        // A last message the reader cleared is not theirs to preview.
+        let visible = s.lm_seq.is_some_and(|seq| seq > s.cleared_seq);
+        let last_message = match (visible, s.lm_id, s.lm_seq, s.lm_sender_id, s.lm_created_at) {
+            (true, Some(id), Some(seq), Some(sender_id), Some(created_at)) => Some(MessagePreview {
+                id,
+                seq,
+                sender_id,
+                content: s.lm_content.as_deref().map(|t| t.chars().take(PREVIEW_CHARS).collect()),
+                content_type: s
+                    .lm_content_type
+                    .clone()
+                    .and_then(|t| ContentType::try_from(t).ok())
+                    .unwrap_or(ContentType::Text),
+                created_at: created_at.into(),
+                deleted_at: s.lm_deleted_at.map(Into::into),
+            }),
+            _ => None,
+        };
+        Self {
+            id: c.id,
+            kind: c.kind,
+            title: c.title.clone(),
+            created_at: c.created_at.into(),
+            updated_at: c.updated_at.into(),
+            participant_count: s.participant_count,
+            last_message,
+            unread_count: s.unread_count,
+            is_archived: s.archived_at.is_some(),
+            typing_users: Vec::new(),
+        }
+    }
+}
+
+/// A participant as shown in a conversation's detail: profile and role, nothing private.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Participant {
+    pub user: User,
+    pub role: Role,
+    pub joined_at: Timestamp,
+}
+
+/// `ConversationDetail`: a conversation with its participants.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationDetail {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    pub participants: Vec<Participant>,
 }

@@ -3,8 +3,10 @@
 //! metrics, CORS, body limit, panics → 500) and the SPEC-shaped 404/405 fallbacks.
 
 pub mod auth;
+pub mod conversations;
 pub mod extract;
 pub mod health;
+pub mod messages;
 pub mod users;
 
 use std::time::{Duration, Instant};
@@ -50,6 +52,8 @@ use crate::{app::AppState, config::Config, error::AppError};
         (name = "Users", description = "Profiles, search and privacy settings"),
         (name = "Friends", description = "Follows; friends are mutual follows"),
         (name = "Blocks", description = "Blocking other users"),
+        (name = "Conversations", description = "Direct conversations and groups"),
+        (name = "Messages", description = "History, polling, the HTTP send fallback, edits and deletes"),
         (name = "Legacy", description = "Routes kept for older clients"),
         (name = "Health", description = "Probes and metrics"),
     )
@@ -102,6 +106,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(users::router())
+        .merge(conversations::router())
+        .merge(messages::router())
         .merge(health::router())
         .split_for_parts();
     UnauthorizedResponses.modify(&mut openapi);
@@ -115,7 +121,8 @@ pub fn openapi_json() -> String {
     json
 }
 
-/// The complete HTTP application.
+/// The REST application: routes, docs, 404/405, metrics, body limit, tracing, request ids.
+/// [`with_edges`] adds what must also wrap the Socket.IO layer.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
     let config = state.config.clone();
@@ -124,7 +131,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(middleware::from_fn(record_http_metrics))
         .layer(DefaultBodyLimit::max(config.body_limit))
-        .layer(cors(&config))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
@@ -139,10 +145,14 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
-        }))
         .with_state(state)
+}
+
+/// CORS and the panic guard, around everything (REST and Socket.IO long-polling alike).
+pub fn with_edges(router: Router, config: &Config) -> Router {
+    router.layer(cors(config)).layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+        AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+    }))
 }
 
 fn cors(config: &Config) -> CorsLayer {

@@ -10,6 +10,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::clock::SharedClock;
 
@@ -77,25 +78,47 @@ pub trait RateLimits: Send + Sync {
     async fn take(&self, key: &str, quota: Quota) -> StateResult<Admission>;
 }
 
+/// Which users have a live socket somewhere. Each replica registers its sockets and renews
+/// them every [`CONNECTION_RENEW`]; an entry not renewed for [`CONNECTION_TTL`] (its replica
+/// died without saying goodbye) no longer counts.
+#[async_trait]
+pub trait Connections: Send + Sync {
+    async fn connected(&self, user: Uuid, socket: &str) -> StateResult<()>;
+    async fn disconnected(&self, user: Uuid, socket: &str) -> StateResult<()>;
+    /// Renews this replica's live sockets.
+    async fn renew(&self, sockets: &[(Uuid, String)]) -> StateResult<()>;
+    /// The subset of `users` with at least one live socket.
+    async fn online(&self, users: &[Uuid]) -> StateResult<Vec<Uuid>>;
+}
+
+pub const CONNECTION_TTL: Duration = Duration::from_secs(30);
+pub const CONNECTION_RENEW: Duration = Duration::from_secs(10);
+
 /// The shared-state handles the application runs with.
 #[derive(Clone)]
 pub struct SharedState {
     pub revocations: Arc<dyn TokenRevocations>,
     pub rate_limits: Arc<dyn RateLimits>,
+    pub connections: Arc<dyn Connections>,
     redis: Option<redis::RedisState>,
 }
 
 impl SharedState {
     pub fn in_process(clock: SharedClock) -> Self {
         let state = Arc::new(memory::MemoryState::new(clock));
-        Self { revocations: state.clone(), rate_limits: state, redis: None }
+        Self { revocations: state.clone(), rate_limits: state.clone(), connections: state, redis: None }
     }
 
     /// Connects to Redis; every key starts with `prefix`.
     pub async fn redis(url: &str, prefix: &str, clock: SharedClock) -> StateResult<Self> {
         let state = redis::RedisState::connect(url, prefix, clock).await?;
         let shared = Arc::new(state.clone());
-        Ok(Self { revocations: shared.clone(), rate_limits: shared, redis: Some(state) })
+        Ok(Self {
+            revocations: shared.clone(),
+            rate_limits: shared.clone(),
+            connections: shared,
+            redis: Some(state),
+        })
     }
 
     /// `"disabled"` in embedded mode, else whether Redis answers a PING.

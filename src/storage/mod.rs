@@ -27,6 +27,9 @@ pub enum StorageError {
     /// A unique constraint refused the write; holds the constraint (or the database's message).
     #[error("unique constraint violated: {0}")]
     Conflict(String),
+    /// A foreign key pointed at a row that does not exist (e.g. an unknown user id).
+    #[error("unknown reference: {0}")]
+    UnknownReference(String),
     #[error(transparent)]
     Database(sqlx::Error),
     #[error(transparent)]
@@ -39,6 +42,9 @@ impl From<sqlx::Error> for StorageError {
             if db.is_unique_violation() {
                 let what = db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned());
                 return Self::Conflict(what);
+            }
+            if db.is_foreign_key_violation() {
+                return Self::UnknownReference(db.message().to_owned());
             }
         }
         Self::Database(err)
@@ -53,6 +59,7 @@ pub trait UserRepo: Send + Sync {
     async fn user_by_id(&self, id: Uuid) -> StorageResult<Option<UserRecord>>;
     async fn user_by_email(&self, email: &str) -> StorageResult<Option<UserRecord>>;
     async fn username_taken(&self, username: &str) -> StorageResult<bool>;
+    async fn user_by_username(&self, username: &str) -> StorageResult<Option<UserRecord>>;
     /// Users whose username or lower-cased display name starts with `prefix` (lower case),
     /// excluding `viewer` and anyone who blocked `viewer`; ordered by username.
     async fn search_users(
@@ -110,9 +117,103 @@ pub trait SocialRepo: Send + Sync {
     async fn relationship(&self, viewer: Uuid, other: Uuid) -> StorageResult<Relationship>;
 }
 
+/// What leaving a conversation changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaveOutcome {
+    /// The user was a participant and is not any more.
+    pub left: bool,
+    /// Ownership moved to this user because the last owner left.
+    pub new_owner: Option<Uuid>,
+    /// Nobody is left: the conversation was soft-deleted.
+    pub emptied: bool,
+}
+
+#[async_trait]
+pub trait ConversationRepo: Send + Sync {
+    /// Creates a group owned by `conversation.created_by`, with `members` as members.
+    async fn create_group(
+        &self,
+        conversation: &NewConversation,
+        members: &[Uuid],
+    ) -> StorageResult<ConversationRecord>;
+    /// The live direct conversation between the creator and `other`, created (creator as
+    /// owner) when there is none; `true` when it was created by this call.
+    async fn find_or_create_direct(
+        &self,
+        conversation: &NewConversation,
+        other: Uuid,
+    ) -> StorageResult<(ConversationRecord, bool)>;
+    async fn conversation(&self, id: Uuid) -> StorageResult<Option<ConversationRecord>>;
+    async fn participant(&self, conversation: Uuid, user: Uuid)
+    -> StorageResult<Option<ParticipantRecord>>;
+    /// Participants with their profiles, longest-standing first.
+    async fn members(&self, conversation: Uuid) -> StorageResult<Vec<MemberRecord>>;
+    async fn member_ids(&self, conversation: Uuid) -> StorageResult<Vec<Uuid>>;
+    /// `user`'s live, visible conversations (archived or not), by last activity, newest
+    /// first, strictly after the `(last_activity_at, id)` cursor.
+    async fn conversations_of(
+        &self,
+        user: Uuid,
+        archived: bool,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: i64,
+    ) -> StorageResult<Vec<ConversationSummaryRecord>>;
+    /// One conversation as `user` sees it in a list (whether archived or hidden or not).
+    async fn conversation_summary(
+        &self,
+        user: Uuid,
+        conversation: Uuid,
+    ) -> StorageResult<Option<ConversationSummaryRecord>>;
+    /// Hides the conversation from `user`'s list until a message newer than now arrives.
+    async fn hide_conversation(&self, conversation: Uuid, user: Uuid) -> StorageResult<bool>;
+    /// Soft-deletes for everyone; `false` when it was already deleted.
+    async fn soft_delete_conversation(&self, id: Uuid, now: DateTime<Utc>) -> StorageResult<bool>;
+    /// Adds `user` as a member; `false` when already a participant.
+    async fn join(&self, conversation: Uuid, user: Uuid, now: DateTime<Utc>) -> StorageResult<bool>;
+    /// Removes `user`, handing ownership to the longest-standing admin (else member) when
+    /// the last owner leaves, and soft-deleting the conversation when nobody is left.
+    async fn leave(
+        &self,
+        conversation: Uuid,
+        user: Uuid,
+        now: DateTime<Utc>,
+    ) -> StorageResult<LeaveOutcome>;
+}
+
+#[async_trait]
+pub trait MessageRepo: Send + Sync {
+    /// In one transaction: returns the message already stored under (sender,
+    /// clientMessageId) if any; otherwise takes the conversation's next `seq`, stores the
+    /// message and bumps the conversation. `NotFound` when the conversation is deleted.
+    async fn send_message(&self, message: &NewMessage) -> StorageResult<SendOutcome>;
+    async fn message(&self, id: Uuid) -> StorageResult<Option<MessageRecord>>;
+    /// A page of a conversation's history, never at or below `floor_seq` (cleared for the
+    /// reader).
+    async fn history(
+        &self,
+        conversation: Uuid,
+        floor_seq: i64,
+        query: HistoryQuery,
+        limit: i64,
+    ) -> StorageResult<Vec<MessageRecord>>;
+    /// Replaces the content of a live message; `None` when missing or deleted.
+    async fn edit_message(
+        &self,
+        id: Uuid,
+        content: &str,
+        now: DateTime<Utc>,
+    ) -> StorageResult<Option<MessageRecord>>;
+    /// Turns a message into a tombstone; `None` when missing or already deleted.
+    async fn delete_message(&self, id: Uuid, now: DateTime<Utc>) -> StorageResult<Option<MessageRecord>>;
+    /// Conversations with messages past `user`'s delivered watermark (and past what they cleared).
+    async fn pending_deliveries(&self, user: Uuid) -> StorageResult<Vec<PendingDelivery>>;
+    /// Moves the delivered watermark of `users` in `conversation` forward to `seq` (never back).
+    async fn mark_delivered(&self, conversation: Uuid, users: &[Uuid], seq: i64) -> StorageResult<()>;
+}
+
 /// Everything the application needs from a database.
 #[async_trait]
-pub trait Storage: UserRepo + SessionRepo + SocialRepo {
+pub trait Storage: UserRepo + SessionRepo + SocialRepo + ConversationRepo + MessageRepo {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
     /// A cheap round trip, for readiness checks.

@@ -123,3 +123,192 @@ pub struct BlockedUser {
     pub user: UserRecord,
     pub blocked_at: DateTime<Utc>,
 }
+
+/// Generates `as_str`, `TryFrom<String>` for a text-backed enum column.
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),* }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownVariant;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                match value.as_str() {
+                    $($text => Ok(Self::$variant),)*
+                    _ => Err(UnknownVariant(value)),
+                }
+            }
+        }
+    };
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+text_enum!(ConversationKind { Direct => "direct", Group => "group" });
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+text_enum!(Role { Owner => "owner", Admin => "admin", Member => "member" });
+
+impl Role {
+    /// Owners and admins moderate: delete others' messages, clear for everyone.
+    pub fn moderates(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentType {
+    Text,
+    Image,
+    Video,
+    File,
+}
+text_enum!(ContentType { Text => "text", Image => "image", Video => "video", File => "file" });
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ConversationRecord {
+    pub id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    pub created_by: Option<Uuid>,
+    pub last_seq: i64,
+    pub last_message_id: Option<Uuid>,
+    pub last_activity_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewConversation {
+    pub id: Uuid,
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One member's state in a conversation.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ParticipantRecord {
+    pub conversation_id: Uuid,
+    pub user_id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+    pub last_read_seq: i64,
+    pub last_read_at: Option<DateTime<Utc>>,
+    pub last_delivered_seq: i64,
+    pub cleared_seq: i64,
+    pub messages_cleared_at: Option<DateTime<Utc>>,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub hidden_seq: Option<i64>,
+    pub marked_unread: bool,
+}
+
+/// A participant with the public profile fields of the user.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MemberRecord {
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    pub joined_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    pub user: UserRecord,
+}
+
+/// A conversation as one participant sees it in a list.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ConversationSummaryRecord {
+    #[sqlx(flatten)]
+    pub conversation: ConversationRecord,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub cleared_seq: i64,
+    pub participant_count: i64,
+    pub unread_count: i64,
+    pub lm_id: Option<Uuid>,
+    pub lm_seq: Option<i64>,
+    pub lm_sender_id: Option<Uuid>,
+    pub lm_content: Option<String>,
+    pub lm_content_type: Option<String>,
+    pub lm_created_at: Option<DateTime<Utc>>,
+    pub lm_deleted_at: Option<DateTime<Utc>>,
+}
+
+/// A message with the public profile of its sender.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MessageRecord {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub seq: i64,
+    pub sender_id: Uuid,
+    pub client_message_id: String,
+    pub content: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub content_type: ContentType,
+    pub media: Option<sqlx::types::Json<serde_json::Value>>,
+    pub forwarded_from: Option<Uuid>,
+    pub forwarded_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub sender_username: String,
+    pub sender_display_name: String,
+    pub sender_avatar_url: Option<String>,
+    pub sender_created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub sender_id: Uuid,
+    pub client_message_id: String,
+    pub content: String,
+    pub content_type: ContentType,
+    pub media: Option<serde_json::Value>,
+    pub forwarded_from: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a send did: stored a new message, or found the one stored earlier under the same
+/// (sender, clientMessageId).
+#[derive(Clone, Debug)]
+pub enum SendOutcome {
+    Created(MessageRecord),
+    Duplicate(MessageRecord),
+}
+
+/// Which slice of a conversation's history to read.
+#[derive(Clone, Copy, Debug)]
+pub enum HistoryQuery {
+    /// Newest first, strictly before `seq` (or from the newest).
+    Before { seq: Option<i64> },
+    /// Oldest first, strictly after `seq`.
+    After { seq: i64 },
+    /// Oldest first, created strictly after `time`.
+    Since { time: DateTime<Utc> },
+}
+
+/// A conversation in which a user has messages not yet delivered to any of their devices.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct PendingDelivery {
+    pub conversation_id: Uuid,
+    pub last_seq: i64,
+    pub last_delivered_seq: i64,
+    pub cleared_seq: i64,
+}

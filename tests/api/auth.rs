@@ -241,6 +241,7 @@ async fn logout_without_credentials_is_refused(app: TestApp) {
 #[derive(serde::Serialize)]
 struct Claims {
     sub: String,
+    sid: String,
     jti: String,
     iat: i64,
     exp: i64,
@@ -253,7 +254,13 @@ fn sign(claims: &Claims, secret: &[u8], alg: Algorithm) -> String {
 async fn me_refuses_missing_malformed_expired_forged_and_unsigned_tokens(app: TestApp) {
     let user = app.register("Tokens").await;
     let now = chrono::Utc::now().timestamp();
-    let claims = |iat: i64, exp: i64| Claims { sub: user.id.to_string(), jti: uuid::Uuid::new_v4().to_string(), iat, exp };
+    let claims = |iat: i64, exp: i64| Claims {
+        sub: user.id.to_string(),
+        sid: uuid::Uuid::new_v4().to_string(),
+        jti: uuid::Uuid::new_v4().to_string(),
+        iat,
+        exp,
+    };
     let expired = sign(&claims(now - 3600, now - 60), JWT_SECRET.as_bytes(), Algorithm::HS256);
     let forged = sign(&claims(now, now + 900), b"some-other-secret-some-other-secret", Algorithm::HS256);
     let wrong_alg = sign(&claims(now, now + 900), JWT_SECRET.as_bytes(), Algorithm::HS512);

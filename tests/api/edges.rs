@@ -153,7 +153,8 @@ mod every_route {
         for (path, item) in spec["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
                 if op.get("requestBody").is_some() {
-                    operations.push((method.to_uppercase().parse().unwrap(), path.replace("{id}", id)));
+                    let path = path.replace("{id}", id).replace("{messageId}", &uuid::Uuid::now_v7().to_string());
+                    operations.push((method.to_uppercase().parse().unwrap(), path));
                 }
             }
         }

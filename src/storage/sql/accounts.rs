@@ -1,34 +1,7 @@
-//! The query code both SQL backends share. `sql_store!(Store, Db)` implements every
-//! repository trait for `Store`, which must provide `reader()` and `writer()` pools of `Db`
-//! and a `dialect` module in scope holding the statements that differ between backends.
-//!
-//! Why a macro rather than generics over `sqlx::Database`: the generic bounds (encode/decode
-//! for every column type, executor lifetimes) would have to be repeated on every impl, while
-//! the macro gives the same single source of SQL with plain concrete types.
+//! Users, refresh tokens, follows and blocks.
 
-/// Columns of [`UserRecord`](super::models::UserRecord), in a fixed order.
-macro_rules! user_columns {
-    () => {
-        "id, email, username, display_name, avatar_url, password_hash, show_last_seen, \
-         presence_sharing, read_receipts_enabled, last_seen_at, created_at, updated_at"
-    };
-}
-
-/// The same columns qualified with the alias `u`.
-macro_rules! user_columns_u {
-    () => {
-        "u.id, u.email, u.username, u.display_name, u.avatar_url, u.password_hash, \
-         u.show_last_seen, u.presence_sharing, u.read_receipts_enabled, u.last_seen_at, \
-         u.created_at, u.updated_at"
-    };
-}
-
-macro_rules! sql_store {
+macro_rules! sql_accounts {
     ($store:ty, $db:ty) => {
-        use $crate::storage::{
-            SessionRepo, SocialRepo, StorageError, StorageResult, UserRepo, models::*,
-        };
-
         #[derive(sqlx::FromRow)]
         struct BlockRow {
             #[sqlx(flatten)]
@@ -74,6 +47,18 @@ macro_rules! sql_store {
                     " FROM users WHERE email = $1"
                 ))
                 .bind(email)
+                .fetch_optional(self.reader())
+                .await?;
+                Ok(row)
+            }
+
+            async fn user_by_username(&self, username: &str) -> StorageResult<Option<UserRecord>> {
+                let row = sqlx::query_as::<$db, UserRecord>(concat!(
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE username = $1"
+                ))
+                .bind(username)
                 .fetch_optional(self.reader())
                 .await?;
                 Ok(row)
@@ -389,16 +374,5 @@ macro_rules! sql_store {
             }
         }
 
-        #[async_trait::async_trait]
-        impl $crate::storage::Storage for $store {
-            fn backend(&self) -> &'static str {
-                dialect::NAME
-            }
-
-            async fn ping(&self) -> StorageResult<()> {
-                sqlx::query::<$db>("SELECT 1").execute(self.reader()).await?;
-                Ok(())
-            }
-        }
     };
 }

@@ -1,0 +1,266 @@
+//! Conversations: listing with cursors, direct and group creation, detail, deletion,
+//! joining and leaving. Every membership change is pushed to the affected users.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    cursor,
+    views::{Conversation, ConversationDetail, Participant, User},
+};
+use crate::{
+    clock::SharedClock,
+    error::{AppError, AppResult},
+    fanout::Fanout,
+    storage::{
+        Storage,
+        models::{ConversationKind, ConversationRecord, NewConversation, ParticipantRecord},
+    },
+};
+
+pub const PAGE_DEFAULT: i64 = 50;
+pub const PAGE_MAX: i64 = 100;
+pub const TITLE_MAX_CHARS: usize = 100;
+pub const GROUP_MAX_PARTICIPANTS: usize = 1000;
+
+pub struct CreateConversation {
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    pub participant_ids: Vec<Uuid>,
+}
+
+/// A page of conversations.
+pub struct ConversationPage {
+    pub conversations: Vec<Conversation>,
+    pub next_cursor: Option<String>,
+}
+
+/// Position in the list: last activity (ms) and id of the last row served.
+#[derive(Serialize, Deserialize)]
+struct ListPosition {
+    t: i64,
+    id: Uuid,
+}
+
+/// The page size asked for, checked against the SPEC's bounds.
+pub fn page_limit(limit: Option<i64>) -> AppResult<i64> {
+    match limit {
+        None => Ok(PAGE_DEFAULT),
+        Some(n) if (1..=PAGE_MAX).contains(&n) => Ok(n),
+        Some(_) => Err(AppError::invalid_field("limit", "must be 1 to 100")),
+    }
+}
+
+pub struct ConversationService {
+    storage: Arc<dyn Storage>,
+    fanout: Fanout,
+    clock: SharedClock,
+}
+
+impl ConversationService {
+    pub fn new(storage: Arc<dyn Storage>, fanout: Fanout, clock: SharedClock) -> Self {
+        Self { storage, fanout, clock }
+    }
+
+    pub async fn list(
+        &self,
+        user: Uuid,
+        archived: bool,
+        cursor: Option<&str>,
+        limit: Option<i64>,
+    ) -> AppResult<ConversationPage> {
+        let limit = page_limit(limit)?;
+        let after = match cursor {
+            None => None,
+            Some(raw) => {
+                let position: ListPosition = cursor::decode(raw)?;
+                let at = DateTime::<Utc>::from_timestamp_millis(position.t)
+                    .ok_or_else(|| AppError::invalid_field("cursor", "is not a cursor this server issued"))?;
+                Some((at, position.id))
+            }
+        };
+        let mut rows = self.storage.conversations_of(user, archived, after, limit + 1).await?;
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = has_more.then(|| {
+            let last = &rows[rows.len() - 1].conversation;
+            cursor::encode(&ListPosition { t: last.last_activity_at.timestamp_millis(), id: last.id })
+        });
+        Ok(ConversationPage { conversations: rows.iter().map(Conversation::from).collect(), next_cursor })
+    }
+
+    /// Creates a group, or finds-or-creates the direct conversation with one other user.
+    /// Returns the conversation and whether it is new.
+    pub async fn create(&self, user: Uuid, input: CreateConversation) -> AppResult<(ConversationDetail, bool)> {
+        let others: BTreeSet<Uuid> = input.participant_ids.iter().copied().filter(|id| *id != user).collect();
+        let new = NewConversation {
+            id: Uuid::now_v7(),
+            kind: input.kind,
+            title: None,
+            created_by: user,
+            created_at: self.clock.now(),
+        };
+        let (conversation, created) = match input.kind {
+            ConversationKind::Direct => {
+                let other = self.direct_peer(user, &input, &others).await?;
+                self.storage.find_or_create_direct(&new, other).await?
+            }
+            ConversationKind::Group => {
+                let title = parse_title(input.title.as_deref())?;
+                if others.len() + 1 > GROUP_MAX_PARTICIPANTS {
+                    return Err(AppError::invalid_field("participantIds", "too many participants"));
+                }
+                let members: Vec<Uuid> = others.into_iter().collect();
+                let group = NewConversation { title: Some(title), ..new };
+                let created = self.storage.create_group(&group, &members).await.map_err(unknown_user)?;
+                (created, true)
+            }
+        };
+        let detail = self.detail_of(user, &conversation).await?;
+        if created {
+            for participant in &detail.participants {
+                self.push_update(participant.user.id, conversation.id).await;
+            }
+        }
+        Ok((detail, created))
+    }
+
+    /// The one other participant of a direct conversation: exists, not blocked either way.
+    async fn direct_peer(&self, user: Uuid, input: &CreateConversation, others: &BTreeSet<Uuid>) -> AppResult<Uuid> {
+        if input.title.is_some() {
+            return Err(AppError::invalid_field("title", "direct conversations have no title"));
+        }
+        let [other] = others.iter().copied().collect::<Vec<_>>()[..] else {
+            return Err(AppError::invalid_field("participantIds", "a direct conversation has exactly one other participant"));
+        };
+        self.storage.user_by_id(other).await?.ok_or(AppError::NotFound("user"))?;
+        let relation = self.storage.relationship(user, other).await?;
+        if relation.blocking || relation.blocked_by {
+            return Err(AppError::Blocked("you cannot start a conversation with this user"));
+        }
+        Ok(other)
+    }
+
+    pub async fn detail(&self, user: Uuid, id: Uuid) -> AppResult<ConversationDetail> {
+        let (conversation, _) = self.membership(user, id).await?;
+        self.detail_of(user, &conversation).await
+    }
+
+    async fn detail_of(&self, user: Uuid, conversation: &ConversationRecord) -> AppResult<ConversationDetail> {
+        let summary = self
+            .storage
+            .conversation_summary(user, conversation.id)
+            .await?
+            .ok_or(AppError::NotInConversation)?;
+        let members = self.storage.members(conversation.id).await?;
+        let participants = members
+            .iter()
+            .map(|m| Participant { user: User::seen_by(&m.user, user), role: m.role, joined_at: m.joined_at.into() })
+            .collect();
+        Ok(ConversationDetail { conversation: Conversation::from(&summary), participants })
+    }
+
+    /// Soft-deletes for everyone; owners only.
+    pub async fn delete(&self, user: Uuid, id: Uuid) -> AppResult<()> {
+        let (_, participant) = self.membership(user, id).await?;
+        if participant.role != crate::storage::models::Role::Owner {
+            return Err(AppError::Forbidden("only the owner can delete this conversation"));
+        }
+        let members = self.storage.member_ids(id).await?;
+        self.storage.soft_delete_conversation(id, self.clock.now()).await?;
+        for member in members {
+            self.fanout.set_subscription(member, id, false).await;
+        }
+        Ok(())
+    }
+
+    /// "Delete for me": hidden from the caller's list until a new message arrives; their
+    /// other devices are told.
+    pub async fn hide(&self, user: Uuid, id: Uuid) -> AppResult<()> {
+        self.membership(user, id).await?;
+        self.storage.hide_conversation(id, user).await?;
+        self.push_update(user, id).await;
+        Ok(())
+    }
+
+    pub async fn join(&self, user: Uuid, id: Uuid) -> AppResult<ConversationDetail> {
+        let conversation = self.live(id).await?;
+        if conversation.kind != ConversationKind::Group {
+            return Err(AppError::validation("only groups can be joined"));
+        }
+        if self.storage.join(id, user, self.clock.now()).await? {
+            for member in self.storage.member_ids(id).await? {
+                self.push_update(member, id).await;
+            }
+        }
+        self.detail_of(user, &conversation).await
+    }
+
+    pub async fn leave(&self, user: Uuid, id: Uuid) -> AppResult<()> {
+        let (conversation, _) = self.membership(user, id).await?;
+        if conversation.kind != ConversationKind::Group {
+            return Err(AppError::validation("direct conversations cannot be left; hide them instead"));
+        }
+        let outcome = self.storage.leave(id, user, self.clock.now()).await?;
+        self.fanout.set_subscription(user, id, false).await;
+        if outcome.left && !outcome.emptied {
+            for member in self.storage.member_ids(id).await? {
+                self.push_update(member, id).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn membership(&self, user: Uuid, id: Uuid) -> AppResult<(ConversationRecord, ParticipantRecord)> {
+        membership(self.storage.as_ref(), user, id).await
+    }
+
+    async fn live(&self, id: Uuid) -> AppResult<ConversationRecord> {
+        live_conversation(self.storage.as_ref(), id).await
+    }
+
+    /// `conversation:updated` with `user`'s own view; a failure to read it is only logged.
+    async fn push_update(&self, user: Uuid, conversation: Uuid) {
+        match self.storage.conversation_summary(user, conversation).await {
+            Ok(Some(summary)) => self.fanout.conversation_updated(user, &Conversation::from(&summary)).await,
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, %conversation, "conversation:updated not sent"),
+        }
+    }
+}
+
+/// The conversation (live) and the caller's participation: 404 unknown or deleted, 403 not
+/// a participant.
+pub async fn membership(
+    storage: &dyn Storage,
+    user: Uuid,
+    id: Uuid,
+) -> AppResult<(ConversationRecord, ParticipantRecord)> {
+    let conversation = live_conversation(storage, id).await?;
+    let participant = storage.participant(id, user).await?.ok_or(AppError::NotInConversation)?;
+    Ok((conversation, participant))
+}
+
+async fn live_conversation(storage: &dyn Storage, id: Uuid) -> AppResult<ConversationRecord> {
+    storage.conversation(id).await?.filter(|c| c.deleted_at.is_none()).ok_or(AppError::NotFound("conversation"))
+}
+
+fn parse_title(raw: Option<&str>) -> AppResult<String> {
+    let title = raw.map(str::trim).unwrap_or_default();
+    if title.is_empty() || title.chars().count() > TITLE_MAX_CHARS || title.chars().any(char::is_control) {
+        return Err(AppError::invalid_field("title", "groups need a title of 1 to 100 characters"));
+    }
+    Ok(title.to_owned())
+}
+
+fn unknown_user(err: crate::storage::StorageError) -> AppError {
+    match err {
+        crate::storage::StorageError::UnknownReference(_) => {
+            AppError::invalid_field("participantIds", "names a user that does not exist")
+        }
+        other => other.into(),
+    }
+}

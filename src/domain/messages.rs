@@ -1,0 +1,292 @@
+//! The message pipeline shared by the socket and REST paths: rate limit, membership and
+//! block checks, the storage transaction (dedup + `seq`), then the broadcast. Also history
+//! pages, edits, tombstones, and the missed-message replay on connect.
+
+use std::{collections::HashSet, sync::Arc, time::Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    conversations::{membership, page_limit},
+    cursor,
+    message_input::{OutgoingMessage, parse_content},
+    views::Message,
+};
+use crate::{
+    clock::SharedClock,
+    error::{AppError, AppResult},
+    fanout::Fanout,
+    shared_state::{Admission, Quota, SharedState},
+    storage::{
+        Storage,
+        models::{ConversationKind, HistoryQuery, MessageRecord, NewMessage, SendOutcome},
+    },
+};
+
+/// Messages replayed per conversation on connect; beyond that the conversation is listed
+/// as truncated and the client pages through REST.
+pub const REPLAY_LIMIT: usize = 100;
+
+/// A stored message and whether this call stored it (`false`: a retry found the original).
+pub struct Sent {
+    pub message: Message,
+    pub created: bool,
+}
+
+pub struct HistoryPage {
+    pub messages: Vec<Message>,
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// Which page of history a client asks for.
+#[derive(Default)]
+pub struct HistoryRequest<'a> {
+    pub cursor: Option<&'a str>,
+    pub limit: Option<i64>,
+    pub after_seq: Option<i64>,
+    pub since: Option<&'a str>,
+}
+
+/// What a (re)connecting socket missed, oldest first per conversation.
+#[derive(Default)]
+pub struct Replay {
+    pub messages: Vec<Message>,
+    pub conversations: usize,
+    pub truncated: Vec<Uuid>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HistoryPosition {
+    s: i64,
+}
+
+pub struct MessageService {
+    storage: Arc<dyn Storage>,
+    shared: SharedState,
+    fanout: Fanout,
+    clock: SharedClock,
+    quota: Quota,
+}
+
+impl MessageService {
+    pub fn new(storage: Arc<dyn Storage>, shared: SharedState, fanout: Fanout, clock: SharedClock, per_minute: u32) -> Self {
+        Self { storage, shared, fanout, clock, quota: Quota::per_minute(per_minute) }
+    }
+
+    /// Sends `message` from `sender`. `origin` is the sending socket, which gets
+    /// `message:sent` from its handler instead of `message:received`.
+    pub async fn send(&self, sender: Uuid, message: OutgoingMessage, origin: Option<&str>) -> AppResult<Sent> {
+        let received = Instant::now();
+        self.admit(sender).await?;
+        let (conversation, _) = membership(self.storage.as_ref(), sender, message.conversation_id).await?;
+        let participants = self.storage.member_ids(conversation.id).await?;
+        if conversation.kind == ConversationKind::Direct {
+            self.refuse_if_blocked(sender, &participants).await?;
+        }
+        let new = NewMessage {
+            id: Uuid::now_v7(),
+            conversation_id: conversation.id,
+            sender_id: sender,
+            client_message_id: message.client_message_id,
+            content: message.content,
+            content_type: message.content_type,
+            media: message.media,
+            forwarded_from: None,
+            created_at: self.clock.now(),
+        };
+        let stored = match self.storage.send_message(&new).await? {
+            SendOutcome::Duplicate(original) => {
+                metrics::counter!("parley_messages_deduplicated_total").increment(1);
+                return Ok(Sent { message: Message::from(&original), created: false });
+            }
+            SendOutcome::Created(stored) => stored,
+        };
+        metrics::counter!("parley_messages_persisted_total").increment(1);
+        metrics::histogram!("parley_message_latency_seconds", "stage" => "persisted")
+            .record(received.elapsed().as_secs_f64());
+        let view = Message::from(&stored);
+        self.fanout.message_created(&view, &participants, origin).await;
+        metrics::counter!("parley_messages_delivered_total").increment(participants.len() as u64);
+        metrics::histogram!("parley_message_latency_seconds", "stage" => "emitted")
+            .record(received.elapsed().as_secs_f64());
+        self.record_delivery(&stored, &participants).await;
+        Ok(Sent { message: view, created: true })
+    }
+
+    /// The shared token bucket; an unreachable Redis admits rather than blocking chat.
+    async fn admit(&self, sender: Uuid) -> AppResult<()> {
+        match self.shared.rate_limits.take(&format!("messages:{sender}"), self.quota).await {
+            Ok(Admission::Admitted(_)) => Ok(()),
+            Ok(Admission::Denied { retry_after }) => {
+                metrics::counter!("parley_rate_limited_total", "scope" => "messages").increment(1);
+                Err(AppError::RateLimited { retry_after })
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "message rate limit unavailable, admitting");
+                Ok(())
+            }
+        }
+    }
+
+    async fn refuse_if_blocked(&self, sender: Uuid, participants: &[Uuid]) -> AppResult<()> {
+        for other in participants.iter().copied().filter(|p| *p != sender) {
+            let relation = self.storage.relationship(sender, other).await?;
+            if relation.blocking || relation.blocked_by {
+                return Err(AppError::Blocked("messages between you and this user are blocked"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Participants with a live socket got the message just now: their delivered watermark
+    /// moves past it, so a later reconnect does not replay it. Offline participants keep
+    /// theirs, and get it replayed.
+    async fn record_delivery(&self, message: &MessageRecord, participants: &[Uuid]) {
+        let online = match self.shared.connections.online(participants).await {
+            Ok(online) => online,
+            Err(err) => {
+                tracing::warn!(error = %err, "presence unavailable; leaving the message to replay");
+                vec![message.sender_id]
+            }
+        };
+        if let Err(err) = self.storage.mark_delivered(message.conversation_id, &online, message.seq).await {
+            tracing::warn!(error = %err, "delivered watermark not advanced; the message may be replayed");
+        }
+    }
+
+    pub async fn history(&self, user: Uuid, conversation: Uuid, request: HistoryRequest<'_>) -> AppResult<HistoryPage> {
+        let limit = page_limit(request.limit)?;
+        let (_, participant) = membership(self.storage.as_ref(), user, conversation).await?;
+        let query = match (request.after_seq, request.since, request.cursor) {
+            (Some(_), Some(_), _) => return Err(AppError::validation("use either afterSeq or since, not both")),
+            (Some(seq), None, _) if seq < 0 => return Err(AppError::invalid_field("afterSeq", "must be 0 or more")),
+            (Some(seq), None, _) => HistoryQuery::After { seq },
+            (None, Some(since), _) => HistoryQuery::Since { time: parse_time("since", since)? },
+            (None, None, Some(raw)) => HistoryQuery::Before { seq: Some(cursor::decode::<HistoryPosition>(raw)?.s) },
+            (None, None, None) => HistoryQuery::Before { seq: None },
+        };
+        let mut rows = self.storage.history(conversation, participant.cleared_seq, query, limit + 1).await?;
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_cursor = match query {
+            HistoryQuery::Before { .. } if has_more => rows.last().map(|m| cursor::encode(&HistoryPosition { s: m.seq })),
+            _ => None,
+        };
+        Ok(HistoryPage { messages: rows.iter().map(Message::from).collect(), next_cursor, has_more })
+    }
+
+    /// Edits the caller's own message.
+    pub async fn edit(&self, user: Uuid, conversation: Uuid, message: Uuid, content: Option<&serde_json::Value>) -> AppResult<Message> {
+        let content = parse_content(content)?;
+        membership(self.storage.as_ref(), user, conversation).await?;
+        let existing = self.message_in(conversation, message).await?;
+        if existing.sender_id != user {
+            return Err(AppError::Forbidden("you can only edit your own messages"));
+        }
+        let edited = self
+            .storage
+            .edit_message(message, &content, self.clock.now())
+            .await?
+            .ok_or(AppError::NotFound("message"))?;
+        let view = Message::from(&edited);
+        let participants = self.storage.member_ids(conversation).await?;
+        self.fanout.message_updated(&view, &participants).await;
+        Ok(view)
+    }
+
+    /// Deletes (tombstones) a message: its sender, or an owner/admin of the conversation.
+    pub async fn delete(&self, user: Uuid, conversation: Uuid, message: Uuid) -> AppResult<Message> {
+        let (_, participant) = membership(self.storage.as_ref(), user, conversation).await?;
+        let existing = self.message_in(conversation, message).await?;
+        if existing.sender_id != user && !participant.role.moderates() {
+            return Err(AppError::Forbidden("you can only delete your own messages"));
+        }
+        if existing.deleted_at.is_some() {
+            return Ok(Message::from(&existing));
+        }
+        let Some(deleted) = self.storage.delete_message(message, self.clock.now()).await? else {
+            return Ok(Message::from(&self.message_in(conversation, message).await?));
+        };
+        let participants = self.storage.member_ids(conversation).await?;
+        self.fanout.message_deleted(conversation, message, &participants).await;
+        Ok(Message::from(&deleted))
+    }
+
+    async fn message_in(&self, conversation: Uuid, message: Uuid) -> AppResult<MessageRecord> {
+        self.storage
+            .message(message)
+            .await?
+            .filter(|m| m.conversation_id == conversation)
+            .ok_or(AppError::NotFound("message"))
+    }
+
+    /// Everything past `user`'s delivered watermark, at most [`REPLAY_LIMIT`] per
+    /// conversation; the watermark then moves past what was replayed (or, when truncated,
+    /// to the end: the client was told to page).
+    pub async fn replay(&self, user: Uuid) -> AppResult<Replay> {
+        let mut replay = Replay::default();
+        for pending in self.storage.pending_deliveries(user).await? {
+            let floor = pending.last_delivered_seq.max(pending.cleared_seq);
+            let query = HistoryQuery::After { seq: floor };
+            let mut rows = self.storage.history(pending.conversation_id, floor, query, REPLAY_LIMIT as i64 + 1).await?;
+            let truncated = rows.len() > REPLAY_LIMIT;
+            rows.truncate(REPLAY_LIMIT);
+            let delivered_to = if truncated { pending.last_seq } else { rows.last().map_or(floor, |m| m.seq) };
+            if truncated {
+                replay.truncated.push(pending.conversation_id);
+            }
+            replay.conversations += 1;
+            replay.messages.extend(rows.iter().filter(|m| m.deleted_at.is_none()).map(Message::from));
+            self.storage.mark_delivered(pending.conversation_id, &[user], delivered_to).await?;
+        }
+        Ok(replay)
+    }
+
+    /// The `sync` request: messages after given points, oldest first, with tombstones.
+    pub async fn sync_after(&self, user: Uuid, points: &[(Uuid, i64)]) -> AppResult<Replay> {
+        let mut replay = Replay::default();
+        let mut seen = HashSet::new();
+        for (conversation, after) in points.iter().copied().filter(|(c, _)| seen.insert(*c)) {
+            let (_, participant) = membership(self.storage.as_ref(), user, conversation).await?;
+            let query = HistoryQuery::After { seq: after.max(0) };
+            self.collect(&mut replay, conversation, participant.cleared_seq, query).await?;
+        }
+        Ok(replay)
+    }
+
+    /// The `sync {since}` request: every conversation active since `since`.
+    pub async fn sync_since(&self, user: Uuid, since: &str) -> AppResult<Replay> {
+        let time = parse_time("since", since)?;
+        let mut replay = Replay::default();
+        for archived in [false, true] {
+            let active = self.storage.conversations_of(user, archived, None, 1000).await?;
+            for summary in active.iter().filter(|s| s.conversation.last_activity_at > time) {
+                let query = HistoryQuery::Since { time };
+                self.collect(&mut replay, summary.conversation.id, summary.cleared_seq, query).await?;
+            }
+        }
+        Ok(replay)
+    }
+
+    async fn collect(&self, replay: &mut Replay, conversation: Uuid, floor: i64, query: HistoryQuery) -> AppResult<()> {
+        let mut rows = self.storage.history(conversation, floor, query, REPLAY_LIMIT as i64 + 1).await?;
+        if rows.len() > REPLAY_LIMIT {
+            rows.truncate(REPLAY_LIMIT);
+            replay.truncated.push(conversation);
+        }
+        if !rows.is_empty() {
+            replay.conversations += 1;
+        }
+        replay.messages.extend(rows.iter().map(Message::from));
+        Ok(())
+    }
+}
+
+fn parse_time(field: &str, raw: &str) -> AppResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| AppError::invalid_field(field, "must be an RFC 3339 time"))
+}
