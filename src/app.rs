@@ -105,7 +105,11 @@ impl Application {
     /// Binds `config.addr` (port 0 picks a free port; see [`Self::local_addr`]).
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         let addr = config.addr;
-        let (layer, io) = SocketIo::builder().build_layer();
+        let (layer, io) = SocketIo::builder()
+            .max_buffer_size(realtime::SOCKET_BUFFER)
+            .max_payload(realtime::SOCKET_MAX_PAYLOAD as u64)
+            .ws_max_message_size(realtime::SOCKET_MAX_PAYLOAD)
+            .build_layer();
         let broadcaster = Arc::new(realtime::SocketIoBroadcaster::new(io.clone()));
         let state = AppState::build(config, clock, broadcaster).await?;
         realtime::register(&io, state.clone());

@@ -2,11 +2,19 @@
 //! the late `auth` event within 10 s, token swaps on a live socket, the missed-message
 //! replay, and disconnects.
 
+use std::sync::{Arc, Mutex};
+
 use serde_json::{Value, json};
-use socketioxide::{adapter::Adapter, extract::SocketRef, socket::DisconnectReason};
+use tokio::sync::oneshot;
+use socketioxide::{
+    SendError, SocketError,
+    adapter::Adapter,
+    extract::{AckSender, SocketRef, TryData},
+    socket::DisconnectReason,
+};
 use uuid::Uuid;
 
-use super::{LATE_AUTH_TIMEOUT, ack, extras, messages, rooms};
+use super::{EventQueue, ack, extras, messages, rooms};
 use crate::{
     app::AppState,
     domain::{tokens::AccessClaims, views::Message},
@@ -28,9 +36,17 @@ impl From<&AccessClaims> for Session {
     }
 }
 
-pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, state: AppState, auth: Value) {
+/// Releases a socket's [`EventQueue`] once the namespace `connect` packet is out.
+#[derive(Clone)]
+struct QueueStart(Arc<Mutex<Option<oneshot::Sender<()>>>>);
+
+/// Before the `connect` packet (a middleware, see [`super::register`]): the socket's room,
+/// its handlers, its queue, and the handshake authentication as the queue's first job.
+pub fn prepare<A: Adapter>(socket: &SocketRef<A>, state: &AppState, auth: Value) {
     socket.join(socket_room(&socket.id.to_string()));
-    register_handlers(&socket, &state);
+    let (queue, start) = EventQueue::paused();
+    socket.extensions.insert(QueueStart(Arc::new(Mutex::new(Some(start)))));
+    register_handlers(socket, state, &queue);
     socket.on_disconnect({
         let state = state.clone();
         move |socket: SocketRef<A>, reason: DisconnectReason| {
@@ -38,45 +54,53 @@ pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, state: AppState, auth:
             async move { on_disconnect(socket, state, reason).await }
         }
     });
-    match handshake_token(&socket, &auth) {
-        Some(token) => {
+    if let Some(token) = handshake_token(socket, &auth) {
+        let (socket, state) = (socket.clone(), state.clone());
+        queue.push(async move {
             if let Err(err) = authenticate(&socket, &state, &token).await {
                 refuse(&socket, &err);
             }
-        }
-        None => {
-            let socket = socket.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(LATE_AUTH_TIMEOUT).await;
-                if socket.connected() && socket.extensions.get::<Session>().is_none() {
-                    refuse(&socket, &AppError::AuthFailed("no token within 10 s of connecting"));
-                }
-            });
-        }
+        });
     }
 }
 
-fn register_handlers<A: Adapter>(socket: &SocketRef<A>, state: &AppState) {
-    socket.on("auth", {
-        let state = state.clone();
-        move |socket: SocketRef<A>, socketioxide::extract::TryData(payload): socketioxide::extract::TryData<Value>, ack: socketioxide::extract::AckSender<A>| {
-            let state = state.clone();
-            async move {
-                let result = on_auth(&socket, &state, payload.unwrap_or(Value::Null)).await;
-                if let Err(err) = &result {
-                    if socket.extensions.get::<Session>().is_none() {
-                        let _ = ack.send(&ack::error(err));
-                        refuse(&socket, err);
-                        return;
-                    }
-                }
-                let _ = ack.send(&ack::envelope(&result));
-            }
+/// After the `connect` packet: start the queue; without a token, start the clock for `auth`.
+pub fn connected<A: Adapter>(socket: &SocketRef<A>, state: &AppState) {
+    if let Some(QueueStart(start)) = socket.extensions.get::<QueueStart>() {
+        if let Some(start) = start.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = start.send(());
+        }
+    }
+    let (socket, timeout) = (socket.clone(), state.config.auth_timeout);
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        if socket.connected() && socket.extensions.get::<Session>().is_none() {
+            refuse(&socket, &AppError::AuthFailed("no token in time after connecting"));
         }
     });
-    messages::register(socket, state);
-    rooms::register(socket, state);
-    extras::register(socket, state);
+}
+
+fn register_handlers<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &EventQueue) {
+    let (auth_state, auth_queue) = (state.clone(), queue.clone());
+    socket.on("auth", move |socket: SocketRef<A>, TryData(payload): TryData<Value>, ack: AckSender<A>| {
+        let state = auth_state.clone();
+        let queued = auth_queue.push(async move {
+            let result = on_auth(&socket, &state, payload.unwrap_or(Value::Null)).await;
+            let _ = ack.send(&ack::envelope(&result));
+            if let Err(err) = &result {
+                if socket.extensions.get::<Session>().is_none() {
+                    refuse(&socket, err);
+                }
+            }
+        });
+        if !queued {
+            tracing::debug!("auth event dropped: the socket's queue is full");
+        }
+        std::future::ready(())
+    });
+    messages::register(socket, state, queue);
+    rooms::register(socket, state, queue);
+    extras::register(socket, state, queue);
 }
 
 /// The first token found: handshake auth payload, query string, then Authorization header.
@@ -149,7 +173,7 @@ async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, user: Uuid)
         }
     };
     for message in &replay.messages {
-        emit_received(socket, state, message);
+        emit_received(socket, state, message).await;
     }
     let summary = json!({
         "messages": replay.messages.len(),
@@ -159,12 +183,30 @@ async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, user: Uuid)
     let _ = socket.emit(events::SYNC_COMPLETE, &summary);
 }
 
-pub fn emit_received<A: Adapter>(socket: &SocketRef<A>, state: &AppState, message: &Message) {
+async fn emit_received<A: Adapter>(socket: &SocketRef<A>, state: &AppState, message: &Message) {
     let payload = json!({ "message": message });
-    let _ = socket.emit(events::MESSAGE_RECEIVED, &payload);
+    emit_with_backpressure(socket, events::MESSAGE_RECEIVED, &payload).await;
     if state.fanout.legacy_events() {
-        let _ = socket.emit(events::LEGACY_MESSAGE_NEW, &payload);
+        emit_with_backpressure(socket, events::LEGACY_MESSAGE_NEW, &payload).await;
     }
+}
+
+/// A replay can outrun the socket's send buffer; wait for room instead of dropping
+/// messages (for at most a few seconds: a socket that does not drain is a dead socket).
+async fn emit_with_backpressure<A: Adapter>(socket: &SocketRef<A>, event: &str, payload: &Value) {
+    for _ in 0..1000 {
+        match socket.emit(event, payload) {
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, event, "replay emit failed");
+                return;
+            }
+            Ok(()) => return,
+        }
+    }
+    tracing::warn!(sid = %socket.id, "socket does not drain; replay abandoned");
 }
 
 /// `auth:error` then disconnect.

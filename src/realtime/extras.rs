@@ -4,13 +4,13 @@
 use serde_json::{Value, json};
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 
-use super::{Ctx, on};
+use super::{Ctx, EventQueue, on};
 use crate::{app::AppState, error::AppError, fanout::events};
 
-pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState) {
-    on(socket, "ping", state, ping);
-    on(socket, "block.add", state, |ctx, payload| block(ctx, payload, true));
-    on(socket, "block.remove", state, |ctx, payload| block(ctx, payload, false));
+pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &EventQueue) {
+    on(socket, "ping", state, queue, ping);
+    on(socket, "block.add", state, queue, |ctx, payload| block(ctx, payload, true));
+    on(socket, "block.remove", state, queue, |ctx, payload| block(ctx, payload, false));
 }
 
 async fn ping<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {

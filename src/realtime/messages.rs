@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 use uuid::Uuid;
 
-use super::{Ctx, on};
+use super::{Ctx, EventQueue, on};
 use crate::{
     app::AppState,
     domain::{message_input::{OutgoingMessage, parse_uuid}, messages::Replay},
@@ -15,10 +15,10 @@ use crate::{
 /// Conversations one `sync {conversations}` request may name.
 const SYNC_MAX_CONVERSATIONS: usize = 100;
 
-pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState) {
-    on(socket, "message:send", state, send);
-    on(socket, "message.send", state, send);
-    on(socket, "sync", state, sync);
+pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &EventQueue) {
+    on(socket, "message:send", state, queue, send);
+    on(socket, "message.send", state, queue, send);
+    on(socket, "sync", state, queue, sync);
 }
 
 /// Stores the message, then `message:sent` to this socket (after commit) — or

@@ -8,9 +8,11 @@ mod extras;
 mod messages;
 mod rooms;
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, pin::Pin, time::Duration};
 
 use async_trait::async_trait;
+use socketioxide::handler::ConnectHandler;
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use serde_json::Value;
 use socketioxide::{
@@ -29,12 +31,66 @@ use crate::{
 
 pub use connect::Session;
 
+/// Packets the server may have waiting for one socket.
+pub const SOCKET_BUFFER: usize = 1024;
+/// The largest packet a client may send (polling body or websocket message).
+pub const SOCKET_MAX_PAYLOAD: usize = 256 * 1024;
+
+/// Events a socket may have waiting; beyond this its events are refused with `RATE_LIMITED`.
+pub const EVENT_QUEUE: usize = 256;
+
 /// Registers the `/chat` namespace. Call once, after the state is built.
+///
+/// socketioxide runs the connect handler in a task of its own after sending the namespace
+/// `connect` packet, and every event handler as a task of its own. A client may emit the
+/// moment it sees `connect`, and a chat must keep a socket's messages in order. So a connect
+/// middleware (which runs before the packet goes out) registers the event handlers and
+/// creates the socket's [`EventQueue`], held until the connect handler releases it; the
+/// handshake authentication is its first job, and events run one at a time, in arrival
+/// order, after it.
 pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, state: AppState) -> A::InitRes {
-    io.ns(CHAT_NAMESPACE, move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
-        let state = state.clone();
-        async move { connect::on_connect(socket, state, auth.unwrap_or(Value::Null)).await }
-    })
+    let prepare_state = state.clone();
+    let prepare = move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
+        connect::prepare(&socket, &prepare_state, auth.unwrap_or(Value::Null));
+        std::future::ready(Ok::<(), std::convert::Infallible>(()))
+    };
+    let connected = move |socket: SocketRef<A>| {
+        connect::connected(&socket, &state);
+        std::future::ready(())
+    };
+    io.ns(CHAT_NAMESPACE, connected.with(prepare))
+}
+
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One socket's events, run in arrival order by a task of its own, which starts when the
+/// returned sender fires (or is dropped). The task ends when the socket is gone (its
+/// handlers, which hold the queue, are dropped).
+#[derive(Clone)]
+pub struct EventQueue(mpsc::Sender<Job>);
+
+impl EventQueue {
+    pub fn paused() -> (Self, oneshot::Sender<()>) {
+        let (sender, mut jobs) = mpsc::channel::<Job>(EVENT_QUEUE);
+        let (start, started) = oneshot::channel();
+        tokio::spawn(async move {
+            let _ = started.await;
+            while let Some(job) = jobs.recv().await {
+                job.await;
+            }
+        });
+        (Self(sender), start)
+    }
+
+    /// Queues `job`; `false` when the socket already has [`EVENT_QUEUE`] events waiting.
+    /// Only the socket's own packet loop pushes, so a free slot seen here stays free.
+    pub fn push(&self, job: impl Future<Output = ()> + Send + 'static) -> bool {
+        self.0.capacity() > 0 && self.0.try_send(Box::pin(job)).is_ok()
+    }
+
+    fn is_full(&self) -> bool {
+        self.0.capacity() == 0
+    }
 }
 
 /// What a handler gets: the socket, the application, and the authenticated session.
@@ -53,27 +109,35 @@ impl<A: Adapter> Ctx<A> {
 /// Registers `event` for an authenticated socket: the payload (any JSON, `null` when absent)
 /// goes to `handler`, whose result is the ack. Unauthenticated or expired sessions get an
 /// `AUTH_FAILED` ack and the handler is not called.
-pub fn on<A, F, Fut>(socket: &SocketRef<A>, event: &'static str, state: &AppState, handler: F)
+pub fn on<A, F, Fut>(socket: &SocketRef<A>, event: &'static str, state: &AppState, queue: &EventQueue, handler: F)
 where
     A: Adapter,
     F: Fn(Ctx<A>, Value) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Value, AppError>> + Send + 'static,
 {
-    let state = state.clone();
+    let (state, queue) = (state.clone(), queue.clone());
     socket.on(event, move |socket: SocketRef<A>, TryData(payload): TryData<Value>, ack: AckSender<A>| {
+        if queue.is_full() {
+            metrics::counter!("parley_rate_limited_total", "scope" => "socket_events").increment(1);
+            let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after: Duration::from_secs(1) }));
+            return std::future::ready(());
+        }
         let (state, handler) = (state.clone(), handler.clone());
         let span = tracing::info_span!("socket_event", event, sid = %socket.id);
-        async move {
-            let result = match connect::current_session(&socket, &state) {
-                Ok(session) => handler(Ctx { socket, state, session }, payload.unwrap_or(Value::Null)).await,
-                Err(err) => Err(err),
-            };
-            if let Err(err) = &result {
-                tracing::debug!(code = err.code(), "event refused");
+        queue.push(
+            async move {
+                let result = match connect::current_session(&socket, &state) {
+                    Ok(session) => handler(Ctx { socket, state, session }, payload.unwrap_or(Value::Null)).await,
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = &result {
+                    tracing::debug!(code = err.code(), "event refused");
+                }
+                let _ = ack.send(&ack::envelope(&result));
             }
-            let _ = ack.send(&ack::envelope(&result));
-        }
-        .instrument(span)
+            .instrument(span),
+        );
+        std::future::ready(())
     });
 }
 
@@ -136,5 +200,3 @@ pub async fn renew_connections<A: Adapter>(io: &SocketIo<A>, state: &AppState) {
         tracing::warn!(error = %err, sockets = live.len(), "renewing connections failed");
     }
 }
-
-pub const LATE_AUTH_TIMEOUT: Duration = Duration::from_secs(10);

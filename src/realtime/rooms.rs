@@ -4,12 +4,12 @@
 use serde_json::{Value, json};
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 
-use super::{Ctx, on};
+use super::{Ctx, EventQueue, on};
 use crate::{app::AppState, domain::message_input::parse_uuid, error::AppError, fanout::conversation_room};
 
-pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState) {
-    on(socket, "subscribe", state, subscribe);
-    on(socket, "unsubscribe", state, unsubscribe);
+pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &EventQueue) {
+    on(socket, "subscribe", state, queue, subscribe);
+    on(socket, "unsubscribe", state, queue, unsubscribe);
 }
 
 async fn subscribe<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {

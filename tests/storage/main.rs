@@ -6,6 +6,7 @@
 mod support;
 
 mod contract;
+mod conversations;
 
 use std::sync::Arc;
 
@@ -41,7 +42,7 @@ macro_rules! contract_tests {
                 #[tokio::test]
                 async fn $name() {
                     let fixture = crate::sqlite().await;
-                    crate::contract::$name(fixture.store.clone()).await;
+                    crate::$name(fixture.store.clone()).await;
                 }
             )*
         }
@@ -50,7 +51,7 @@ macro_rules! contract_tests {
                 #[tokio::test]
                 async fn $name() {
                     if let Some(fixture) = crate::postgres().await {
-                        crate::contract::$name(fixture.store.clone()).await;
+                        crate::$name(fixture.store.clone()).await;
                     }
                 }
             )*
@@ -58,7 +59,22 @@ macro_rules! contract_tests {
     };
 }
 
+use contract::*;
+use conversations::*;
+
 contract_tests!(
+    a_direct_conversation_is_unique_per_pair,
+    groups_have_one_owner_and_refuse_unknown_members,
+    messages_get_consecutive_seqs_and_bump_the_conversation,
+    a_retried_client_message_id_returns_the_original,
+    concurrent_senders_get_gapless_unique_seqs,
+    concurrent_retries_store_one_message,
+    history_pages_respect_the_floor_and_direction,
+    edits_and_tombstones,
+    the_last_owner_leaving_hands_over_and_the_last_member_deletes,
+    newcomers_start_with_history_delivered_and_read,
+    the_delivered_watermark_only_moves_forward,
+    lists_page_by_activity_and_count_unread,
     reports_its_backend_and_answers_pings,
     created_users_read_back_identically,
     emails_and_usernames_are_unique,

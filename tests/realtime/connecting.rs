@@ -1,0 +1,118 @@
+//! Handshake authentication, late `auth`, token swaps, refusals and logout.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::{
+    Mode, TestApp,
+    socket::{ConnectOptions, SocketClient},
+};
+use crate::{WAIT, connect, connect_raw, in_both_modes};
+
+in_both_modes!(
+    a_token_in_the_auth_payload_authenticates,
+    a_token_in_the_query_or_header_authenticates,
+    bad_tokens_get_auth_error_and_a_disconnect,
+    a_socket_may_authenticate_late_with_the_auth_event,
+    events_before_authentication_are_refused,
+    a_live_socket_can_swap_in_a_fresh_token_of_the_same_user_only,
+    logout_disconnects_that_sessions_sockets_only,
+    events_sent_right_after_connecting_are_not_lost,
+);
+
+async fn a_token_in_the_auth_payload_authenticates(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let socket = connect_raw(&app, Some(json!({"token": ann.token}))).await;
+    assert_eq!(socket.expect_event("auth:success", WAIT).await, json!({"userId": ann.id}));
+    let summary = socket.expect_event("sync:complete", WAIT).await;
+    assert_eq!(summary, json!({"messages": 0, "conversations": 0, "truncated": []}));
+}
+
+async fn a_token_in_the_query_or_header_authenticates(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let by_query = ConnectOptions { query: vec![("token".into(), ann.token.clone())], ..Default::default() };
+    let socket = SocketClient::connect(&app.base, by_query).await.unwrap();
+    assert_eq!(socket.expect_event("auth:success", WAIT).await["userId"], ann.id.to_string());
+    let by_header = ConnectOptions { headers: vec![("authorization".into(), format!("Bearer {}", ann.token))], ..Default::default() };
+    let socket = SocketClient::connect(&app.base, by_header).await.unwrap();
+    assert_eq!(socket.expect_event("auth:success", WAIT).await["userId"], ann.id.to_string());
+}
+
+async fn bad_tokens_get_auth_error_and_a_disconnect(app: TestApp) {
+    let ann = app.register("Ann").await;
+    ann.client.post_empty("/api/auth/logout").await.assert_status(204);
+    for (token, code) in [("garbage", "AUTH_FAILED"), (ann.token.as_str(), "TOKEN_REVOKED")] {
+        let socket = connect_raw(&app, Some(json!({"token": token}))).await;
+        let error = socket.expect_event("auth:error", WAIT).await;
+        assert_eq!(error["code"], code, "{error}");
+        assert!(error["error"].is_string());
+        socket.expect_disconnect(WAIT).await.expect("the server disconnects");
+    }
+}
+
+async fn a_socket_may_authenticate_late_with_the_auth_event(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let socket = connect_raw(&app, None).await;
+    let ack = socket.emit_with_ack("auth", json!({"token": ann.token}), WAIT).await.unwrap();
+    assert_eq!(ack, json!({"ok": true, "data": {"userId": ann.id}}));
+    socket.expect_event("auth:success", WAIT).await;
+    socket.expect_event("sync:complete", WAIT).await;
+    let ping = socket.emit_with_ack("ping", json!({"timestamp": 7}), WAIT).await.unwrap();
+    assert_eq!(ping["ok"], true);
+    assert_eq!(socket.expect_event("pong", WAIT).await["timestamp"], 7);
+}
+
+async fn events_before_authentication_are_refused(app: TestApp) {
+    let socket = connect_raw(&app, None).await;
+    let ack = socket.emit_with_ack("subscribe", json!({"conversationId": uuid::Uuid::now_v7()}), WAIT).await.unwrap();
+    assert_eq!(ack["ok"], false);
+    assert_eq!(ack["error"]["code"], "AUTH_FAILED");
+    let bad = socket.emit_with_ack("auth", json!({"token": "nope"}), WAIT).await.unwrap();
+    assert_eq!(bad["error"]["code"], "AUTH_FAILED");
+    assert_eq!(socket.expect_event("auth:error", WAIT).await["code"], "AUTH_FAILED");
+    socket.expect_disconnect(WAIT).await.expect("a failed late auth disconnects");
+}
+
+async fn a_live_socket_can_swap_in_a_fresh_token_of_the_same_user_only(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let socket = connect(&app, &ann).await;
+    let refreshed = ann.client.post_empty("/api/auth/refresh").await;
+    let fresh = refreshed.body["accessToken"].as_str().unwrap().to_owned();
+    let swapped = socket.emit_with_ack("auth", json!({"token": fresh}), WAIT).await.unwrap();
+    assert_eq!(swapped["ok"], true, "{swapped}");
+    let foreign = socket.emit_with_ack("auth", json!({"token": bob.token}), WAIT).await.unwrap();
+    assert_eq!(foreign["error"]["code"], "AUTH_FAILED");
+    assert!(socket.is_connected(), "a refused swap keeps the session");
+    let ping = socket.emit_with_ack("ping", json!({}), WAIT).await.unwrap();
+    assert_eq!(ping["ok"], true);
+}
+
+async fn logout_disconnects_that_sessions_sockets_only(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let phone = connect(&app, &ann).await;
+    let phone_again = connect(&app, &ann).await;
+    // A second login is another session (another device).
+    let laptop_login = app.client().post("/api/auth/login", json!({"email": ann.email, "password": ann.password})).await;
+    let laptop_token = laptop_login.body["accessToken"].as_str().unwrap().to_owned();
+    let laptop = connect_raw(&app, Some(json!({"token": laptop_token}))).await;
+    laptop.expect_event("auth:success", WAIT).await;
+
+    ann.client.send(ann.client.request(Method::POST, "/api/auth/logout")).await.assert_status(204);
+    for socket in [&phone, &phone_again] {
+        assert_eq!(socket.expect_event("auth:error", WAIT).await["code"], "TOKEN_REVOKED");
+        socket.expect_disconnect(WAIT).await.expect("signed-out sockets are disconnected");
+    }
+    let ping = laptop.emit_with_ack("ping", json!({}), WAIT).await.unwrap();
+    assert_eq!(ping["ok"], true, "the other session stays");
+    let _ = Mode::Embedded;
+}
+
+async fn events_sent_right_after_connecting_are_not_lost(app: TestApp) {
+    let ann = app.register("Ann").await;
+    for _ in 0..10 {
+        let socket = connect_raw(&app, Some(json!({"token": ann.token}))).await;
+        let ack = socket.emit_with_ack("ping", json!({"timestamp": 1}), WAIT).await.expect("an ack, not a lost event");
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+}

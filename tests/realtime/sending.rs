@@ -1,0 +1,220 @@
+//! `message:send`: acks, `message:sent`, `message:received` exactly once, dedup across
+//! transports, validation, permissions, rate limits, ordering, legacy names.
+
+use serde_json::json;
+
+use crate::support::{Mode, TestApp};
+use crate::{WAIT, connect, direct, group, in_both_modes, send, send_payload};
+
+in_both_modes!(
+    a_message_reaches_every_other_socket_once_and_the_sender_gets_message_sent,
+    a_retry_returns_the_original_on_any_transport_and_broadcasts_nothing,
+    bad_payloads_get_validation_errors_and_the_socket_lives_on,
+    strangers_unknown_conversations_and_blocked_peers_are_refused,
+    rest_sends_reach_sockets_like_socket_sends,
+    edits_and_deletes_reach_participants,
+    a_burst_from_one_socket_keeps_its_order,
+    legacy_message_send_uses_temp_id_and_legacy_events,
+    subscribing_needs_participation,
+);
+
+async fn a_message_reaches_every_other_socket_once_and_the_sender_gets_message_sent(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = direct(&ann, &bob).await;
+    let (ann_phone, ann_laptop) = (connect(&app, &ann).await, connect(&app, &ann).await);
+    let bob_socket = connect(&app, &bob).await;
+
+    let ack = send(&ann_phone, conversation, "c-1", "hello bob").await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["data"]["seq"], 1);
+    let sent = ann_phone.expect_event("message:sent", WAIT).await;
+    assert_eq!(sent["clientMessageId"], "c-1");
+    assert_eq!(sent["messageId"], ack["data"]["messageId"]);
+    assert_eq!((sent["seq"].clone(), sent["status"].clone()), (json!(1), json!("delivered")));
+
+    for socket in [&bob_socket, &ann_laptop] {
+        let received = socket.expect_event("message:received", WAIT).await;
+        let message = &received["message"];
+        assert_eq!(message["id"], ack["data"]["messageId"]);
+        assert_eq!(message["content"], "hello bob");
+        assert_eq!(message["sender"]["id"], ann.id.to_string());
+        assert!(message["sender"].get("email").is_none(), "no email in broadcasts");
+    }
+    // A reply acts as a barrier: by the time it arrives, any stray copy would have too.
+    send(&bob_socket, conversation, "b-1", "hi ann").await;
+    ann_phone.expect_event("message:received", WAIT).await;
+    let ann_saw: Vec<_> = ann_phone.drain().into_iter().filter(|(e, _)| e == "message:received").collect();
+    assert!(ann_saw.is_empty(), "the sender's socket got its own message back: {ann_saw:?}");
+    bob_socket.expect_event("message:sent", WAIT).await;
+    assert!(bob_socket.drain().iter().all(|(e, _)| e != "message:received"), "bob got a duplicate");
+}
+
+async fn a_retry_returns_the_original_on_any_transport_and_broadcasts_nothing(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = direct(&ann, &bob).await;
+    let (first, second) = (connect(&app, &ann).await, connect(&app, &ann).await);
+    let bob_socket = connect(&app, &bob).await;
+    let original = send(&first, conversation, "once", "only once").await;
+    bob_socket.expect_event("message:received", WAIT).await;
+    second.expect_event("message:received", WAIT).await;
+
+    let again = send(&first, conversation, "once", "only once").await;
+    let elsewhere = send(&second, conversation, "once", "only once").await;
+    let over_rest = ann
+        .client
+        .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": "once", "content": "only once"}))
+        .await;
+    for retry in [&again["data"], &elsewhere["data"]] {
+        assert_eq!(retry["messageId"], original["data"]["messageId"]);
+        assert_eq!((retry["seq"].clone(), retry["duplicate"].clone()), (json!(1), json!(true)));
+    }
+    assert_eq!(over_rest.assert_status(200)["id"], original["data"]["messageId"], "REST retries answer 200 with the original");
+
+    send(&first, conversation, "next", "barrier").await;
+    let bob_events: Vec<_> = {
+        bob_socket.expect_event("message:received", WAIT).await;
+        bob_socket.drain()
+    };
+    assert!(bob_events.iter().all(|(e, _)| e != "message:received"), "retries were broadcast: {bob_events:?}");
+    let history = bob.client.get(&format!("/api/conversations/{conversation}/messages")).await;
+    assert_eq!(history.body["messages"].as_array().unwrap().len(), 2);
+}
+
+async fn bad_payloads_get_validation_errors_and_the_socket_lives_on(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = direct(&ann, &bob).await;
+    let socket = connect(&app, &ann).await;
+    let long = "x".repeat(4001);
+    for payload in [
+        json!(null),
+        json!("text"),
+        json!([1, 2]),
+        json!({"conversationId": conversation, "clientMessageId": "v"}),
+        json!({"conversationId": conversation, "clientMessageId": "v", "content": ""}),
+        json!({"conversationId": conversation, "clientMessageId": "v", "content": long}),
+        json!({"conversationId": conversation, "content": "no id"}),
+        json!({"conversationId": "not-a-uuid", "clientMessageId": "v", "content": "x"}),
+        json!({"conversationId": conversation, "clientMessageId": "v", "content": "x", "contentType": "gif"}),
+        json!({"conversationId": conversation, "clientMessageId": "v", "content": "x", "contentType": "image", "media": "nope"}),
+    ] {
+        let ack = socket.emit_with_ack("message:send", payload.clone(), WAIT).await.unwrap();
+        assert_eq!(ack["error"]["code"], "VALIDATION_ERROR", "{payload} → {ack}");
+        let error = socket.expect_event("message:error", WAIT).await;
+        assert_eq!(error["code"], "VALIDATION_ERROR");
+    }
+    let fine = send(&socket, conversation, "ok", "still here").await;
+    assert_eq!(fine["ok"], true);
+}
+
+async fn strangers_unknown_conversations_and_blocked_peers_are_refused(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let eve = app.register("Eve").await;
+    let conversation = direct(&ann, &bob).await;
+    let eve_socket = connect(&app, &eve).await;
+    let ack = send(&eve_socket, conversation, "e", "let me in").await;
+    assert_eq!(ack["error"]["code"], "NOT_IN_CONVERSATION");
+    let error = eve_socket.expect_event("message:error", WAIT).await;
+    assert_eq!((error["code"].clone(), error["clientMessageId"].clone()), (json!("NOT_IN_CONVERSATION"), json!("e")));
+    let ack = send(&eve_socket, uuid::Uuid::now_v7(), "e2", "where").await;
+    assert_eq!(ack["error"]["code"], "NOT_FOUND");
+
+    bob.client.post_empty(&format!("/api/users/{}/block", ann.id)).await.assert_status(204);
+    let ann_socket = connect(&app, &ann).await;
+    let ack = send(&ann_socket, conversation, "blocked", "hello?").await;
+    assert_eq!(ack["error"]["code"], "BLOCKED");
+    let bob_socket = connect(&app, &bob).await;
+    assert_eq!(send(&bob_socket, conversation, "b", "no").await["error"]["code"], "BLOCKED", "the blocker cannot write either");
+}
+
+async fn rest_sends_reach_sockets_like_socket_sends(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = direct(&ann, &bob).await;
+    let (ann_socket, bob_socket) = (connect(&app, &ann).await, connect(&app, &bob).await);
+    let reply = ann
+        .client
+        .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": "r-1", "content": "over http"}))
+        .await;
+    let body = reply.assert_status(201);
+    assert_eq!(body["seq"], 1);
+    for socket in [&ann_socket, &bob_socket] {
+        let received = socket.expect_event("message:received", WAIT).await;
+        assert_eq!(received["message"]["id"], body["id"], "every socket, the sender's too, hears a REST send");
+    }
+}
+
+async fn edits_and_deletes_reach_participants(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = direct(&ann, &bob).await;
+    let bob_socket = connect(&app, &bob).await;
+    let sent = ann
+        .client
+        .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": "e-1", "content": "typo"}))
+        .await;
+    let id = sent.body["id"].as_str().unwrap().to_owned();
+    bob_socket.expect_event("message:received", WAIT).await;
+    let path = format!("/api/conversations/{conversation}/messages/{id}");
+    ann.client.patch(&path, json!({"content": "fixed"})).await.assert_status(200);
+    assert_eq!(bob_socket.expect_event("message:updated", WAIT).await["message"]["content"], "fixed");
+    bob.client.patch(&path, json!({"content": "not mine"})).await.assert_error(403, "FORBIDDEN");
+    bob.client.delete(&path).await.assert_error(403, "FORBIDDEN");
+    let tombstone = ann.client.delete(&path).await;
+    assert!(tombstone.assert_status(200)["content"].is_null());
+    assert!(tombstone.body["deletedAt"].is_string());
+    assert_eq!(bob_socket.expect_event("message:deleted", WAIT).await, json!({"conversationId": conversation, "messageId": id}));
+}
+
+async fn a_burst_from_one_socket_keeps_its_order(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = direct(&ann, &bob).await;
+    let socket = connect(&app, &ann).await;
+    for i in 0..20 {
+        socket.emit("message:send", send_payload(conversation, &format!("burst-{i}"), &format!("{i}"))).await;
+    }
+    let mut seqs = Vec::new();
+    for _ in 0..20 {
+        let sent = socket.expect_event("message:sent", WAIT).await;
+        let i: i64 = sent["clientMessageId"].as_str().unwrap().trim_start_matches("burst-").parse().unwrap();
+        seqs.push((i, sent["seq"].as_i64().unwrap()));
+    }
+    seqs.sort();
+    assert_eq!(seqs, (0..20).map(|i| (i, i + 1)).collect::<Vec<_>>(), "seq follows the order of sending");
+}
+
+async fn legacy_message_send_uses_temp_id_and_legacy_events(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = direct(&ann, &bob).await;
+    let (ann_socket, bob_socket) = (connect(&app, &ann).await, connect(&app, &bob).await);
+    ann_socket.emit("message.send", json!({"conversationId": conversation, "type": "text", "content": "old client", "tempId": "temp-1"})).await;
+    let legacy_sent = ann_socket.expect_event("message.sent", WAIT).await;
+    assert_eq!(legacy_sent["tempId"], "temp-1");
+    assert_eq!(legacy_sent["message"]["content"], "old client");
+    assert_eq!(ann_socket.expect_event("message:sent", WAIT).await["clientMessageId"], "temp-1");
+    assert_eq!(bob_socket.expect_event("message.new", WAIT).await["message"]["content"], "old client");
+    assert_eq!(bob_socket.expect_event("message:received", WAIT).await["message"]["content"], "old client");
+}
+
+async fn subscribing_needs_participation(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let eve = app.register("Eve").await;
+    let conversation = group(&ann, &[&bob]).await;
+    let eve_socket = connect(&app, &eve).await;
+    let refused = eve_socket.emit_with_ack("subscribe", json!({"conversationId": conversation}), WAIT).await.unwrap();
+    assert_eq!(refused["error"]["code"], "NOT_IN_CONVERSATION");
+    let bad = eve_socket.emit_with_ack("subscribe", json!({"conversationId": 5}), WAIT).await.unwrap();
+    assert_eq!(bad["error"]["code"], "VALIDATION_ERROR");
+    let bob_socket = connect(&app, &bob).await;
+    let ok = bob_socket.emit_with_ack("subscribe", json!({"conversationId": conversation}), WAIT).await.unwrap();
+    assert_eq!(ok["ok"], true);
+    let ok = bob_socket.emit_with_ack("unsubscribe", json!({"conversationId": conversation}), WAIT).await.unwrap();
+    assert_eq!(ok["ok"], true);
+    let _ = Mode::Embedded;
+}

@@ -1,0 +1,266 @@
+//! Contract: conversations, participants, messages and the delivered watermark.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use chrono::{DateTime, TimeZone, Utc};
+use parley::storage::{
+    Storage, StorageError,
+    models::{ContentType, ConversationKind, HistoryQuery, NewConversation, NewMessage, NewUser, SendOutcome},
+};
+use uuid::Uuid;
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_780_000_000 + secs, 0).unwrap()
+}
+
+async fn users(store: &Arc<dyn Storage>, n: usize) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = Uuid::now_v7();
+        store
+            .create_user(&NewUser {
+                id,
+                email: format!("u{i}-{id}@example.com"),
+                username: format!("u{i}_{}", &id.simple().to_string()[..8]),
+                display_name: format!("User {i}"),
+                password_hash: "x".into(),
+                created_at: at(i as i64),
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+fn conversation(kind: ConversationKind, creator: Uuid, secs: i64) -> NewConversation {
+    NewConversation {
+        id: Uuid::now_v7(),
+        kind,
+        title: (kind == ConversationKind::Group).then(|| "Team".to_owned()),
+        created_by: creator,
+        created_at: at(secs),
+    }
+}
+
+fn message(conversation: Uuid, sender: Uuid, client_id: &str, secs: i64) -> NewMessage {
+    NewMessage {
+        id: Uuid::now_v7(),
+        conversation_id: conversation,
+        sender_id: sender,
+        client_message_id: client_id.to_owned(),
+        content: format!("hello {client_id}"),
+        content_type: ContentType::Text,
+        media: None,
+        forwarded_from: None,
+        created_at: at(secs),
+    }
+}
+
+async fn send(store: &Arc<dyn Storage>, m: &NewMessage) -> (i64, bool) {
+    match store.send_message(m).await.unwrap() {
+        SendOutcome::Created(r) => (r.seq, true),
+        SendOutcome::Duplicate(r) => (r.seq, false),
+    }
+}
+
+pub async fn a_direct_conversation_is_unique_per_pair(store: Arc<dyn Storage>) {
+    let u = users(&store, 2).await;
+    let (first, created) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 1), u[1]).await.unwrap();
+    assert!(created);
+    let (again, created) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[1], 2), u[0]).await.unwrap();
+    assert!(!created, "the other side opening it finds the same one");
+    assert_eq!(first.id, again.id);
+    assert_eq!(store.member_ids(first.id).await.unwrap().into_iter().collect::<BTreeSet<_>>(), u.iter().copied().collect());
+    assert!(store.soft_delete_conversation(first.id, at(3)).await.unwrap());
+    let (fresh, created) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 4), u[1]).await.unwrap();
+    assert!(created && fresh.id != first.id, "a deleted direct conversation does not block a new one");
+}
+
+pub async fn groups_have_one_owner_and_refuse_unknown_members(store: Arc<dyn Storage>) {
+    let u = users(&store, 3).await;
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 1), &[u[1], u[2], u[0]]).await.unwrap();
+    assert_eq!(group.title.as_deref(), Some("Team"));
+    let members = store.members(group.id).await.unwrap();
+    assert_eq!(members.len(), 3);
+    let owners: Vec<_> = members.iter().filter(|m| m.role.as_str() == "owner").map(|m| m.user.id).collect();
+    assert_eq!(owners, [u[0]]);
+    let err = store.create_group(&conversation(ConversationKind::Group, u[0], 2), &[Uuid::now_v7()]).await.unwrap_err();
+    assert!(matches!(err, StorageError::UnknownReference(_)), "{err:?}");
+}
+
+pub async fn messages_get_consecutive_seqs_and_bump_the_conversation(store: Arc<dyn Storage>) {
+    let u = users(&store, 2).await;
+    let (c, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
+    for (i, client) in ["a", "b", "c"].into_iter().enumerate() {
+        assert_eq!(send(&store, &message(c.id, u[i % 2], client, 10 + i as i64)).await, (i as i64 + 1, true));
+    }
+    let bumped = store.conversation(c.id).await.unwrap().unwrap();
+    assert_eq!(bumped.last_seq, 3);
+    assert_eq!(bumped.last_activity_at, at(12));
+    let last = store.message(bumped.last_message_id.unwrap()).await.unwrap().unwrap();
+    assert_eq!((last.seq, last.client_message_id.as_str()), (3, "c"));
+    assert_eq!(last.sender_username.starts_with("u0_"), true);
+}
+
+pub async fn a_retried_client_message_id_returns_the_original(store: Arc<dyn Storage>) {
+    let u = users(&store, 2).await;
+    let (c, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
+    let original = message(c.id, u[0], "retry-me", 1);
+    assert_eq!(send(&store, &original).await, (1, true));
+    let retry = NewMessage { content: "different text".into(), ..message(c.id, u[0], "retry-me", 2) };
+    let SendOutcome::Duplicate(found) = store.send_message(&retry).await.unwrap() else { panic!("not deduplicated") };
+    assert_eq!((found.id, found.seq, found.content.as_deref()), (original.id, 1, Some("hello retry-me")));
+    assert_eq!(store.conversation(c.id).await.unwrap().unwrap().last_seq, 1, "a retry takes no seq");
+    // The key is per sender: someone else may use the same client id.
+    assert_eq!(send(&store, &message(c.id, u[1], "retry-me", 3)).await, (2, true));
+}
+
+pub async fn concurrent_senders_get_gapless_unique_seqs(store: Arc<dyn Storage>) {
+    let u = users(&store, 10).await;
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &u[1..]).await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, sender) in u.iter().copied().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for n in 0..20 {
+                let m = message(group.id, sender, &format!("{i}-{n}"), n);
+                seqs.push(send(&store, &m).await.0);
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        let seqs = task.await.unwrap();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one sender's messages keep their order: {seqs:?}");
+        all.extend(seqs);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=200).collect::<Vec<i64>>());
+}
+
+pub async fn concurrent_retries_store_one_message(store: Arc<dyn Storage>) {
+    let u = users(&store, 2).await;
+    let (c, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
+    let sender = u[0];
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.send_message(&message(c.id, sender, "same", 1)).await.unwrap() })
+        })
+        .collect();
+    let mut ids = BTreeSet::new();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            SendOutcome::Created(m) => {
+                created += 1;
+                ids.insert(m.id);
+            }
+            SendOutcome::Duplicate(m) => {
+                ids.insert(m.id);
+            }
+        }
+    }
+    assert_eq!((created, ids.len()), (1, 1));
+    assert_eq!(store.conversation(c.id).await.unwrap().unwrap().last_seq, 1);
+}
+
+pub async fn history_pages_respect_the_floor_and_direction(store: Arc<dyn Storage>) {
+    let u = users(&store, 2).await;
+    let (c, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
+    for i in 1..=6 {
+        send(&store, &message(c.id, u[0], &format!("m{i}"), i * 10)).await;
+    }
+    let seqs = |rows: Vec<parley::storage::models::MessageRecord>| rows.into_iter().map(|m| m.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(store.history(c.id, 0, HistoryQuery::Before { seq: None }, 3).await.unwrap()), [6, 5, 4]);
+    assert_eq!(seqs(store.history(c.id, 0, HistoryQuery::Before { seq: Some(4) }, 3).await.unwrap()), [3, 2, 1]);
+    assert_eq!(seqs(store.history(c.id, 2, HistoryQuery::Before { seq: Some(4) }, 3).await.unwrap()), [3]);
+    assert_eq!(seqs(store.history(c.id, 0, HistoryQuery::After { seq: 4 }, 10).await.unwrap()), [5, 6]);
+    assert_eq!(seqs(store.history(c.id, 5, HistoryQuery::After { seq: 1 }, 10).await.unwrap()), [6]);
+    assert_eq!(seqs(store.history(c.id, 0, HistoryQuery::Since { time: at(30) }, 10).await.unwrap()), [4, 5, 6]);
+}
+
+pub async fn edits_and_tombstones(store: Arc<dyn Storage>) {
+    let u = users(&store, 2).await;
+    let (c, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
+    let m = message(c.id, u[0], "x", 1);
+    send(&store, &m).await;
+    let edited = store.edit_message(m.id, "fixed", at(2)).await.unwrap().unwrap();
+    assert_eq!((edited.content.as_deref(), edited.updated_at), (Some("fixed"), at(2)));
+    let gone = store.delete_message(m.id, at(3)).await.unwrap().unwrap();
+    assert!(gone.content.is_none() && gone.deleted_at == Some(at(3)));
+    assert!(store.delete_message(m.id, at(4)).await.unwrap().is_none(), "already deleted");
+    assert!(store.edit_message(m.id, "again", at(5)).await.unwrap().is_none(), "tombstones stay");
+}
+
+pub async fn the_last_owner_leaving_hands_over_and_the_last_member_deletes(store: Arc<dyn Storage>) {
+    let u = users(&store, 3).await;
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
+    assert!(store.join(group.id, u[2], at(5)).await.unwrap());
+    assert!(!store.join(group.id, u[2], at(6)).await.unwrap(), "joining twice changes nothing");
+    let outcome = store.leave(group.id, u[0], at(7)).await.unwrap();
+    assert!(outcome.left && !outcome.emptied);
+    assert_eq!(outcome.new_owner, Some(u[1]), "the longest-standing member inherits");
+    assert!(!store.leave(group.id, u[0], at(8)).await.unwrap().left);
+    assert_eq!(store.leave(group.id, u[1], at(9)).await.unwrap().new_owner, Some(u[2]));
+    let last = store.leave(group.id, u[2], at(10)).await.unwrap();
+    assert!(last.emptied);
+    assert!(store.conversation(group.id).await.unwrap().unwrap().deleted_at.is_some());
+}
+
+pub async fn newcomers_start_with_history_delivered_and_read(store: Arc<dyn Storage>) {
+    let u = users(&store, 3).await;
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
+    send(&store, &message(group.id, u[0], "before", 1)).await;
+    store.join(group.id, u[2], at(2)).await.unwrap();
+    let newcomer = store.participant(group.id, u[2]).await.unwrap().unwrap();
+    assert_eq!((newcomer.last_delivered_seq, newcomer.last_read_seq), (1, 1));
+    assert!(store.pending_deliveries(u[2]).await.unwrap().is_empty());
+}
+
+pub async fn the_delivered_watermark_only_moves_forward(store: Arc<dyn Storage>) {
+    let u = users(&store, 3).await;
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1], u[2]]).await.unwrap();
+    for i in 1..=3 {
+        send(&store, &message(group.id, u[0], &format!("{i}"), i)).await;
+    }
+    let pending = store.pending_deliveries(u[1]).await.unwrap();
+    assert_eq!((pending.len(), pending[0].last_seq, pending[0].last_delivered_seq), (1, 3, 0));
+    store.mark_delivered(group.id, &[u[1], u[2]], 2).await.unwrap();
+    store.mark_delivered(group.id, &[u[1]], 1).await.unwrap();
+    assert_eq!(store.participant(group.id, u[1]).await.unwrap().unwrap().last_delivered_seq, 2);
+    store.mark_delivered(group.id, &[u[1]], 3).await.unwrap();
+    assert!(store.pending_deliveries(u[1]).await.unwrap().is_empty());
+    assert_eq!(store.pending_deliveries(u[2]).await.unwrap()[0].last_delivered_seq, 2);
+}
+
+pub async fn lists_page_by_activity_and_count_unread(store: Arc<dyn Storage>) {
+    let u = users(&store, 4).await;
+    let mut ids = Vec::new();
+    for (i, other) in u[1..].iter().enumerate() {
+        let (c, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], i as i64), *other).await.unwrap();
+        ids.push(c.id);
+    }
+    // Activity order: the middle conversation is the newest.
+    send(&store, &message(ids[1], u[2], "x", 100)).await;
+    send(&store, &message(ids[1], u[0], "y", 101)).await;
+    let first = store.conversations_of(u[0], false, None, 2).await.unwrap();
+    assert_eq!(first.iter().map(|s| s.conversation.id).collect::<Vec<_>>(), [ids[1], ids[2]]);
+    assert_eq!((first[0].unread_count, first[0].participant_count), (1, 2), "own messages are not unread");
+    assert_eq!(first[0].lm_content.as_deref(), Some("hello y"));
+    let last = &first[1].conversation;
+    let rest = store.conversations_of(u[0], false, Some((last.last_activity_at, last.id)), 2).await.unwrap();
+    assert_eq!(rest.iter().map(|s| s.conversation.id).collect::<Vec<_>>(), [ids[0]]);
+    assert!(store.conversations_of(u[0], true, None, 10).await.unwrap().is_empty(), "nothing archived");
+
+    assert!(store.hide_conversation(ids[1], u[0]).await.unwrap());
+    let visible = store.conversations_of(u[0], false, None, 10).await.unwrap();
+    assert!(!visible.iter().any(|s| s.conversation.id == ids[1]), "hidden for me");
+    assert_eq!(store.conversations_of(u[2], false, None, 10).await.unwrap().len(), 1, "not for the other side");
+    send(&store, &message(ids[1], u[2], "z", 102)).await;
+    let back = store.conversations_of(u[0], false, None, 10).await.unwrap();
+    assert_eq!(back[0].conversation.id, ids[1], "a new message brings it back");
+}
