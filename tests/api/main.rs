@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod conversations;
 mod edges;
 mod openapi;
 mod process;
