@@ -219,6 +219,7 @@ impl AuthService {
     async fn revoke_family_after_reuse(&self, family: Uuid, now: DateTime<Utc>) -> AppResult<()> {
         let revoked = self.storage.revoke_refresh_family(family, now).await?;
         tracing::warn!(%family, revoked, "refresh token reuse: family revoked");
+        self.fanout.session_revoked(family).await;
         Ok(())
     }
 

@@ -50,7 +50,16 @@ pub struct HistoryRequest<'a> {
     pub since: Option<&'a str>,
 }
 
-/// What a (re)connecting socket missed, oldest first per conversation.
+/// One conversation's missed messages for a (re)connecting socket, oldest first. Once they
+/// are emitted, [`MessageService::mark_replayed`] moves the watermark to `delivered_to`.
+pub struct ReplayBatch {
+    pub conversation_id: Uuid,
+    pub messages: Vec<Message>,
+    pub delivered_to: i64,
+    pub truncated: bool,
+}
+
+/// Messages answering a `sync` request.
 #[derive(Default)]
 pub struct Replay {
     pub messages: Vec<Message>,
@@ -80,15 +89,13 @@ impl MessageService {
     /// `message:sent` from its handler instead of `message:received`.
     pub async fn send(&self, sender: Uuid, message: OutgoingMessage, origin: Option<&str>) -> AppResult<Sent> {
         let received = Instant::now();
-        self.admit(sender).await?;
-        let (conversation, _) = membership(self.storage.as_ref(), sender, message.conversation_id).await?;
-        let participants = self.storage.member_ids(conversation.id).await?;
-        if conversation.kind == ConversationKind::Direct {
-            self.refuse_if_blocked(sender, &participants).await?;
-        }
+        let participants = match self.check_sender(sender, &message).await {
+            Ok(participants) => participants,
+            Err(refusal) => return self.original_or(sender, &message.client_message_id, refusal).await,
+        };
         let new = NewMessage {
             id: Uuid::now_v7(),
-            conversation_id: conversation.id,
+            conversation_id: message.conversation_id,
             sender_id: sender,
             client_message_id: message.client_message_id,
             content: message.content,
@@ -114,6 +121,26 @@ impl MessageService {
             .record(received.elapsed().as_secs_f64());
         self.record_delivery(&stored, &participants).await;
         Ok(Sent { message: view, created: true })
+    }
+
+    /// Rate limit, membership, blocks; the conversation's participants when all pass.
+    async fn check_sender(&self, sender: Uuid, message: &OutgoingMessage) -> AppResult<Vec<Uuid>> {
+        self.admit(sender).await?;
+        let (conversation, _) = membership(self.storage.as_ref(), sender, message.conversation_id).await?;
+        let participants = self.storage.member_ids(conversation.id).await?;
+        if conversation.kind == ConversationKind::Direct {
+            self.refuse_if_blocked(sender, &participants).await?;
+        }
+        Ok(participants)
+    }
+
+    /// A refused send that is in fact a retry of a stored message answers with the original:
+    /// a client retrying after a lost ack must not see an error for a message that exists.
+    async fn original_or(&self, sender: Uuid, client_message_id: &str, refusal: AppError) -> AppResult<Sent> {
+        match self.storage.message_by_client_id(sender, client_message_id).await? {
+            Some(original) => Ok(Sent { message: Message::from(&original), created: false }),
+            None => Err(refusal),
+        }
     }
 
     /// The shared token bucket; an unreachable Redis admits rather than blocking chat.
@@ -224,25 +251,30 @@ impl MessageService {
     }
 
     /// Everything past `user`'s delivered watermark, at most [`REPLAY_LIMIT`] per
-    /// conversation; the watermark then moves past what was replayed (or, when truncated,
-    /// to the end: the client was told to page).
-    pub async fn replay(&self, user: Uuid) -> AppResult<Replay> {
-        let mut replay = Replay::default();
+    /// conversation (deleted messages left out). When truncated, the watermark may move to
+    /// the end: the client is told to page through REST.
+    pub async fn replay(&self, user: Uuid) -> AppResult<Vec<ReplayBatch>> {
+        let mut batches = Vec::new();
         for pending in self.storage.pending_deliveries(user).await? {
             let floor = pending.last_delivered_seq.max(pending.cleared_seq);
             let query = HistoryQuery::After { seq: floor };
             let mut rows = self.storage.history(pending.conversation_id, floor, query, REPLAY_LIMIT as i64 + 1).await?;
             let truncated = rows.len() > REPLAY_LIMIT;
             rows.truncate(REPLAY_LIMIT);
-            let delivered_to = if truncated { pending.last_seq } else { rows.last().map_or(floor, |m| m.seq) };
-            if truncated {
-                replay.truncated.push(pending.conversation_id);
-            }
-            replay.conversations += 1;
-            replay.messages.extend(rows.iter().filter(|m| m.deleted_at.is_none()).map(Message::from));
-            self.storage.mark_delivered(pending.conversation_id, &[user], delivered_to).await?;
+            batches.push(ReplayBatch {
+                conversation_id: pending.conversation_id,
+                delivered_to: if truncated { pending.last_seq } else { rows.last().map_or(floor, |m| m.seq) },
+                messages: rows.iter().filter(|m| m.deleted_at.is_none()).map(Message::from).collect(),
+                truncated,
+            });
         }
-        Ok(replay)
+        Ok(batches)
+    }
+
+    /// Called once a [`ReplayBatch`] went out: a socket that drops mid-replay gets the rest
+    /// next time.
+    pub async fn mark_replayed(&self, user: Uuid, batch: &ReplayBatch) -> AppResult<()> {
+        Ok(self.storage.mark_delivered(batch.conversation_id, &[user], batch.delivered_to).await?)
     }
 
     /// The `sync` request: messages after given points, oldest first, with tombstones.

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use socketioxide::{
     SendError, SocketError,
     adapter::Adapter,
-    extract::{AckSender, SocketRef, TryData},
+    extract::{AckSender, Event, SocketRef, TryData},
     socket::DisconnectReason,
 };
 use uuid::Uuid;
@@ -101,6 +101,11 @@ fn register_handlers<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue:
     messages::register(socket, state, queue);
     rooms::register(socket, state, queue);
     extras::register(socket, state, queue);
+    socket.on_fallback(|Event(event): Event, ack: AckSender<A>| {
+        let refusal = AppError::validation(format!("unknown event `{}`", event.chars().take(64).collect::<String>()));
+        let _ = ack.send(&ack::error(&refusal));
+        std::future::ready(())
+    });
 }
 
 /// The first token found: handshake auth payload, query string, then Authorization header.
@@ -164,36 +169,46 @@ async fn authenticate<A: Adapter>(socket: &SocketRef<A>, state: &AppState, token
 
 /// Missed messages as `message:received`, oldest first, then `sync:complete`.
 async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, user: Uuid) {
-    let replay = match state.messages.replay(user).await {
-        Ok(replay) => replay,
+    let batches = match state.messages.replay(user).await {
+        Ok(batches) => batches,
         Err(err) => {
             tracing::error!(error = %err, "replay failed");
             let _ = socket.emit(events::SYNC_COMPLETE, &json!({ "messages": 0, "conversations": 0, "truncated": [], "error": "INTERNAL" }));
             return;
         }
     };
-    for message in &replay.messages {
-        emit_received(socket, state, message).await;
+    let (mut messages, mut truncated) = (0, Vec::new());
+    for batch in &batches {
+        for message in &batch.messages {
+            if !emit_received(socket, state, message).await {
+                return;
+            }
+        }
+        messages += batch.messages.len();
+        if batch.truncated {
+            truncated.push(batch.conversation_id);
+        }
+        if let Err(err) = state.messages.mark_replayed(user, batch).await {
+            tracing::warn!(error = %err, "watermark not advanced after replay");
+        }
     }
-    let summary = json!({
-        "messages": replay.messages.len(),
-        "conversations": replay.conversations,
-        "truncated": replay.truncated,
-    });
+    let summary = json!({ "messages": messages, "conversations": batches.len(), "truncated": truncated });
     let _ = socket.emit(events::SYNC_COMPLETE, &summary);
 }
 
-async fn emit_received<A: Adapter>(socket: &SocketRef<A>, state: &AppState, message: &Message) {
+/// `false` when the socket is gone or stuck: the replay stops there.
+async fn emit_received<A: Adapter>(socket: &SocketRef<A>, state: &AppState, message: &Message) -> bool {
     let payload = json!({ "message": message });
-    emit_with_backpressure(socket, events::MESSAGE_RECEIVED, &payload).await;
-    if state.fanout.legacy_events() {
-        emit_with_backpressure(socket, events::LEGACY_MESSAGE_NEW, &payload).await;
+    let mut sent = emit_with_backpressure(socket, events::MESSAGE_RECEIVED, &payload).await;
+    if sent && state.fanout.legacy_events() {
+        sent = emit_with_backpressure(socket, events::LEGACY_MESSAGE_NEW, &payload).await;
     }
+    sent
 }
 
 /// A replay can outrun the socket's send buffer; wait for room instead of dropping
 /// messages (for at most a few seconds: a socket that does not drain is a dead socket).
-async fn emit_with_backpressure<A: Adapter>(socket: &SocketRef<A>, event: &str, payload: &Value) {
+async fn emit_with_backpressure<A: Adapter>(socket: &SocketRef<A>, event: &str, payload: &Value) -> bool {
     for _ in 0..1000 {
         match socket.emit(event, payload) {
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
@@ -201,21 +216,19 @@ async fn emit_with_backpressure<A: Adapter>(socket: &SocketRef<A>, event: &str, 
             }
             Err(err) => {
                 tracing::debug!(error = %err, event, "replay emit failed");
-                return;
+                return false;
             }
-            Ok(()) => return,
+            Ok(()) => return true,
         }
     }
     tracing::warn!(sid = %socket.id, "socket does not drain; replay abandoned");
+    false
 }
 
-/// `auth:error` then disconnect.
+/// `auth:error` then disconnect. Every authentication failure is `AUTH_FAILED` here (the
+/// SPEC's connect contract); `TOKEN_REVOKED` is for sockets signed out while connected.
 fn refuse<A: Adapter>(socket: &SocketRef<A>, err: &AppError) {
-    let code = match err {
-        AppError::TokenRevoked => "TOKEN_REVOKED",
-        _ => "AUTH_FAILED",
-    };
-    let _ = socket.emit(events::AUTH_ERROR, &json!({ "error": err.to_string(), "code": code }));
+    let _ = socket.emit(events::AUTH_ERROR, &json!({ "error": err.to_string(), "code": "AUTH_FAILED" }));
     let _ = socket.clone().disconnect();
 }
 

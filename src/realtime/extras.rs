@@ -32,7 +32,8 @@ async fn block<A: Adapter>(ctx: Ctx<A>, payload: Value, blocking: bool) -> Resul
         ctx.state.users.unblock(ctx.user(), target.id).await?;
     }
     let event = if blocking { events::LEGACY_BLOCK_ADDED } else { events::LEGACY_BLOCK_REMOVED };
-    let body = json!({ "userId": target.id, "username": target.username, "at": ctx.state.clock.now().to_rfc3339() });
+    let at = crate::domain::time::Timestamp(ctx.state.clock.now());
+    let body = json!({ "userId": target.id, "username": target.username, "at": at });
     let _ = ctx.socket.emit(event, &body);
     Ok(body)
 }

@@ -187,6 +187,8 @@ pub trait MessageRepo: Send + Sync {
     /// message and bumps the conversation. `NotFound` when the conversation is deleted.
     async fn send_message(&self, message: &NewMessage) -> StorageResult<SendOutcome>;
     async fn message(&self, id: Uuid) -> StorageResult<Option<MessageRecord>>;
+    async fn message_by_client_id(&self, sender: Uuid, client_message_id: &str)
+    -> StorageResult<Option<MessageRecord>>;
     /// A page of a conversation's history, never at or below `floor_seq` (cleared for the
     /// reader).
     async fn history(

@@ -132,6 +132,8 @@ async fn the_message_rate_limit_spans_sockets_and_rest(mode: Mode) {
     let over_rest = al.client.post(&path, json!({"clientMessageId": "5", "content": "e"})).await;
     over_rest.assert_error(429, "RATE_LIMITED");
     assert!(over_rest.header("retry-after").is_some());
+    let retry = send(&one, conversation, "1", "a").await;
+    assert_eq!((retry["ok"].clone(), retry["data"]["duplicate"].clone()), (json!(true), json!(true)), "a retry of a stored message is answered, not refused: {retry}");
     app.clock.advance(std::time::Duration::from_secs(20));
     assert_eq!(send(&two, conversation, "6", "f").await["ok"], true, "a token refills every 20 s at 3/min");
 }

@@ -94,6 +94,14 @@ macro_rules! sql_messages {
                 message_by_id(self.reader(), id).await
             }
 
+            async fn message_by_client_id(
+                &self,
+                sender: uuid::Uuid,
+                client_message_id: &str,
+            ) -> StorageResult<Option<MessageRecord>> {
+                message_by_client_id(self.reader(), sender, client_message_id).await
+            }
+
             async fn history(
                 &self,
                 conversation: uuid::Uuid,
