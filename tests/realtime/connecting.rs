@@ -116,3 +116,19 @@ async fn events_sent_right_after_connecting_are_not_lost(app: TestApp) {
         assert_eq!(ack["ok"], true, "{ack}");
     }
 }
+
+mod timeouts {
+    use std::time::Duration;
+
+    use crate::support::{Mode, TestApp};
+    use crate::{WAIT, connect_raw};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_socket_that_never_authenticates_is_dropped_after_the_timeout() {
+        let app = TestApp::try_spawn_with(Mode::Embedded, &[("AUTH_TIMEOUT_MS", "300")]).await.unwrap();
+        let socket = connect_raw(&app, None).await;
+        let error = socket.expect_event("auth:error", Duration::from_secs(3)).await;
+        assert_eq!(error["code"], "AUTH_FAILED");
+        socket.expect_disconnect(WAIT).await.expect("dropped after the auth timeout");
+    }
+}

@@ -218,3 +218,106 @@ async fn subscribing_needs_participation(app: TestApp) {
     assert_eq!(ok["ok"], true);
     let _ = Mode::Embedded;
 }
+
+mod robustness {
+    use serde_json::json;
+
+    use crate::support::{Mode, TestApp};
+    use crate::{WAIT, connect, direct, send};
+
+    /// Each event, fed payloads of the wrong shape, answers `VALIDATION_ERROR` in its ack.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_event_refuses_bad_payloads_with_validation_error() {
+        let app = TestApp::spawn(Mode::Embedded).await;
+        let ann = app.register("Ann").await;
+        let socket = connect(&app, &ann).await;
+        let cases = [
+            ("subscribe", json!({})),
+            ("subscribe", json!({"conversationId": 12})),
+            ("unsubscribe", json!({"conversationId": "nope"})),
+            ("unsubscribe", json!(null)),
+            ("sync", json!([])),
+            ("sync", json!({"conversations": [{"conversationId": "x", "afterSeq": 1}]})),
+            ("sync", json!({"conversations": [{"conversationId": uuid::Uuid::now_v7(), "afterSeq": -4}]})),
+            ("message:send", json!(7)),
+            ("message.send", json!({"tempId": 5})),
+            ("block.add", json!({})),
+            ("block.remove", json!({"username": 3})),
+            ("no:such:event", json!({})),
+        ];
+        for (event, payload) in cases {
+            let ack = socket.emit_with_ack(event, payload.clone(), WAIT).await.unwrap();
+            assert_eq!(ack["ok"], false, "{event} {payload}");
+            assert_eq!(ack["error"]["code"], "VALIDATION_ERROR", "{event} {payload}: {ack}");
+        }
+        let unknown_user = socket.emit_with_ack("block.add", json!({"username": "nobody_here"}), WAIT).await.unwrap();
+        assert_eq!(unknown_user["error"]["code"], "NOT_FOUND");
+        assert!(socket.is_connected());
+    }
+
+    /// A broken packet or an oversize one costs its sender the connection; nobody else notices.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn malformed_and_oversize_packets_only_hurt_their_own_socket() {
+        let app = TestApp::spawn(Mode::Embedded).await;
+        let ann = app.register("Ann").await;
+        let bob = app.register("Bob").await;
+        let conversation = direct(&ann, &bob).await;
+        let bob_socket = connect(&app, &bob).await;
+        for raw in ["42/chat,[1,2", "42/chat,{}", "4x", "7", "42/chat,[\"message:send\",{\"conversationId\":"] {
+            let attacker = connect(&app, &ann).await;
+            attacker.send_raw(raw).await;
+            let _ = attacker.expect_disconnect(WAIT).await;
+        }
+        let attacker = connect(&app, &ann).await;
+        let huge = "x".repeat(400 * 1024);
+        attacker.send_raw(&format!("42/chat,[\"message:send\",{{\"content\":\"{huge}\"}}]")).await;
+        attacker.expect_disconnect(WAIT).await.expect("an oversize packet closes its connection");
+
+        let ann_socket = connect(&app, &ann).await;
+        assert_eq!(send(&ann_socket, conversation, "after", "still working").await["ok"], true);
+        let received = bob_socket.expect_event("message:received", WAIT).await;
+        assert_eq!(received["message"]["content"], "still working", "the bystander kept its connection");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn legacy_events_stop_when_legacy_events_is_off() {
+        let app = TestApp::try_spawn_with(Mode::Embedded, &[("LEGACY_EVENTS", "false")]).await.unwrap();
+        let ann = app.register("Ann").await;
+        let bob = app.register("Bob").await;
+        let conversation = direct(&ann, &bob).await;
+        let (ann_socket, bob_socket) = (connect(&app, &ann).await, connect(&app, &bob).await);
+        ann_socket.emit("message.send", json!({"conversationId": conversation, "content": "hi", "tempId": "t"})).await;
+        ann_socket.expect_event("message:sent", WAIT).await;
+        bob_socket.expect_event("message:received", WAIT).await;
+        assert!(ann_socket.drain().iter().all(|(e, _)| e != "message.sent"), "legacy message.sent emitted");
+        assert!(bob_socket.drain().iter().all(|(e, _)| e != "message.new"), "legacy message.new emitted");
+    }
+}
+
+mod across_replicas {
+    use serde_json::json;
+
+    use crate::support::{Mode, TestApp};
+    use crate::{connect, group, send};
+
+    /// The dedup key lives in the shared database: a retry through another replica (socket or
+    /// REST) finds the original.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_through_another_replica_returns_the_original() {
+        let Some(first) = TestApp::try_spawn(Mode::Production).await else { return };
+        let second = first.replica().await;
+        let ann = first.register("Ann").await;
+        let bob = first.register("Bob").await;
+        let conversation = group(&ann, &[&bob]).await;
+        let original = send(&connect(&first, &ann).await, conversation, "k-1", "hello").await;
+        let retried = send(&connect(&second, &ann).await, conversation, "k-1", "hello").await;
+        assert_eq!(retried["data"]["messageId"], original["data"]["messageId"]);
+        assert_eq!((retried["data"]["seq"].clone(), retried["data"]["duplicate"].clone()), (json!(1), json!(true)));
+        let via_rest = second
+            .client()
+            .with_token(&ann.token)
+            .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": "k-1", "content": "hello"}))
+            .await;
+        assert_eq!(via_rest.assert_status(200)["id"], original["data"]["messageId"]);
+    }
+}
