@@ -14,7 +14,7 @@ use crate::{
     config::Config,
     domain::{
         auth::AuthService, conversations::ConversationService, messages::MessageService,
-        users::UserService,
+        presence::PresenceService, typing::TypingService, users::UserService,
     },
     fanout::{Broadcaster, Fanout},
     realtime,
@@ -26,6 +26,10 @@ use crate::{
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// How often each replica looks for users whose devices all vanished (their replica died).
+const PRESENCE_SWEEP: Duration = Duration::from_secs(5);
+/// How often each replica announces typing stops that came due.
+const TYPING_SWEEP: Duration = Duration::from_millis(200);
 
 /// Everything a handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -39,6 +43,8 @@ pub struct AppState {
     pub users: Arc<UserService>,
     pub conversations: Arc<ConversationService>,
     pub messages: Arc<MessageService>,
+    pub presence: Arc<PresenceService>,
+    pub typing: Arc<TypingService>,
     pub metrics: PrometheusHandle,
 }
 
@@ -68,17 +74,23 @@ impl AppState {
             config.refresh_token_ttl,
             fanout.clone(),
         );
+        let typing = Arc::new(TypingService::new(storage.clone(), shared.clone(), fanout.clone()));
         let messages = MessageService::new(
             storage.clone(),
             shared.clone(),
             fanout.clone(),
+            typing.clone(),
             clock.clone(),
             config.message_rate_per_min,
         );
+        let presence =
+            PresenceService::new(storage.clone(), shared.clone(), fanout.clone(), clock.clone(), config.presence_grace);
         Ok(Self {
             users: Arc::new(UserService::new(storage.clone(), clock.clone())),
-            conversations: Arc::new(ConversationService::new(storage.clone(), fanout.clone(), clock.clone())),
+            conversations: Arc::new(ConversationService::new(storage.clone(), fanout.clone(), typing.clone(), clock.clone())),
             messages: Arc::new(messages),
+            presence: Arc::new(presence),
+            typing,
             auth: Arc::new(auth),
             fanout,
             storage,
@@ -178,12 +190,22 @@ fn spawn_background(state: &AppState, io: &SocketIo, stop: watch::Receiver<bool>
         let (io, state) = (io.clone(), renew_state.clone());
         async move { realtime::renew_connections(&io, &state).await }
     });
+    let presence = state.presence.clone();
+    let presence_sweep = every(PRESENCE_SWEEP, stop.clone(), move || {
+        let presence = presence.clone();
+        async move { presence.sweep().await }
+    });
+    let typing = state.typing.clone();
+    let typing_sweep = every(TYPING_SWEEP, stop.clone(), move || {
+        let typing = typing.clone();
+        async move { typing.sweep().await }
+    });
     let handle = state.metrics.clone();
     let upkeep = every(Duration::from_secs(5), stop, move || {
         let handle = handle.clone();
         async move { handle.run_upkeep() }
     });
-    vec![purge, renew, upkeep]
+    vec![purge, renew, presence_sweep, typing_sweep, upkeep]
 }
 
 fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut job: F) -> JoinHandle<()>

@@ -13,7 +13,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::domain::views::{Conversation, Message};
+use crate::{
+    domain::{
+        presence::PresenceView,
+        views::{Conversation, Message, TypingUser},
+    },
+    shared_state::PresenceStatus,
+};
 
 pub const CHAT_NAMESPACE: &str = "/chat";
 
@@ -45,6 +51,15 @@ pub mod events {
     pub const CONVERSATION_UPDATED: &str = "conversation:updated";
     pub const SYNC_COMPLETE: &str = "sync:complete";
     pub const PONG: &str = "pong";
+    pub const PRESENCE_UPDATE: &str = "presence:update";
+    pub const PRESENCE_BULK: &str = "presence:bulk";
+    pub const TYPING_STARTED: &str = "typing:started";
+    pub const TYPING_STOPPED: &str = "typing:stopped";
+    pub const LEGACY_USER_STATUS: &str = "user_status";
+    pub const LEGACY_USER_ONLINE: &str = "user.online";
+    pub const LEGACY_USER_OFFLINE: &str = "user.offline";
+    pub const LEGACY_USER_TYPING: &str = "user_typing";
+    pub const LEGACY_MESSAGE_TYPING: &str = "message.typing";
     /// Legacy names (seeds 000 and 002), sent alongside while `LEGACY_EVENTS` is on.
     pub const LEGACY_MESSAGE_NEW: &str = "message.new";
     pub const LEGACY_MESSAGE_SENT: &str = "message.sent";
@@ -56,16 +71,16 @@ pub mod events {
 #[derive(Clone, Debug, Default)]
 pub struct Audience {
     pub rooms: Vec<String>,
-    pub except: Option<String>,
+    pub except: Vec<String>,
 }
 
 impl Audience {
     pub fn rooms(rooms: Vec<String>) -> Self {
-        Self { rooms, except: None }
+        Self { rooms, except: Vec::new() }
     }
 
     pub fn except_socket(mut self, sid: Option<&str>) -> Self {
-        self.except = sid.map(socket_room);
+        self.except.extend(sid.map(socket_room));
         self
     }
 }
@@ -155,6 +170,48 @@ impl Fanout {
         let audience = Audience::rooms(vec![user_room(user)]);
         let payload = json!({ "conversation": conversation });
         self.broadcaster.emit(audience, events::CONVERSATION_UPDATED, &payload).await;
+    }
+
+    /// `presence:update` (and the legacy `user_status`, `user.online` / `user.offline`) to
+    /// every socket of the `audience`.
+    pub async fn presence_changed(&self, view: &PresenceView, audience: &[Uuid]) {
+        if audience.is_empty() {
+            return;
+        }
+        let rooms = Audience::rooms(user_rooms(audience));
+        self.broadcaster.emit(rooms.clone(), events::PRESENCE_UPDATE, &json!(view)).await;
+        if !self.legacy {
+            return;
+        }
+        let last_seen = view.last_seen_at.map(|t| t.to_wire());
+        let mut status = json!({ "user_id": view.user_id, "status": view.status.as_str() });
+        match view.status {
+            PresenceStatus::Offline => status["last_seen"] = json!(last_seen),
+            _ => status["timestamp"] = json!(view.last_activity.map(|t| t.to_wire())),
+        }
+        self.broadcaster.emit(rooms.clone(), events::LEGACY_USER_STATUS, &status).await;
+        let online = view.status != PresenceStatus::Offline;
+        let event = if online { events::LEGACY_USER_ONLINE } else { events::LEGACY_USER_OFFLINE };
+        let legacy = json!({ "userId": view.user_id, "isOnline": online, "lastSeen": last_seen });
+        self.broadcaster.emit(rooms, event, &legacy).await;
+    }
+
+    /// `typing:started` / `typing:stopped` (and the legacy `user_typing`, `message.typing`)
+    /// to the conversation's subscribers, except the typist's sockets and `except_users`.
+    pub async fn typing(&self, conversation: Uuid, typist: &TypingUser, started: bool, except_users: &[Uuid]) {
+        let mut except = vec![user_room(typist.user_id)];
+        except.extend(except_users.iter().copied().map(user_room));
+        let audience = Audience { rooms: vec![conversation_room(conversation)], except };
+        let payload = json!({ "conversationId": conversation, "userId": typist.user_id,
+            "username": typist.username, "displayName": typist.display_name });
+        let event = if started { events::TYPING_STARTED } else { events::TYPING_STOPPED };
+        self.broadcaster.emit(audience.clone(), event, &payload).await;
+        if self.legacy {
+            let legacy = json!({ "conversation_id": conversation, "user_id": typist.user_id,
+                "username": typist.username, "display_name": typist.display_name, "is_typing": started });
+            self.broadcaster.emit(audience.clone(), events::LEGACY_USER_TYPING, &legacy).await;
+            self.broadcaster.emit(audience, events::LEGACY_MESSAGE_TYPING, &legacy).await;
+        }
     }
 
     /// Tells the sockets of a signed-out session why they go, then disconnects them.

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{
     cursor,
+    typing::TypingService,
     views::{Conversation, ConversationDetail, Participant, User},
 };
 use crate::{
@@ -57,12 +58,13 @@ pub fn page_limit(limit: Option<i64>) -> AppResult<i64> {
 pub struct ConversationService {
     storage: Arc<dyn Storage>,
     fanout: Fanout,
+    typing: Arc<TypingService>,
     clock: SharedClock,
 }
 
 impl ConversationService {
-    pub fn new(storage: Arc<dyn Storage>, fanout: Fanout, clock: SharedClock) -> Self {
-        Self { storage, fanout, clock }
+    pub fn new(storage: Arc<dyn Storage>, fanout: Fanout, typing: Arc<TypingService>, clock: SharedClock) -> Self {
+        Self { storage, fanout, typing, clock }
     }
 
     pub async fn list(
@@ -89,7 +91,9 @@ impl ConversationService {
             let last = &rows[rows.len() - 1].conversation;
             cursor::encode(&ListPosition { t: last.last_activity_at.timestamp_millis(), id: last.id })
         });
-        Ok(ConversationPage { conversations: rows.iter().map(Conversation::from).collect(), next_cursor })
+        let mut conversations: Vec<Conversation> = rows.iter().map(Conversation::from).collect();
+        self.fill_typing(user, &mut conversations).await;
+        Ok(ConversationPage { conversations, next_cursor })
     }
 
     /// Creates a group, or finds-or-creates the direct conversation with one other user.
@@ -160,7 +164,19 @@ impl ConversationService {
             .iter()
             .map(|m| Participant { user: User::seen_by(&m.user, user), role: m.role, joined_at: m.joined_at.into() })
             .collect();
-        Ok(ConversationDetail { conversation: Conversation::from(&summary), participants })
+        let mut conversation = [Conversation::from(&summary)];
+        self.fill_typing(user, &mut conversation).await;
+        let [conversation] = conversation;
+        Ok(ConversationDetail { conversation, participants })
+    }
+
+    /// `typingUsers`, as `viewer` may see them.
+    async fn fill_typing(&self, viewer: Uuid, conversations: &mut [Conversation]) {
+        let ids: Vec<Uuid> = conversations.iter().map(|c| c.id).collect();
+        let mut typing = self.typing.typing_users(viewer, &ids).await;
+        for conversation in conversations {
+            conversation.typing_users = typing.remove(&conversation.id).unwrap_or_default();
+        }
     }
 
     /// Soft-deletes for everyone; owners only.

@@ -12,6 +12,7 @@ use super::{
     conversations::{membership, page_limit},
     cursor,
     message_input::{OutgoingMessage, parse_content},
+    typing::TypingService,
     views::Message,
 };
 use crate::{
@@ -76,13 +77,21 @@ pub struct MessageService {
     storage: Arc<dyn Storage>,
     shared: SharedState,
     fanout: Fanout,
+    typing: Arc<TypingService>,
     clock: SharedClock,
     quota: Quota,
 }
 
 impl MessageService {
-    pub fn new(storage: Arc<dyn Storage>, shared: SharedState, fanout: Fanout, clock: SharedClock, per_minute: u32) -> Self {
-        Self { storage, shared, fanout, clock, quota: Quota::per_minute(per_minute) }
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        shared: SharedState,
+        fanout: Fanout,
+        typing: Arc<TypingService>,
+        clock: SharedClock,
+        per_minute: u32,
+    ) -> Self {
+        Self { storage, shared, fanout, typing, clock, quota: Quota::per_minute(per_minute) }
     }
 
     /// Sends `message` from `sender`. `origin` is the sending socket, which gets
@@ -115,6 +124,7 @@ impl MessageService {
         metrics::histogram!("parley_message_latency_seconds", "stage" => "persisted")
             .record(received.elapsed().as_secs_f64());
         let view = Message::from(&stored);
+        self.typing.end(sender, stored.conversation_id).await;
         self.fanout.message_created(&view, &participants, origin).await;
         metrics::counter!("parley_messages_delivered_total").increment(participants.len() as u64);
         metrics::histogram!("parley_message_latency_seconds", "stage" => "emitted")
@@ -172,7 +182,7 @@ impl MessageService {
     /// moves past it, so a later reconnect does not replay it. Offline participants keep
     /// theirs, and get it replayed.
     async fn record_delivery(&self, message: &MessageRecord, participants: &[Uuid]) {
-        let online = match self.shared.connections.online(participants).await {
+        let online = match self.shared.presence.online(participants).await {
             Ok(online) => online,
             Err(err) => {
                 tracing::warn!(error = %err, "presence unavailable; leaving the message to replay");

@@ -137,6 +137,12 @@ pub struct TypingUser {
     pub display_name: String,
 }
 
+impl From<&UserRecord> for TypingUser {
+    fn from(r: &UserRecord) -> Self {
+        Self { user_id: r.id, username: r.username.clone(), display_name: r.display_name.clone() }
+    }
+}
+
 /// `Conversation` from the SPEC, as one participant sees it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

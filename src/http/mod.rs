@@ -7,6 +7,7 @@ pub mod conversations;
 pub mod extract;
 pub mod health;
 pub mod messages;
+pub mod presence;
 pub mod users;
 
 use std::time::{Duration, Instant};
@@ -54,6 +55,7 @@ use crate::{app::AppState, config::Config, error::AppError};
         (name = "Blocks", description = "Blocking other users"),
         (name = "Conversations", description = "Direct conversations and groups"),
         (name = "Messages", description = "History, polling, the HTTP send fallback, edits and deletes"),
+        (name = "Presence", description = "Who is online, as privacy settings allow"),
         (name = "Legacy", description = "Routes kept for older clients"),
         (name = "Health", description = "Probes and metrics"),
     )
@@ -108,6 +110,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(users::router())
         .merge(conversations::router())
         .merge(messages::router())
+        .merge(presence::router())
         .merge(health::router())
         .split_for_parts();
     UnauthorizedResponses.modify(&mut openapi);

@@ -14,12 +14,13 @@ use socketioxide::{
 };
 use uuid::Uuid;
 
-use super::{EventQueue, ack, extras, messages, rooms};
+use super::{EventQueue, ack, extras, messages, presence, rooms, typing};
 use crate::{
     app::AppState,
     domain::{tokens::AccessClaims, views::Message},
     error::AppError,
     fanout::{events, session_room, socket_room, user_room},
+    shared_state::PresenceStatus,
 };
 
 /// The authenticated identity of a socket, kept in its extensions.
@@ -100,6 +101,8 @@ fn register_handlers<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue:
     });
     messages::register(socket, state, queue);
     rooms::register(socket, state, queue);
+    presence::register(socket, state, queue);
+    typing::register(socket, state, queue);
     extras::register(socket, state, queue);
     socket.on_fallback(|Event(event): Event, ack: AckSender<A>| {
         let refusal = AppError::validation(format!("unknown event `{}`", event.chars().take(64).collect::<String>()));
@@ -157,12 +160,15 @@ async fn authenticate<A: Adapter>(socket: &SocketRef<A>, state: &AppState, token
     socket.extensions.insert(session.clone());
     socket.join(user_room(session.user_id));
     socket.join(session_room(session.session_id));
-    let sid = socket.id.to_string();
-    if let Err(err) = state.shared.connections.connected(session.user_id, &sid).await {
-        tracing::warn!(error = %err, "connection not registered");
-    }
     metrics::gauge!("parley_sockets_connected").increment(1.0);
+    state.presence.touch(session.user_id, &socket.id.to_string(), PresenceStatus::Online).await;
     let _ = socket.emit(events::AUTH_SUCCESS, &json!({ "userId": session.user_id }));
+    match state.presence.visible_contacts(session.user_id).await {
+        Ok(users) => {
+            let _ = socket.emit(events::PRESENCE_BULK, &json!({ "users": users }));
+        }
+        Err(err) => tracing::warn!(error = %err, "presence:bulk not sent"),
+    }
     replay(socket, state, session.user_id).await;
     Ok(json!({ "userId": session.user_id }))
 }
@@ -246,7 +252,9 @@ async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, state: AppState, reason
     let Some(session) = socket.extensions.get::<Session>() else { return };
     tracing::debug!(sid = %socket.id, user = %session.user_id, ?reason, "socket disconnected");
     metrics::gauge!("parley_sockets_connected").decrement(1.0);
-    if let Err(err) = state.shared.connections.disconnected(session.user_id, &socket.id.to_string()).await {
-        tracing::warn!(error = %err, "connection not unregistered");
+    for conversation in typing::typed_in(&socket) {
+        state.typing.end(session.user_id, conversation).await;
     }
+    let signed_out = matches!(reason, DisconnectReason::ServerNSDisconnect);
+    state.presence.socket_gone(session.user_id, &socket.id.to_string(), signed_out).await;
 }

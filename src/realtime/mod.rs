@@ -6,7 +6,9 @@ mod ack;
 mod connect;
 mod extras;
 mod messages;
+mod presence;
 mod rooms;
+mod typing;
 
 use std::{future::Future, pin::Pin, time::Duration};
 
@@ -157,8 +159,8 @@ impl<A: Adapter> Broadcaster for SocketIoBroadcaster<A> {
     async fn emit(&self, audience: Audience, event: &str, payload: &Value) {
         let Some(ns) = self.io.of(CHAT_NAMESPACE) else { return };
         let mut operators = ns.to(audience.rooms);
-        if let Some(except) = audience.except {
-            operators = operators.except(except);
+        if !audience.except.is_empty() {
+            operators = operators.except(audience.except);
         }
         if let Err(err) = operators.emit(event, payload).await {
             tracing::warn!(error = %err, event, "broadcast failed");
@@ -196,7 +198,7 @@ pub async fn renew_connections<A: Adapter>(io: &SocketIo<A>, state: &AppState) {
         .into_iter()
         .filter_map(|s| s.extensions.get::<Session>().map(|session| (session.user_id, s.id.to_string())))
         .collect();
-    if let Err(err) = state.shared.connections.renew(&live).await {
+    if let Err(err) = state.shared.presence.renew(&live).await {
         tracing::warn!(error = %err, sockets = live.len(), "renewing connections failed");
     }
 }

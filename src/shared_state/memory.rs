@@ -13,11 +13,7 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use uuid::Uuid;
-
-use super::{
-    Admission, CONNECTION_TTL, Connections, Quota, RateLimits, StateResult, Ticket, TokenRevocations,
-};
+use super::{Admission, Quota, RateLimits, StateResult, Ticket, TokenRevocations};
 use crate::clock::SharedClock;
 
 /// Sweep expired entries after this many writes.
@@ -28,8 +24,6 @@ pub struct MemoryState {
     revoked: Mutex<HashMap<String, i64>>,
     windows: Mutex<HashMap<String, Window>>,
     buckets: Mutex<HashMap<String, i64>>,
-    /// user → socket → expiry (ms)
-    connections: Mutex<HashMap<Uuid, HashMap<String, i64>>>,
     writes: AtomicU64,
     next_ticket: AtomicU64,
 }
@@ -56,7 +50,6 @@ impl MemoryState {
             revoked: Mutex::default(),
             windows: Mutex::default(),
             buckets: Mutex::default(),
-            connections: Mutex::default(),
             writes: AtomicU64::new(0),
             next_ticket: AtomicU64::new(1),
         }
@@ -72,10 +65,6 @@ impl MemoryState {
             !w.attempts.is_empty()
         });
         lock(&self.buckets).retain(|_, tat| *tat > now);
-        lock(&self.connections).retain(|_, sockets| {
-            sockets.retain(|_, until| *until > now);
-            !sockets.is_empty()
-        });
     }
 }
 
@@ -157,43 +146,3 @@ impl RateLimits for MemoryState {
     }
 }
 
-#[async_trait]
-impl Connections for MemoryState {
-    async fn connected(&self, user: Uuid, socket: &str) -> StateResult<()> {
-        let now = self.clock.now_ms();
-        let until = now + millis(CONNECTION_TTL);
-        lock(&self.connections).entry(user).or_default().insert(socket.to_owned(), until);
-        self.after_write(now);
-        Ok(())
-    }
-
-    async fn disconnected(&self, user: Uuid, socket: &str) -> StateResult<()> {
-        let mut connections = lock(&self.connections);
-        if let Some(sockets) = connections.get_mut(&user) {
-            sockets.remove(socket);
-            if sockets.is_empty() {
-                connections.remove(&user);
-            }
-        }
-        Ok(())
-    }
-
-    async fn renew(&self, sockets: &[(Uuid, String)]) -> StateResult<()> {
-        let until = self.clock.now_ms() + millis(CONNECTION_TTL);
-        let mut connections = lock(&self.connections);
-        for (user, socket) in sockets {
-            connections.entry(*user).or_default().insert(socket.clone(), until);
-        }
-        Ok(())
-    }
-
-    async fn online(&self, users: &[Uuid]) -> StateResult<Vec<Uuid>> {
-        let now = self.clock.now_ms();
-        let connections = lock(&self.connections);
-        Ok(users
-            .iter()
-            .copied()
-            .filter(|u| connections.get(u).is_some_and(|s| s.values().any(|until| *until > now)))
-            .collect())
-    }
-}

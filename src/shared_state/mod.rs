@@ -1,18 +1,23 @@
-//! State that every replica must see the same way: revoked access tokens and rate-limit
-//! buckets now; presence, typing and counters join here as they land. Each kind is one
+//! State that every replica must see the same way: revoked access tokens, rate-limit
+//! buckets, presence and typing (counters join here as they land). Each kind is one
 //! trait with an in-process implementation (embedded mode, one replica) and a Redis one
 //! (`REDIS_URL` set). The suite in `tests/shared_state` runs against both.
 
 pub mod memory;
+pub mod presence;
 pub mod redis;
+pub mod typing;
 
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::clock::SharedClock;
+pub use presence::{CONNECTION_RENEW, CONNECTION_TTL, LiveState, Presence, PresenceStatus};
+use presence::{MemoryPresence, RedisPresence};
+pub use typing::Typing;
+use typing::{MemoryTyping, RedisTyping};
 
 pub type StateResult<T> = Result<T, StateError>;
 
@@ -78,45 +83,38 @@ pub trait RateLimits: Send + Sync {
     async fn take(&self, key: &str, quota: Quota) -> StateResult<Admission>;
 }
 
-/// Which users have a live socket somewhere. Each replica registers its sockets and renews
-/// them every [`CONNECTION_RENEW`]; an entry not renewed for [`CONNECTION_TTL`] (its replica
-/// died without saying goodbye) no longer counts.
-#[async_trait]
-pub trait Connections: Send + Sync {
-    async fn connected(&self, user: Uuid, socket: &str) -> StateResult<()>;
-    async fn disconnected(&self, user: Uuid, socket: &str) -> StateResult<()>;
-    /// Renews this replica's live sockets.
-    async fn renew(&self, sockets: &[(Uuid, String)]) -> StateResult<()>;
-    /// The subset of `users` with at least one live socket.
-    async fn online(&self, users: &[Uuid]) -> StateResult<Vec<Uuid>>;
-}
-
-pub const CONNECTION_TTL: Duration = Duration::from_secs(30);
-pub const CONNECTION_RENEW: Duration = Duration::from_secs(10);
-
 /// The shared-state handles the application runs with.
 #[derive(Clone)]
 pub struct SharedState {
     pub revocations: Arc<dyn TokenRevocations>,
     pub rate_limits: Arc<dyn RateLimits>,
-    pub connections: Arc<dyn Connections>,
+    pub presence: Arc<dyn Presence>,
+    pub typing: Arc<dyn Typing>,
     redis: Option<redis::RedisState>,
 }
 
 impl SharedState {
     pub fn in_process(clock: SharedClock) -> Self {
-        let state = Arc::new(memory::MemoryState::new(clock));
-        Self { revocations: state.clone(), rate_limits: state.clone(), connections: state, redis: None }
+        let state = Arc::new(memory::MemoryState::new(clock.clone()));
+        Self {
+            revocations: state.clone(),
+            rate_limits: state,
+            presence: Arc::new(MemoryPresence::new(clock.clone())),
+            typing: Arc::new(MemoryTyping::new(clock)),
+            redis: None,
+        }
     }
 
     /// Connects to Redis; every key starts with `prefix`.
     pub async fn redis(url: &str, prefix: &str, clock: SharedClock) -> StateResult<Self> {
-        let state = redis::RedisState::connect(url, prefix, clock).await?;
+        let state = redis::RedisState::connect(url, prefix, clock.clone()).await?;
         let shared = Arc::new(state.clone());
+        let (conn, prefix) = (state.connection(), state.prefix());
         Ok(Self {
             revocations: shared.clone(),
-            rate_limits: shared.clone(),
-            connections: shared,
+            rate_limits: shared,
+            presence: Arc::new(RedisPresence::new(conn.clone(), prefix.clone(), clock.clone())),
+            typing: Arc::new(RedisTyping::new(conn, prefix, clock)),
             redis: Some(state),
         })
     }

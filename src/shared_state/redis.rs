@@ -9,11 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redis::{AsyncCommands, Script, aio::ConnectionManager};
 
-use uuid::Uuid;
-
-use super::{
-    Admission, CONNECTION_TTL, Connections, Quota, RateLimits, StateResult, Ticket, TokenRevocations,
-};
+use super::{Admission, Quota, RateLimits, StateResult, Ticket, TokenRevocations};
 use crate::clock::SharedClock;
 
 /// KEYS[1] sorted set of admitted attempts; ARGV now, window, limit, member.
@@ -73,6 +69,14 @@ impl RedisState {
     pub async fn ping(&self) -> StateResult<()> {
         let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await?;
         Ok(())
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub fn prefix(&self) -> Arc<str> {
+        self.prefix.clone()
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
@@ -137,44 +141,3 @@ impl RateLimits for RedisState {
     }
 }
 
-/// Each user's live sockets: a sorted set `conn:{user}` scored by expiry time (ms).
-#[async_trait]
-impl Connections for RedisState {
-    async fn connected(&self, user: Uuid, socket: &str) -> StateResult<()> {
-        self.renew(&[(user, socket.to_owned())]).await
-    }
-
-    async fn disconnected(&self, user: Uuid, socket: &str) -> StateResult<()> {
-        let _: i64 = self.conn.clone().zrem(self.key("conn", &user.to_string()), socket).await?;
-        Ok(())
-    }
-
-    async fn renew(&self, sockets: &[(Uuid, String)]) -> StateResult<()> {
-        if sockets.is_empty() {
-            return Ok(());
-        }
-        let ttl = CONNECTION_TTL.as_millis() as i64;
-        let until = self.clock.now_ms() + ttl;
-        let mut pipe = redis::pipe();
-        for (user, socket) in sockets {
-            let key = self.key("conn", &user.to_string());
-            pipe.zadd(&key, socket, until).ignore();
-            pipe.pexpire(&key, ttl).ignore();
-        }
-        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(())
-    }
-
-    async fn online(&self, users: &[Uuid]) -> StateResult<Vec<Uuid>> {
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = self.clock.now_ms();
-        let mut pipe = redis::pipe();
-        for user in users {
-            pipe.zcount(self.key("conn", &user.to_string()), now + 1, "+inf");
-        }
-        let counts: Vec<i64> = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(users.iter().zip(counts).filter(|(_, n)| *n > 0).map(|(u, _)| *u).collect())
-    }
-}

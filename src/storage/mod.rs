@@ -60,6 +60,7 @@ pub trait UserRepo: Send + Sync {
     async fn user_by_email(&self, email: &str) -> StorageResult<Option<UserRecord>>;
     async fn username_taken(&self, username: &str) -> StorageResult<bool>;
     async fn user_by_username(&self, username: &str) -> StorageResult<Option<UserRecord>>;
+    async fn users_by_ids(&self, ids: &[Uuid]) -> StorageResult<Vec<UserRecord>>;
     /// Users whose username or lower-cased display name starts with `prefix` (lower case),
     /// excluding `viewer` and anyone who blocked `viewer`; ordered by username.
     async fn search_users(
@@ -115,6 +116,18 @@ pub trait SocialRepo: Send + Sync {
     /// Users `blocker` has blocked, newest first.
     async fn blocked_by(&self, blocker: Uuid) -> StorageResult<Vec<BlockedUser>>;
     async fn relationship(&self, viewer: Uuid, other: Uuid) -> StorageResult<Relationship>;
+    /// The people whose presence matters to `user`: friends, direct-conversation peers, and
+    /// everyone blocked by or blocking `user`.
+    async fn contacts(&self, user: Uuid) -> StorageResult<Contacts>;
+    /// Users who blocked `user`.
+    async fn blockers_of(&self, user: Uuid) -> StorageResult<Vec<Uuid>>;
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Contacts {
+    pub friends: Vec<Uuid>,
+    pub direct_peers: Vec<Uuid>,
+    pub blocked_either: Vec<Uuid>,
 }
 
 /// What leaving a conversation changed.

@@ -64,6 +64,19 @@ macro_rules! sql_accounts {
                 Ok(row)
             }
 
+            async fn users_by_ids(&self, ids: &[uuid::Uuid]) -> StorageResult<Vec<UserRecord>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut select = sqlx::QueryBuilder::<$db>::new(concat!("SELECT ", user_columns!(), " FROM users WHERE id IN ("));
+                let mut list = select.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                select.push(")");
+                Ok(select.build_query_as::<UserRecord>().fetch_all(self.reader()).await?)
+            }
+
             async fn username_taken(&self, username: &str) -> StorageResult<bool> {
                 let found: Option<(uuid::Uuid,)> =
                     sqlx::query_as::<$db, _>("SELECT id FROM users WHERE username = $1")
@@ -371,6 +384,43 @@ macro_rules! sql_accounts {
                     .fetch_one(self.reader())
                     .await?;
                 Ok(Relationship { following, followed_by, blocking, blocked_by })
+            }
+
+            async fn contacts(&self, user: uuid::Uuid) -> StorageResult<Contacts> {
+                let ids = |rows: Vec<(uuid::Uuid,)>| rows.into_iter().map(|(id,)| id).collect::<Vec<_>>();
+                let friends = sqlx::query_as::<$db, (uuid::Uuid,)>(
+                    "SELECT f.followee_id FROM follows f JOIN follows back \
+                     ON back.follower_id = f.followee_id AND back.followee_id = f.follower_id \
+                     WHERE f.follower_id = $1",
+                )
+                .bind(user)
+                .fetch_all(self.reader())
+                .await?;
+                let peers = sqlx::query_as::<$db, (uuid::Uuid,)>(
+                    "SELECT DISTINCT other.user_id FROM conversation_participants mine \
+                     JOIN conversations c ON c.id = mine.conversation_id AND c.kind = 'direct' AND c.deleted_at IS NULL \
+                     JOIN conversation_participants other ON other.conversation_id = mine.conversation_id \
+                     AND other.user_id <> mine.user_id WHERE mine.user_id = $1",
+                )
+                .bind(user)
+                .fetch_all(self.reader())
+                .await?;
+                let blocked = sqlx::query_as::<$db, (uuid::Uuid,)>(
+                    "SELECT blocked_id FROM blocks WHERE blocker_id = $1 \
+                     UNION SELECT blocker_id FROM blocks WHERE blocked_id = $1",
+                )
+                .bind(user)
+                .fetch_all(self.reader())
+                .await?;
+                Ok(Contacts { friends: ids(friends), direct_peers: ids(peers), blocked_either: ids(blocked) })
+            }
+
+            async fn blockers_of(&self, user: uuid::Uuid) -> StorageResult<Vec<uuid::Uuid>> {
+                let rows = sqlx::query_as::<$db, (uuid::Uuid,)>("SELECT blocker_id FROM blocks WHERE blocked_id = $1")
+                    .bind(user)
+                    .fetch_all(self.reader())
+                    .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
             }
         }
 

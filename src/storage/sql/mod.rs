@@ -62,7 +62,7 @@ mod messages;
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
         use $crate::storage::{
-            ConversationRepo, LeaveOutcome, MessageRepo, SessionRepo, SocialRepo, StorageError,
+            ConversationRepo, Contacts, LeaveOutcome, MessageRepo, SessionRepo, SocialRepo, StorageError,
             StorageResult, UserRepo, models::*,
         };
 

@@ -1,0 +1,22 @@
+//! `presence:heartbeat {status}`: every 15 s from clients; `away` only counts when every
+//! device of the user says so.
+
+use serde_json::{Value, json};
+use socketioxide::{adapter::Adapter, extract::SocketRef};
+
+use super::{Ctx, EventQueue, on};
+use crate::{app::AppState, error::AppError, shared_state::PresenceStatus};
+
+pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &EventQueue) {
+    on(socket, "presence:heartbeat", state, queue, heartbeat);
+}
+
+async fn heartbeat<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {
+    let status = match payload.get("status").and_then(Value::as_str) {
+        None | Some("online") => PresenceStatus::Online,
+        Some("away") => PresenceStatus::Away,
+        Some(_) => return Err(AppError::invalid_field("status", "must be `online` or `away`")),
+    };
+    ctx.state.presence.touch(ctx.user(), &ctx.socket.id.to_string(), status).await;
+    Ok(json!({ "status": status }))
+}
