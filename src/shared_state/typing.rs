@@ -128,6 +128,7 @@ return removed
 "#;
 
 /// KEYS[1] the active set; ARGV now, key prefix. Returns a flat list conv, user, conv, user…
+/// (It derives the per-conversation keys itself: fine on one Redis, not on Redis Cluster.)
 const EXPIRE: &str = r#"
 local now = tonumber(ARGV[1])
 local out = {}
@@ -241,6 +242,9 @@ impl Typing for RedisTyping {
 
     async fn count(&self) -> StateResult<usize> {
         let active: Vec<String> = self.conn.clone().zrange(self.active(), 0, -1).await?;
+        if active.is_empty() {
+            return Ok(0);
+        }
         let mut pipe = redis::pipe();
         for conversation in &active {
             pipe.zcard(format!("{}typing:{conversation}", self.prefix));

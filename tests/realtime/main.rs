@@ -6,7 +6,9 @@ mod support;
 
 mod connecting;
 mod sending;
+mod presence;
 mod replay;
+mod typing;
 
 use std::time::Duration;
 

@@ -60,7 +60,104 @@ state_tests!(
     parallel_attempts_never_overshoot_the_window,
     a_bucket_allows_its_burst_then_refills_evenly,
     health_reports_the_backend,
+    presence_aggregates_devices_best_status_first,
+    presence_entries_expire_unless_renewed,
+    presence_remembers_what_was_announced,
+    typing_rebroadcasts_at_most_once_a_second,
+    typing_expires_once_at_its_deadline_and_each_start_resets_it,
+    typing_stops_and_lists_per_conversation,
 );
+
+use parley::shared_state::{CONNECTION_TTL, PresenceStatus};
+use uuid::Uuid;
+
+async fn presence_aggregates_devices_best_status_first(state: SharedState, _clock: ManualClock) {
+    let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let p = &state.presence;
+    assert_eq!(p.states(&[ann]).await.unwrap()[0].status, PresenceStatus::Offline);
+    p.touch(ann, "phone", PresenceStatus::Away).await.unwrap();
+    assert_eq!(p.states(&[ann]).await.unwrap()[0].status, PresenceStatus::Away);
+    p.touch(ann, "laptop", PresenceStatus::Online).await.unwrap();
+    let states = p.states(&[ann, bob]).await.unwrap();
+    assert_eq!((states[0].status, states[1].status), (PresenceStatus::Online, PresenceStatus::Offline));
+    assert!(states[0].last_activity_ms.is_some() && states[1].last_activity_ms.is_none());
+    assert_eq!(p.online(&[ann, bob]).await.unwrap(), [ann]);
+    p.remove(ann, "laptop").await.unwrap();
+    assert_eq!(p.states(&[ann]).await.unwrap()[0].status, PresenceStatus::Away, "the phone is still there");
+    p.remove(ann, "phone").await.unwrap();
+    assert_eq!(p.states(&[ann]).await.unwrap()[0].status, PresenceStatus::Offline);
+}
+
+async fn presence_entries_expire_unless_renewed(state: SharedState, clock: ManualClock) {
+    let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    state.presence.touch(ann, "a", PresenceStatus::Online).await.unwrap();
+    state.presence.touch(bob, "b", PresenceStatus::Online).await.unwrap();
+    for _ in 0..3 {
+        clock.advance(CONNECTION_TTL / 2);
+        state.presence.renew(&[(ann, "a".to_owned())]).await.unwrap();
+    }
+    let states = state.presence.states(&[ann, bob]).await.unwrap();
+    assert_eq!(states[0].status, PresenceStatus::Online, "renewed");
+    assert_eq!(states[1].status, PresenceStatus::Offline, "its replica stopped renewing it");
+}
+
+async fn presence_remembers_what_was_announced(state: SharedState, _clock: ManualClock) {
+    let ann = Uuid::now_v7();
+    let p = &state.presence;
+    assert_eq!(p.announce(ann, PresenceStatus::Online).await.unwrap(), PresenceStatus::Offline);
+    assert_eq!(p.announce(ann, PresenceStatus::Away).await.unwrap(), PresenceStatus::Online);
+    assert!(p.announced_present().await.unwrap().contains(&ann));
+    assert_eq!(p.announce(ann, PresenceStatus::Offline).await.unwrap(), PresenceStatus::Away);
+    assert!(!p.announced_present().await.unwrap().contains(&ann));
+}
+
+const TTL: Duration = Duration::from_secs(5);
+const GAP: Duration = Duration::from_secs(1);
+
+async fn typing_rebroadcasts_at_most_once_a_second(state: SharedState, clock: ManualClock) {
+    let (conv, ann) = (Uuid::now_v7(), Uuid::now_v7());
+    assert!(state.typing.start(conv, ann, TTL, GAP).await.unwrap(), "the first start is news");
+    for _ in 0..50 {
+        assert!(!state.typing.start(conv, ann, TTL, GAP).await.unwrap(), "a storm within the second is not");
+    }
+    clock.advance(GAP);
+    assert!(state.typing.start(conv, ann, TTL, GAP).await.unwrap());
+    assert!(state.typing.stop(conv, ann).await.unwrap());
+    assert!(state.typing.start(conv, ann, TTL, GAP).await.unwrap(), "after a stop, a start is news again");
+}
+
+async fn typing_expires_once_at_its_deadline_and_each_start_resets_it(state: SharedState, clock: ManualClock) {
+    let (conv, ann, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    state.typing.start(conv, ann, TTL, GAP).await.unwrap();
+    clock.advance(Duration::from_secs(4));
+    state.typing.start(conv, ann, TTL, GAP).await.unwrap();
+    state.typing.start(conv, bob, TTL, GAP).await.unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert!(state.typing.expire().await.unwrap().is_empty(), "the second start reset the timer");
+    clock.advance(Duration::from_secs(3));
+    let expired = state.typing.expire().await.unwrap();
+    assert_eq!(expired.len(), 2, "{expired:?}");
+    assert!(expired.contains(&(conv, ann)) && expired.contains(&(conv, bob)));
+    assert!(state.typing.expire().await.unwrap().is_empty(), "each stop is announced once");
+    assert_eq!(state.typing.count().await.unwrap(), 0, "nothing is kept past its deadline");
+}
+
+async fn typing_stops_and_lists_per_conversation(state: SharedState, _clock: ManualClock) {
+    let (one, two, ann, bob) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    state.typing.start(one, ann, TTL, GAP).await.unwrap();
+    state.typing.start(one, bob, TTL, GAP).await.unwrap();
+    state.typing.start(two, bob, TTL, GAP).await.unwrap();
+    let lists = state.typing.typing_in(&[one, two, Uuid::now_v7()]).await.unwrap();
+    let mut first = lists[0].clone();
+    first.sort();
+    let mut expected = vec![ann, bob];
+    expected.sort();
+    assert_eq!((first, lists[1].clone(), lists[2].clone()), (expected, vec![bob], vec![]));
+    assert!(state.typing.stop(one, bob).await.unwrap());
+    assert!(!state.typing.stop(one, bob).await.unwrap(), "stopping twice is nothing");
+    assert_eq!(state.typing.typing_in(&[one]).await.unwrap()[0], vec![ann]);
+    assert_eq!(state.typing.count().await.unwrap(), 2);
+}
 
 async fn revoked_tokens_stay_revoked_until_they_expire(state: SharedState, clock: ManualClock) {
     let revocations = &state.revocations;

@@ -1,0 +1,180 @@
+//! Presence: who hears about whom, multi-device aggregation, the offline grace, privacy,
+//! `presence:bulk`, REST views, and the sweep after a replica dies.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{Mode, TestApp, http::TestUser};
+use crate::{WAIT, connect, direct};
+
+/// Grace of 1 s: long enough to see it work, short enough for a test.
+async fn spawn(mode: Mode) -> Option<TestApp> {
+    TestApp::try_spawn_with(mode, &[("PRESENCE_GRACE_SECS", "1")]).await
+}
+
+pub async fn befriend(a: &TestUser, b: &TestUser) {
+    a.client.post_empty(&format!("/api/users/{}/follow", b.id)).await.assert_status(200);
+    b.client.post_empty(&format!("/api/users/{}/follow", a.id)).await.assert_status(200);
+}
+
+macro_rules! both {
+    ($($name:ident),*) => {
+        mod embedded { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { if let Some(app) = super::spawn(crate::support::Mode::Embedded).await { super::$name(app).await } }
+        )* }
+        mod production { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { if let Some(app) = super::spawn(crate::support::Mode::Production).await { super::$name(app).await } }
+        )* }
+    };
+}
+
+both!(
+    a_friend_hears_a_connect_and_a_stranger_does_not,
+    devices_aggregate_and_offline_waits_for_the_last_one_and_the_grace,
+    away_needs_every_device_away,
+    presence_sharing_and_blocks_hold_on_events_bulk_and_rest,
+    hiding_last_seen_hides_it_everywhere,
+    legacy_presence_events_and_route,
+    a_dead_replicas_users_are_swept_offline
+);
+
+async fn a_friend_hears_a_connect_and_a_stranger_does_not(app: TestApp) {
+    let (ann, bob, cat) = (app.register("Ann").await, app.register("Bob").await, app.register("Cat").await);
+    befriend(&ann, &bob).await;
+    let (bob_socket, cat_socket) = (connect(&app, &bob).await, connect(&app, &cat).await);
+    let ann_socket = crate::connect_raw(&app, Some(json!({"token": ann.token}))).await;
+    let update = bob_socket.expect_event("presence:update", Duration::from_secs(1)).await;
+    assert_eq!(update["userId"], ann.id.to_string());
+    assert_eq!(update["status"], "online");
+    assert!(update["lastActivity"].is_string());
+    ann_socket.expect_event("sync:complete", WAIT).await;
+    // One broadcast reached bob; cat was never in it. Ann's own sockets never hear her.
+    let _ = cat_socket.emit_with_ack("ping", json!({}), WAIT).await;
+    assert!(cat_socket.drain().iter().all(|(e, _)| e != "presence:update"), "a stranger heard it");
+    assert!(ann_socket.drain().iter().all(|(e, _)| e != "presence:update"), "ann heard herself");
+}
+
+async fn devices_aggregate_and_offline_waits_for_the_last_one_and_the_grace(app: TestApp) {
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    befriend(&ann, &bob).await;
+    let bob_socket = connect(&app, &bob).await;
+    let (phone, laptop) = (connect(&app, &ann).await, connect(&app, &ann).await);
+    assert_eq!(bob_socket.expect_event("presence:update", WAIT).await["status"], "online");
+    laptop.disconnect().await;
+    assert!(bob_socket.next_event("presence:update", Duration::from_millis(1800)).await.is_none(), "one device is still there");
+    phone.disconnect().await;
+    let offline = bob_socket.expect_event("presence:update", WAIT).await;
+    assert_eq!(offline["status"], "offline");
+    assert!(offline["lastSeenAt"].is_string(), "{offline}");
+    let rest = bob.client.get(&format!("/api/users/{}/presence", ann.id)).await;
+    assert_eq!(rest.assert_status(200)["status"], "offline");
+    assert_eq!(rest.body["lastSeenAt"], offline["lastSeenAt"]);
+}
+
+async fn away_needs_every_device_away(app: TestApp) {
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    befriend(&ann, &bob).await;
+    let bob_socket = connect(&app, &bob).await;
+    let (phone, laptop) = (connect(&app, &ann).await, connect(&app, &ann).await);
+    bob_socket.expect_event("presence:update", WAIT).await;
+    let ack = phone.emit_with_ack("presence:heartbeat", json!({"status": "away"}), WAIT).await.unwrap();
+    assert_eq!(ack["ok"], true);
+    assert_eq!(bob.client.get(&format!("/api/users/{}/presence", ann.id)).await.body["status"], "online");
+    laptop.emit_with_ack("presence:heartbeat", json!({"status": "away"}), WAIT).await.unwrap();
+    assert_eq!(bob_socket.expect_event("presence:update", WAIT).await["status"], "away");
+    phone.emit_with_ack("presence:heartbeat", json!({"status": "online"}), WAIT).await.unwrap();
+    assert_eq!(bob_socket.expect_event("presence:update", WAIT).await["status"], "online");
+    let bad = phone.emit_with_ack("presence:heartbeat", json!({"status": "asleep"}), WAIT).await.unwrap();
+    assert_eq!(bad["error"]["code"], "VALIDATION_ERROR");
+}
+
+async fn presence_sharing_and_blocks_hold_on_events_bulk_and_rest(app: TestApp) {
+    let (ann, friend, peer, blocked) =
+        (app.register("Ann").await, app.register("Friend").await, app.register("Peer").await, app.register("Blocked").await);
+    befriend(&ann, &friend).await;
+    befriend(&ann, &blocked).await;
+    direct(&ann, &peer).await;
+    ann.client.post_empty(&format!("/api/users/{}/block", blocked.id)).await.assert_status(204);
+    ann.client.patch("/api/users/me/settings", json!({"presenceSharing": "friends"})).await.assert_status(200);
+    let (friend_socket, peer_socket, blocked_socket) =
+        (connect(&app, &friend).await, connect(&app, &peer).await, connect(&app, &blocked).await);
+    let _ann_socket = connect(&app, &ann).await;
+    assert_eq!(friend_socket.expect_event("presence:update", WAIT).await["userId"], ann.id.to_string());
+    for socket in [&peer_socket, &blocked_socket] {
+        let _ = socket.emit_with_ack("ping", json!({}), WAIT).await;
+        assert!(socket.drain().iter().all(|(e, _)| e != "presence:update"), "privacy leaked");
+    }
+    peer.client.get(&format!("/api/users/{}/presence", ann.id)).await.assert_error(403, "FORBIDDEN");
+    let masked = blocked.client.get(&format!("/api/users/{}/presence", ann.id)).await;
+    assert_eq!(masked.assert_status(200)["status"], "offline", "blocked users see offline");
+    let bulk = peer.client.get(&format!("/api/presence?userIds={},{}", ann.id, friend.id)).await;
+    assert_eq!(bulk.assert_status(200)["presences"][0]["status"], "offline");
+    assert_eq!(bulk.body["presences"][1]["status"], "online");
+
+    // presence:bulk on connect: the friend sees ann, the peer does not.
+    let friend_again = crate::connect_raw(&app, Some(json!({"token": friend.token}))).await;
+    let seen = friend_again.expect_event("presence:bulk", WAIT).await;
+    assert!(seen["users"].as_array().unwrap().iter().any(|u| u["userId"] == ann.id.to_string() && u["status"] == "online"), "{seen}");
+    let peer_again = crate::connect_raw(&app, Some(json!({"token": peer.token}))).await;
+    let seen = peer_again.expect_event("presence:bulk", WAIT).await;
+    assert!(seen["users"].as_array().unwrap().iter().all(|u| u["userId"] != ann.id.to_string()), "{seen}");
+
+    ann.client.patch("/api/users/me/settings", json!({"presenceSharing": "nobody"})).await.assert_status(200);
+    let hidden = friend.client.get(&format!("/api/users/{}/presence", ann.id)).await;
+    assert_eq!(hidden.assert_status(200)["status"], "offline", "nobody means always offline");
+    for bad in ["", "x", &vec![uuid::Uuid::now_v7().to_string(); 201].join(",")] {
+        friend.client.get(&format!("/api/presence?userIds={bad}")).await.assert_error(400, "VALIDATION_ERROR");
+    }
+}
+
+async fn hiding_last_seen_hides_it_everywhere(app: TestApp) {
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    befriend(&ann, &bob).await;
+    ann.client.patch("/api/v1/users/me/settings", json!({"show_last_seen": false})).await.assert_status(200);
+    let bob_socket = connect(&app, &bob).await;
+    connect(&app, &ann).await.disconnect().await;
+    bob_socket.expect_event("presence:update", WAIT).await;
+    let offline = bob_socket.expect_event("presence:update", WAIT).await;
+    assert_eq!(offline["status"], "offline");
+    assert!(offline["lastSeenAt"].is_null(), "{offline}");
+    let rest = bob.client.get(&format!("/api/users/{}/presence", ann.id)).await;
+    assert!(rest.body["lastSeenAt"].is_null() && rest.body["lastActivity"].is_null(), "{}", rest.body);
+    let own = ann.client.get(&format!("/api/users/{}/presence", ann.id)).await;
+    assert!(own.body["lastSeenAt"].is_string(), "you see your own");
+}
+
+async fn legacy_presence_events_and_route(app: TestApp) {
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    befriend(&ann, &bob).await;
+    let bob_socket = connect(&app, &bob).await;
+    let ann_socket = connect(&app, &ann).await;
+    let status = bob_socket.expect_event("user_status", WAIT).await;
+    assert_eq!((status["user_id"].clone(), status["status"].clone()), (json!(ann.id), json!("online")));
+    let online = bob_socket.expect_event("user.online", WAIT).await;
+    assert_eq!((online["userId"].clone(), online["isOnline"].clone()), (json!(ann.id), json!(true)));
+    let legacy = bob.client.get(&format!("/api/v1/presence/users?user_ids={}", ann.id)).await;
+    let row = &legacy.assert_status(200)["data"][0];
+    assert_eq!(legacy.body["success"], true);
+    assert_eq!((row["user_id"].clone(), row["status"].clone(), row["is_online"].clone()), (json!(ann.id), json!("online"), json!(true)));
+    assert!(row.get("last_seen").is_some() && row.get("last_active_at").is_some());
+    ann_socket.disconnect().await;
+    let offline = bob_socket.expect_event("user.offline", WAIT).await;
+    assert_eq!(offline["isOnline"], false);
+    assert!(offline["lastSeen"].is_string());
+}
+
+async fn a_dead_replicas_users_are_swept_offline(app: TestApp) {
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    befriend(&ann, &bob).await;
+    let bob_socket = connect(&app, &bob).await;
+    // A socket of ann's on a replica that then died: registered, never renewed, never removed.
+    app.state.shared.presence.touch(ann.id, "socket-on-a-dead-replica", parley::shared_state::PresenceStatus::Online).await.unwrap();
+    app.state.presence.settle(ann.id).await;
+    assert_eq!(bob_socket.expect_event("presence:update", WAIT).await["status"], "online");
+    app.clock.advance(parley::shared_state::CONNECTION_TTL + Duration::from_secs(1));
+    let offline = bob_socket.expect_event("presence:update", Duration::from_secs(10)).await;
+    assert_eq!(offline["status"], "offline", "the sweep noticed");
+}
