@@ -7,6 +7,7 @@ use anyhow::Context;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use socketioxide::SocketIo;
+use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
@@ -17,7 +18,7 @@ use crate::{
         presence::PresenceService, typing::TypingService, users::UserService,
     },
     fanout::{Broadcaster, Fanout},
-    realtime,
+    realtime::{self, RealtimeHandle, SocketIoBroadcaster},
     shared_state::{CONNECTION_RENEW, SharedState},
     storage::{self, Storage},
     telemetry,
@@ -106,7 +107,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     router: Router,
-    io: SocketIo,
+    realtime: Arc<dyn RealtimeHandle>,
 }
 
 impl Application {
@@ -117,17 +118,35 @@ impl Application {
     /// Binds `config.addr` (port 0 picks a free port; see [`Self::local_addr`]).
     pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         let addr = config.addr;
-        let (layer, io) = SocketIo::builder()
+        let builder = SocketIo::builder()
             .max_buffer_size(realtime::SOCKET_BUFFER)
             .max_payload(realtime::SOCKET_MAX_PAYLOAD as u64)
-            .ws_max_message_size(realtime::SOCKET_MAX_PAYLOAD)
-            .build_layer();
-        let broadcaster = Arc::new(realtime::SocketIoBroadcaster::new(io.clone()));
-        let state = AppState::build(config, clock, broadcaster).await?;
-        realtime::register(&io, state.clone());
-        let router = crate::http::with_edges(crate::http::router(state.clone()).layer(layer), &state.config);
+            .ws_max_message_size(realtime::SOCKET_MAX_PAYLOAD);
+        let (state, router, realtime): (AppState, Router, Arc<dyn RealtimeHandle>) = match config.redis_url.clone() {
+            None => {
+                let (layer, io) = builder.build_layer();
+                let state = AppState::build(config, clock, Arc::new(SocketIoBroadcaster::new(io.clone()))).await?;
+                realtime::register(&io, state.clone());
+                (state.clone(), crate::http::router(state).layer(layer), Arc::new(io))
+            }
+            Some(url) => {
+                // Broadcasts reach the sockets of every replica through Redis pub/sub.
+                let client = redis::Client::open(with_resp3(url.expose())).context("REDIS_URL")?;
+                let driver = RedisAdapterCtr::new_with_redis_config(
+                    &client,
+                    RedisAdapterConfig::new().with_prefix(format!("{}socket.io", config.redis_key_prefix)),
+                )
+                .await
+                .context("connecting the Socket.IO adapter to Redis")?;
+                let (layer, io) = builder.with_adapter::<RedisAdapter<_>>(driver).build_layer();
+                let state = AppState::build(config, clock, Arc::new(SocketIoBroadcaster::new(io.clone()))).await?;
+                realtime::register(&io, state.clone()).await.map_err(|e| anyhow::anyhow!("Socket.IO adapter: {e}"))?;
+                (state.clone(), crate::http::router(state).layer(layer), Arc::new(io))
+            }
+        };
+        let router = crate::http::with_edges(router, &state.config);
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        Ok(Self { listener, state, router, io })
+        Ok(Self { listener, state, router, realtime })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -146,9 +165,9 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let background = spawn_background(&self.state, &self.io, stop_rx.clone());
+        let background = spawn_background(&self.state, &self.realtime, stop_rx.clone());
         let mut graceful = stop_rx.clone();
-        let io = self.io.clone();
+        let io = self.realtime.clone();
         let server = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = graceful.wait_for(|stop| *stop).await;
@@ -173,7 +192,11 @@ impl Application {
 }
 
 /// Periodic housekeeping; each task ends when the stop signal fires.
-fn spawn_background(state: &AppState, io: &SocketIo, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+fn spawn_background(
+    state: &AppState,
+    realtime: &Arc<dyn RealtimeHandle>,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
     let auth = state.auth.clone();
     let purge = every(PURGE_EVERY, stop.clone(), move || {
         let auth = auth.clone();
@@ -185,10 +208,10 @@ fn spawn_background(state: &AppState, io: &SocketIo, stop: watch::Receiver<bool>
             }
         }
     });
-    let (io, renew_state) = (io.clone(), state.clone());
+    let (io, renew_state) = (realtime.clone(), state.clone());
     let renew = every(CONNECTION_RENEW, stop.clone(), move || {
         let (io, state) = (io.clone(), renew_state.clone());
-        async move { realtime::renew_connections(&io, &state).await }
+        async move { realtime::renew_connections(io.as_ref(), &state).await }
     });
     let presence = state.presence.clone();
     let presence_sweep = every(PRESENCE_SWEEP, stop.clone(), move || {
@@ -222,4 +245,15 @@ where
             }
         }
     })
+}
+
+/// The Socket.IO adapter's driver speaks RESP3 (Redis 7); add the flag unless the URL sets it.
+fn with_resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
 }

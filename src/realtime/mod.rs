@@ -189,15 +189,34 @@ impl<A: Adapter> Broadcaster for SocketIoBroadcaster<A> {
     }
 }
 
-/// Renews this replica's sockets in the shared connection registry, so other replicas keep
-/// seeing them online (see [`crate::shared_state::Connections`]).
-pub async fn renew_connections<A: Adapter>(io: &SocketIo<A>, state: &AppState) {
-    let Some(ns) = io.of(CHAT_NAMESPACE) else { return };
-    let live: Vec<(Uuid, String)> = ns
-        .sockets()
-        .into_iter()
-        .filter_map(|s| s.extensions.get::<Session>().map(|session| (session.user_id, s.id.to_string())))
-        .collect();
+/// What the application needs of the Socket.IO server whatever its adapter.
+#[async_trait]
+pub trait RealtimeHandle: Send + Sync {
+    /// Disconnects every socket (shutdown: clients reconnect elsewhere).
+    async fn close(&self);
+    /// This replica's authenticated sockets, as (user, socket id).
+    fn local_sockets(&self) -> Vec<(Uuid, String)>;
+}
+
+#[async_trait]
+impl<A: Adapter> RealtimeHandle for SocketIo<A> {
+    async fn close(&self) {
+        SocketIo::close(self).await;
+    }
+
+    fn local_sockets(&self) -> Vec<(Uuid, String)> {
+        let Some(ns) = self.of(CHAT_NAMESPACE) else { return Vec::new() };
+        ns.sockets()
+            .into_iter()
+            .filter_map(|s| s.extensions.get::<Session>().map(|session| (session.user_id, s.id.to_string())))
+            .collect()
+    }
+}
+
+/// Renews this replica's sockets in the shared presence registry, so other replicas keep
+/// seeing them (see [`crate::shared_state::Presence`]).
+pub async fn renew_connections(realtime: &dyn RealtimeHandle, state: &AppState) {
+    let live = realtime.local_sockets();
     if let Err(err) = state.shared.presence.renew(&live).await {
         tracing::warn!(error = %err, sockets = live.len(), "renewing connections failed");
     }

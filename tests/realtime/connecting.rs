@@ -7,9 +7,9 @@ use crate::support::{
     Mode, TestApp,
     socket::{ConnectOptions, SocketClient},
 };
-use crate::{WAIT, connect, connect_raw, in_both_modes};
+use crate::{WAIT, connect, connect_raw, in_all_modes};
 
-in_both_modes!(
+in_all_modes!(
     a_token_in_the_auth_payload_authenticates,
     a_token_in_the_query_or_header_authenticates,
     bad_tokens_get_auth_error_and_a_disconnect,

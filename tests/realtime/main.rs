@@ -32,7 +32,7 @@ pub async fn connect(app: &TestApp, user: &TestUser) -> SocketClient {
 }
 
 pub async fn connect_raw(app: &TestApp, auth: Option<Value>) -> SocketClient {
-    SocketClient::connect(&app.base, ConnectOptions { auth, ..Default::default() }).await.expect("connect /chat")
+    SocketClient::connect(&app.socket_base(), ConnectOptions { auth, ..Default::default() }).await.expect("connect /chat")
 }
 
 pub async fn direct(a: &TestUser, b: &TestUser) -> Uuid {

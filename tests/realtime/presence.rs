@@ -28,6 +28,10 @@ macro_rules! both {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { if let Some(app) = super::spawn(crate::support::Mode::Production).await { super::$name(app).await } }
         )* }
+        mod replicated { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { if let Some(app) = super::spawn(crate::support::Mode::Replicated).await { super::$name(app).await } }
+        )* }
     };
 }
 

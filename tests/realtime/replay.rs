@@ -19,6 +19,10 @@ macro_rules! both {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() { super::$name(crate::support::Mode::Production).await }
         )* }
+        mod replicated { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(crate::support::Mode::Replicated).await }
+        )* }
     };
 }
 

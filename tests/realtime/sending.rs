@@ -4,9 +4,9 @@
 use serde_json::json;
 
 use crate::support::{Mode, TestApp};
-use crate::{WAIT, connect, direct, group, in_both_modes, send, send_payload};
+use crate::{WAIT, connect, direct, group, in_all_modes, send, send_payload};
 
-in_both_modes!(
+in_all_modes!(
     a_message_reaches_every_other_socket_once_and_the_sender_gets_message_sent,
     a_retry_returns_the_original_on_any_transport_and_broadcasts_nothing,
     bad_payloads_get_validation_errors_and_the_socket_lives_on,

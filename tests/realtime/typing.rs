@@ -6,11 +6,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::in_both_modes;
+use crate::in_all_modes;
 use crate::support::{TestApp, http::TestUser, socket::SocketClient};
 use crate::{WAIT, connect, group, send};
 
-in_both_modes!(
+in_all_modes!(
     subscribers_hear_typing_with_names_and_the_typist_does_not,
     typing_stops_by_itself_five_seconds_after_the_last_start,
     a_storm_of_starts_is_rebroadcast_at_most_once_a_second,

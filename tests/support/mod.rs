@@ -117,6 +117,8 @@ pub enum Mode {
     Embedded,
     /// PostgreSQL + Redis.
     Production,
+    /// Two production replicas sharing PostgreSQL and Redis; sockets alternate between them.
+    Replicated,
 }
 
 /// A running server for one test; stops when dropped.
@@ -126,6 +128,9 @@ pub struct TestApp {
     pub state: AppState,
     pub mode: Mode,
     vars: Vec<(String, String)>,
+    /// The second replica, in [`Mode::Replicated`].
+    pub other: Option<Box<TestApp>>,
+    next_socket: std::sync::atomic::AtomicUsize,
     _data_dir: tempfile::TempDir,
     _database: Option<PgDatabase>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -138,13 +143,13 @@ impl TestApp {
     }
 
     pub async fn try_spawn_with(mode: Mode, extra: &[(&str, &str)]) -> Option<Self> {
-        if mode == Mode::Production && !(postgres_available().await && redis_available().await) {
+        if mode != Mode::Embedded && !(postgres_available().await && redis_available().await) {
             return None;
         }
         let data_dir = tempfile::tempdir().expect("temp dir");
         let database = match mode {
-            Mode::Production => Some(PgDatabase::create().await),
             Mode::Embedded => None,
+            Mode::Production | Mode::Replicated => Some(PgDatabase::create().await),
         };
         let prefix = format!("parley-test:{}:", Uuid::new_v4().simple());
         let mut vars: Vec<(String, String)> = vec![
@@ -161,7 +166,20 @@ impl TestApp {
             vars.retain(|(name, _)| name != k);
             vars.push((k.to_string(), v.to_string()));
         }
-        Some(Self::start(mode, vars, ManualClock::starting_now(), data_dir, database).await)
+        let mut app = Self::start(mode, vars, ManualClock::starting_now(), data_dir, database).await;
+        if mode == Mode::Replicated {
+            app.other = Some(Box::new(app.replica().await));
+        }
+        Some(app)
+    }
+
+    /// Where the next socket connects: in [`Mode::Replicated`], each replica in turn.
+    pub fn socket_base(&self) -> String {
+        let turn = self.next_socket.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match (&self.other, turn % 2) {
+            (Some(other), 1) => other.base.clone(),
+            _ => self.base.clone(),
+        }
     }
 
     async fn start(
@@ -180,12 +198,23 @@ impl TestApp {
         tokio::spawn(app.run(async move {
             let _ = stopped.await;
         }));
-        Self { base, clock, state, mode, vars, _data_dir: data_dir, _database: database, stop: Some(stop) }
+        Self {
+            base,
+            clock,
+            state,
+            mode,
+            vars,
+            other: None,
+            next_socket: Default::default(),
+            _data_dir: data_dir,
+            _database: database,
+            stop: Some(stop),
+        }
     }
 
     /// A second replica sharing this one's PostgreSQL database, Redis prefix and clock.
     pub async fn replica(&self) -> TestApp {
-        assert_eq!(self.mode, Mode::Production, "replicas share PostgreSQL and Redis");
+        assert_ne!(self.mode, Mode::Embedded, "replicas share PostgreSQL and Redis");
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut vars = self.vars.clone();
         vars.retain(|(k, _)| k != "PARLEY_DATA_DIR");
@@ -216,6 +245,25 @@ impl parley::config::VarSource for VarList {
     fn var(&self, name: &str) -> Option<String> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
+}
+
+/// Runs a test body in every mode: `embedded::name`, `production::name` (PostgreSQL + Redis),
+/// and `replicated::name` (two replicas; sockets alternate between them).
+#[macro_export]
+macro_rules! in_all_modes {
+    ($($name:ident),* $(,)?) => {
+        $crate::in_both_modes!($($name),*);
+        mod replicated {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::support::TestApp::try_spawn($crate::support::Mode::Replicated).await {
+                        super::$name(app).await
+                    }
+                }
+            )*
+        }
+    };
 }
 
 /// Runs a test body once per mode: `embedded::name` always, `production::name` on
