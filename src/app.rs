@@ -11,11 +11,13 @@ use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
+    domain::unread::UNREAD_TICK,
     clock::{SharedClock, SystemClock},
     config::Config,
     domain::{
         auth::AuthService, conversations::ConversationService, messages::MessageService,
-        presence::PresenceService, typing::TypingService, users::UserService,
+        presence::PresenceService, reads::ReadService, typing::TypingService, unread::UnreadNotifier,
+        users::UserService,
     },
     fanout::{Broadcaster, Fanout},
     realtime::{self, RealtimeHandle, SocketIoBroadcaster},
@@ -46,6 +48,8 @@ pub struct AppState {
     pub messages: Arc<MessageService>,
     pub presence: Arc<PresenceService>,
     pub typing: Arc<TypingService>,
+    pub reads: Arc<ReadService>,
+    pub unread: Arc<UnreadNotifier>,
     pub metrics: PrometheusHandle,
 }
 
@@ -76,11 +80,14 @@ impl AppState {
             fanout.clone(),
         );
         let typing = Arc::new(TypingService::new(storage.clone(), shared.clone(), fanout.clone()));
+        let unread = Arc::new(UnreadNotifier::new(storage.clone(), shared.clone(), fanout.clone()));
+        let reads = ReadService::new(storage.clone(), shared.clone(), fanout.clone(), unread.clone(), clock.clone());
         let messages = MessageService::new(
             storage.clone(),
             shared.clone(),
             fanout.clone(),
             typing.clone(),
+            unread.clone(),
             clock.clone(),
             config.message_rate_per_min,
         );
@@ -92,6 +99,8 @@ impl AppState {
             messages: Arc::new(messages),
             presence: Arc::new(presence),
             typing,
+            reads: Arc::new(reads),
+            unread,
             auth: Arc::new(auth),
             fanout,
             storage,
@@ -186,6 +195,8 @@ impl Application {
         for task in background {
             task.abort();
         }
+        // Batched receipts taken by nobody yet are written before the process goes.
+        self.state.reads.flush().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -223,12 +234,22 @@ fn spawn_background(
         let typing = typing.clone();
         async move { typing.sweep().await }
     });
+    let unread = state.unread.clone();
+    let unread_push = every(UNREAD_TICK, stop.clone(), move || {
+        let unread = unread.clone();
+        async move { unread.flush().await }
+    });
+    let reads = state.reads.clone();
+    let read_flush = every(state.config.receipt_flush, stop.clone(), move || {
+        let reads = reads.clone();
+        async move { reads.flush().await }
+    });
     let handle = state.metrics.clone();
     let upkeep = every(Duration::from_secs(5), stop, move || {
         let handle = handle.clone();
         async move { handle.run_upkeep() }
     });
-    vec![purge, renew, presence_sweep, typing_sweep, upkeep]
+    vec![purge, renew, presence_sweep, typing_sweep, unread_push, read_flush, upkeep]
 }
 
 fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut job: F) -> JoinHandle<()>

@@ -53,6 +53,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub legacy_events: bool,
     pub presence_grace: Duration,
+    /// Largest interval between flushes of large-group read receipts.
+    pub receipt_flush: Duration,
     /// How long a socket that connected without a token has to send `auth {token}`.
     pub auth_timeout: Duration,
     pub message_rate_per_min: u32,
@@ -101,6 +103,7 @@ pub const VARIABLES: &[&str] = &[
     "LEGACY_EVENTS",
     "PRESENCE_GRACE_SECS",
     "AUTH_TIMEOUT_MS",
+    "RECEIPT_FLUSH_MS",
     "MESSAGE_RATE_PER_MIN",
     "LOG_FORMAT",
 ];
@@ -159,6 +162,7 @@ impl Config {
             legacy_events: parse_or(&get, "LEGACY_EVENTS", true)?,
             presence_grace: Duration::from_secs(parse_or(&get, "PRESENCE_GRACE_SECS", 5)?),
             auth_timeout: Duration::from_millis(parse_or(&get, "AUTH_TIMEOUT_MS", 10_000)?),
+            receipt_flush: Duration::from_millis(parse_or(&get, "RECEIPT_FLUSH_MS", 10_000)?.max(10)),
             message_rate_per_min: parse_or(&get, "MESSAGE_RATE_PER_MIN", 30)?,
             trust_proxy: parse_or(&get, "TRUST_PROXY", false)?,
             body_limit: parse_or(&get, "BODY_LIMIT_BYTES", 64 * 1024)?,

@@ -60,6 +60,11 @@ pub mod events {
     pub const LEGACY_USER_OFFLINE: &str = "user.offline";
     pub const LEGACY_USER_TYPING: &str = "user_typing";
     pub const LEGACY_MESSAGE_TYPING: &str = "message.typing";
+    pub const RECEIPT_UPDATED: &str = "receipt:updated";
+    pub const RECEIPT_COUNT: &str = "receipt:count";
+    pub const UNREAD_UPDATED: &str = "unread:updated";
+    pub const LEGACY_READ_ACK: &str = "message.read_ack";
+    pub const LEGACY_READ_UPDATE: &str = "message.read_update";
     /// Legacy names (seeds 000 and 002), sent alongside while `LEGACY_EVENTS` is on.
     pub const LEGACY_MESSAGE_NEW: &str = "message.new";
     pub const LEGACY_MESSAGE_SENT: &str = "message.sent";
@@ -212,6 +217,29 @@ impl Fanout {
             self.broadcaster.emit(audience.clone(), events::LEGACY_USER_TYPING, &legacy).await;
             self.broadcaster.emit(audience, events::LEGACY_MESSAGE_TYPING, &legacy).await;
         }
+    }
+
+    /// `receipt:updated` (and legacy `message.read_update`) to `others`' sockets.
+    pub async fn receipt_updated(&self, conversation: Uuid, message: Uuid, reader: Uuid, at: crate::domain::time::Timestamp, others: &[Uuid]) {
+        let audience = Audience::rooms(user_rooms(others));
+        let payload = json!({ "conversationId": conversation, "messageId": message, "userId": reader, "readAt": at });
+        self.broadcaster.emit(audience.clone(), events::RECEIPT_UPDATED, &payload).await;
+        if self.legacy {
+            let legacy = json!({ "conversationId": conversation, "readBy": reader, "readAt": at });
+            self.broadcaster.emit(audience, events::LEGACY_READ_UPDATE, &legacy).await;
+        }
+    }
+
+    /// `receipt:count` to every participant: how many have read `message` by now.
+    pub async fn receipt_count(&self, conversation: Uuid, message: Uuid, count: usize, participants: &[Uuid]) {
+        let payload = json!({ "conversationId": conversation, "messageId": message, "count": count });
+        self.broadcaster.emit(Audience::rooms(user_rooms(participants)), events::RECEIPT_COUNT, &payload).await;
+    }
+
+    /// `unread:updated` to every socket of `user`.
+    pub async fn unread_updated(&self, user: Uuid, conversation: Uuid, unread: i64, total: i64) {
+        let payload = json!({ "conversationId": conversation, "unreadCount": unread, "total": total });
+        self.broadcaster.emit(Audience::rooms(vec![user_room(user)]), events::UNREAD_UPDATED, &payload).await;
     }
 
     /// Tells the sockets of a signed-out session why they go, then disconnects them.

@@ -13,6 +13,7 @@ use super::{
     cursor,
     message_input::{OutgoingMessage, parse_content},
     typing::TypingService,
+    unread::UnreadNotifier,
     views::Message,
 };
 use crate::{
@@ -29,6 +30,8 @@ use crate::{
 /// Messages replayed per conversation on connect; beyond that the conversation is listed
 /// as truncated and the client pages through REST.
 pub const REPLAY_LIMIT: usize = 100;
+/// Conversations one forward may target.
+pub const FORWARD_MAX: usize = 10;
 
 /// A stored message and whether this call stored it (`false`: a retry found the original).
 pub struct Sent {
@@ -78,6 +81,7 @@ pub struct MessageService {
     shared: SharedState,
     fanout: Fanout,
     typing: Arc<TypingService>,
+    unread: Arc<UnreadNotifier>,
     clock: SharedClock,
     quota: Quota,
 }
@@ -88,15 +92,65 @@ impl MessageService {
         shared: SharedState,
         fanout: Fanout,
         typing: Arc<TypingService>,
+        unread: Arc<UnreadNotifier>,
         clock: SharedClock,
         per_minute: u32,
     ) -> Self {
-        Self { storage, shared, fanout, typing, clock, quota: Quota::per_minute(per_minute) }
+        Self { storage, shared, fanout, typing, unread, clock, quota: Quota::per_minute(per_minute) }
     }
 
     /// Sends `message` from `sender`. `origin` is the sending socket, which gets
     /// `message:sent` from its handler instead of `message:received`.
     pub async fn send(&self, sender: Uuid, message: OutgoingMessage, origin: Option<&str>) -> AppResult<Sent> {
+        self.send_copy(sender, message, origin, None).await
+    }
+
+    /// Forwards a message to up to [`FORWARD_MAX`] conversations the caller is in: each copy
+    /// goes through the send pipeline (its own transaction, broadcasts, rate limit) with
+    /// `forwardedFrom` set; a retried forward finds the copies made before.
+    pub async fn forward(&self, user: Uuid, message: Uuid, targets: &[Uuid]) -> AppResult<Vec<Message>> {
+        let mut unique = Vec::new();
+        for target in targets {
+            if !unique.contains(target) {
+                unique.push(*target);
+            }
+        }
+        if unique.is_empty() || unique.len() > FORWARD_MAX {
+            return Err(AppError::invalid_field("conversationIds", "must name 1 to 10 conversations"));
+        }
+        let original = self.storage.message(message).await?.ok_or(AppError::NotFound("message"))?;
+        membership(self.storage.as_ref(), user, original.conversation_id).await?;
+        let content = original.content.clone().filter(|_| original.deleted_at.is_none()).ok_or(AppError::NotFound("message"))?;
+        for target in &unique {
+            membership(self.storage.as_ref(), user, *target).await?;
+        }
+        let mut copies = Vec::with_capacity(unique.len());
+        let mut created = 0;
+        for target in unique {
+            let copy = OutgoingMessage {
+                conversation_id: target,
+                content: content.clone(),
+                client_message_id: format!("forward:{message}:{target}"),
+                content_type: original.content_type,
+                media: original.media.as_ref().map(|m| m.0.clone()),
+            };
+            let sent = self.send_copy(user, copy, None, Some(original.id)).await?;
+            created += i32::from(sent.created);
+            copies.push(sent.message);
+        }
+        if created > 0 {
+            self.storage.increment_forwarded(original.id, created).await?;
+        }
+        Ok(copies)
+    }
+
+    async fn send_copy(
+        &self,
+        sender: Uuid,
+        message: OutgoingMessage,
+        origin: Option<&str>,
+        forwarded_from: Option<Uuid>,
+    ) -> AppResult<Sent> {
         let received = Instant::now();
         let participants = match self.check_sender(sender, &message).await {
             Ok(participants) => participants,
@@ -110,7 +164,7 @@ impl MessageService {
             content: message.content,
             content_type: message.content_type,
             media: message.media,
-            forwarded_from: None,
+            forwarded_from,
             created_at: self.clock.now(),
         };
         let stored = match self.storage.send_message(&new).await? {
@@ -130,6 +184,8 @@ impl MessageService {
         metrics::histogram!("parley_message_latency_seconds", "stage" => "emitted")
             .record(received.elapsed().as_secs_f64());
         self.record_delivery(&stored, &participants).await;
+        let recipients: Vec<Uuid> = participants.iter().copied().filter(|p| *p != sender).collect();
+        self.unread.changed(&recipients, stored.conversation_id);
         Ok(Sent { message: view, created: true })
     }
 
@@ -249,6 +305,7 @@ impl MessageService {
         };
         let participants = self.storage.member_ids(conversation).await?;
         self.fanout.message_deleted(conversation, message, &participants).await;
+        self.unread.changed(&participants, conversation);
         Ok(Message::from(&deleted))
     }
 

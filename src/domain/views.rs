@@ -189,7 +189,7 @@ impl From<&ConversationSummaryRecord> for Conversation {
             updated_at: c.updated_at.into(),
             participant_count: s.participant_count,
             last_message,
-            unread_count: s.unread_count,
+            unread_count: if s.marked_unread && s.unread_count == 0 { 1 } else { s.unread_count },
             is_archived: s.archived_at.is_some(),
             typing_users: Vec::new(),
         }

@@ -21,7 +21,7 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(history, send)).routes(routes!(edit, delete))
+    OpenApiRouter::new().routes(routes!(history, send, clear)).routes(routes!(edit, delete))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -112,6 +112,34 @@ async fn send(
     let sent = state.messages.send(auth.id, message, None).await?;
     let status = if sent.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(sent.message)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ClearParams {
+    /// `me` (default) or `everyone` (owners and admins).
+    scope: Option<String>,
+}
+
+/// Clear the history: for yourself, or with `?scope=everyone` for every participant
+/// (owners and admins). Cleared messages leave history, replay and unread counts.
+#[utoipa::path(delete, path = "/api/conversations/{id}/messages", tag = "Messages",
+    params(("id" = Uuid, Path), ClearParams), security(("bearerAuth" = [])),
+    responses((status = 204, description = "Cleared"), (status = 400, body = ErrorResponse),
+        (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
+async fn clear(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    Path(id): Path<Uuid>,
+    Query(params): Query<ClearParams>,
+) -> AppResult<StatusCode> {
+    let everyone = match params.scope.as_deref() {
+        None | Some("me") => false,
+        Some("everyone") => true,
+        Some(_) => return Err(AppError::invalid_field("scope", "must be `me` or `everyone`")),
+    };
+    state.reads.clear(auth.id, id, everyone).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]

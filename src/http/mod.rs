@@ -8,6 +8,7 @@ pub mod extract;
 pub mod health;
 pub mod messages;
 pub mod presence;
+pub mod reads;
 pub mod users;
 
 use std::time::{Duration, Instant};
@@ -56,6 +57,7 @@ use crate::{app::AppState, config::Config, error::AppError};
         (name = "Conversations", description = "Direct conversations and groups"),
         (name = "Messages", description = "History, polling, the HTTP send fallback, edits and deletes"),
         (name = "Presence", description = "Who is online, as privacy settings allow"),
+        (name = "Read state", description = "Unread counts, receipts, read status, archive"),
         (name = "Legacy", description = "Routes kept for older clients"),
         (name = "Health", description = "Probes and metrics"),
     )
@@ -111,6 +113,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(conversations::router())
         .merge(messages::router())
         .merge(presence::router())
+        .merge(reads::router())
         .merge(health::router())
         .split_for_parts();
     UnauthorizedResponses.modify(&mut openapi);

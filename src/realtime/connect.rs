@@ -14,7 +14,7 @@ use socketioxide::{
 };
 use uuid::Uuid;
 
-use super::{EventQueue, ack, extras, messages, presence, rooms, typing};
+use super::{EventQueue, ack, extras, messages, presence, receipts, rooms, typing};
 use crate::{
     app::AppState,
     domain::{tokens::AccessClaims, views::Message},
@@ -102,6 +102,7 @@ fn register_handlers<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue:
     messages::register(socket, state, queue);
     rooms::register(socket, state, queue);
     presence::register(socket, state, queue);
+    receipts::register(socket, state, queue);
     typing::register(socket, state, queue);
     extras::register(socket, state, queue);
     socket.on_fallback(|Event(event): Event, ack: AckSender<A>| {

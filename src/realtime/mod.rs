@@ -7,6 +7,7 @@ mod connect;
 mod extras;
 mod messages;
 mod presence;
+mod receipts;
 mod rooms;
 mod typing;
 

@@ -5,6 +5,7 @@
 
 pub mod memory;
 pub mod presence;
+pub mod receipts;
 pub mod redis;
 pub mod typing;
 
@@ -16,6 +17,8 @@ use chrono::{DateTime, Utc};
 use crate::clock::SharedClock;
 pub use presence::{CONNECTION_RENEW, CONNECTION_TTL, LiveState, Presence, PresenceStatus};
 use presence::{MemoryPresence, RedisPresence};
+pub use receipts::{PendingRead, ReadBatches};
+use receipts::{MemoryReadBatches, RedisReadBatches};
 pub use typing::Typing;
 use typing::{MemoryTyping, RedisTyping};
 
@@ -90,6 +93,7 @@ pub struct SharedState {
     pub rate_limits: Arc<dyn RateLimits>,
     pub presence: Arc<dyn Presence>,
     pub typing: Arc<dyn Typing>,
+    pub reads: Arc<dyn ReadBatches>,
     redis: Option<redis::RedisState>,
 }
 
@@ -101,6 +105,7 @@ impl SharedState {
             rate_limits: state,
             presence: Arc::new(MemoryPresence::new(clock.clone())),
             typing: Arc::new(MemoryTyping::new(clock)),
+            reads: Arc::new(MemoryReadBatches::default()),
             redis: None,
         }
     }
@@ -114,7 +119,8 @@ impl SharedState {
             revocations: shared.clone(),
             rate_limits: shared,
             presence: Arc::new(RedisPresence::new(conn.clone(), prefix.clone(), clock.clone())),
-            typing: Arc::new(RedisTyping::new(conn, prefix, clock)),
+            typing: Arc::new(RedisTyping::new(conn.clone(), prefix.clone(), clock)),
+            reads: Arc::new(RedisReadBatches::new(conn, prefix)),
             redis: Some(state),
         })
     }

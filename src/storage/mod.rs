@@ -226,9 +226,30 @@ pub trait MessageRepo: Send + Sync {
     async fn mark_delivered(&self, conversation: Uuid, users: &[Uuid], seq: i64) -> StorageResult<()>;
 }
 
+/// Read state, receipts and the per-user conversation operations.
+#[async_trait]
+pub trait ReadRepo: Send + Sync {
+    /// Moves `user`'s read watermark forward to `seq` (never back) and clears "marked
+    /// unread"; `true` when anything changed.
+    async fn mark_read(&self, conversation: Uuid, user: Uuid, seq: i64, at: DateTime<Utc>) -> StorageResult<bool>;
+    async fn mark_unread(&self, conversation: Uuid, user: Uuid) -> StorageResult<()>;
+    /// Stores read marks (who read up to where, when), skipping ones already stored.
+    async fn insert_read_marks(&self, marks: &[ReadMark]) -> StorageResult<()>;
+    /// Every live, visible conversation of `user` with its exact unread count.
+    async fn unread_counts(&self, user: Uuid) -> StorageResult<Vec<UnreadCount>>;
+    /// Participants other than `sender` whose watermark reached `seq` and who share read
+    /// receipts, with when they did.
+    async fn readers(&self, conversation: Uuid, seq: i64, sender: Uuid) -> StorageResult<Vec<ReceiptRecord>>;
+    async fn set_archived(&self, conversation: Uuid, user: Uuid, archived_at: Option<DateTime<Utc>>) -> StorageResult<()>;
+    /// Clears history for `user` (or, with `None`, for every participant) up to the last
+    /// message: `cleared_seq`, `messages_cleared_at`.
+    async fn clear_history(&self, conversation: Uuid, user: Option<Uuid>, at: DateTime<Utc>) -> StorageResult<()>;
+    async fn increment_forwarded(&self, message: Uuid, by: i32) -> StorageResult<()>;
+}
+
 /// Everything the application needs from a database.
 #[async_trait]
-pub trait Storage: UserRepo + SessionRepo + SocialRepo + ConversationRepo + MessageRepo {
+pub trait Storage: UserRepo + SessionRepo + SocialRepo + ConversationRepo + MessageRepo + ReadRepo {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
     /// A cheap round trip, for readiness checks.

@@ -238,6 +238,7 @@ pub struct ConversationSummaryRecord {
     pub conversation: ConversationRecord,
     pub archived_at: Option<DateTime<Utc>>,
     pub cleared_seq: i64,
+    pub marked_unread: bool,
     pub participant_count: i64,
     pub unread_count: i64,
     pub lm_id: Option<Uuid>,
@@ -302,6 +303,31 @@ pub enum HistoryQuery {
     After { seq: i64 },
     /// Oldest first, created strictly after `time`.
     Since { time: DateTime<Utc> },
+}
+
+/// Unread messages of one conversation for one user: messages from others after the read
+/// watermark, not deleted, not cleared; at least 1 when the user marked it unread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnreadCount {
+    pub conversation_id: Uuid,
+    pub unread: i64,
+}
+
+/// Someone who read a message, and when.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ReceiptRecord {
+    #[sqlx(flatten)]
+    pub user: UserRecord,
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+/// A row of `read_receipts`: when a reader's watermark reached `seq`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReadMark {
+    pub conversation_id: Uuid,
+    pub user_id: Uuid,
+    pub seq: i64,
+    pub read_at: DateTime<Utc>,
 }
 
 /// A conversation in which a user has messages not yet delivered to any of their devices.

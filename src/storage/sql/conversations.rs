@@ -7,7 +7,7 @@ macro_rules! select_summaries {
         concat!(
             "SELECT ",
             conversation_columns_c!(),
-            ", p.archived_at, p.cleared_seq, \
+            ", p.archived_at, p.cleared_seq, p.marked_unread, \
              (SELECT COUNT(*) FROM conversation_participants pc \
               WHERE pc.conversation_id = c.id) AS participant_count, \
              (SELECT COUNT(*) FROM messages um WHERE um.conversation_id = c.id \

@@ -58,17 +58,20 @@ mod accounts;
 mod conversations;
 #[macro_use]
 mod messages;
+#[macro_use]
+mod reads;
 
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
         use $crate::storage::{
-            ConversationRepo, Contacts, LeaveOutcome, MessageRepo, SessionRepo, SocialRepo, StorageError,
+            ConversationRepo, Contacts, LeaveOutcome, MessageRepo, ReadRepo, SessionRepo, SocialRepo, StorageError,
             StorageResult, UserRepo, models::*,
         };
 
         sql_accounts!($store, $db);
         sql_conversations!($store, $db);
         sql_messages!($store, $db);
+        sql_reads!($store, $db);
 
         #[async_trait::async_trait]
         impl $crate::storage::Storage for $store {
