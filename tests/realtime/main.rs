@@ -7,6 +7,7 @@ mod support;
 mod connecting;
 mod sending;
 mod presence;
+mod reads;
 mod replay;
 mod typing;
 

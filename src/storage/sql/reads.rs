@@ -127,7 +127,8 @@ macro_rules! sql_reads {
             ) -> StorageResult<()> {
                 sqlx::query::<$db>(
                     "UPDATE conversation_participants SET \
-                     cleared_seq = (SELECT last_seq FROM conversations WHERE id = $1), messages_cleared_at = $3 \
+                     cleared_seq = (SELECT last_seq FROM conversations WHERE id = $1), messages_cleared_at = $3, \
+                     marked_unread = FALSE \
                      WHERE conversation_id = $1 AND ($2 IS NULL OR user_id = $2)",
                 )
                 .bind(conversation)
