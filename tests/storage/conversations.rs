@@ -264,3 +264,41 @@ pub async fn lists_page_by_activity_and_count_unread(store: Arc<dyn Storage>) {
     let back = store.conversations_of(u[0], false, None, 10).await.unwrap();
     assert_eq!(back[0].conversation.id, ids[1], "a new message brings it back");
 }
+
+pub async fn the_read_watermark_only_moves_forward_and_counts_stay_exact(store: Arc<dyn Storage>) {
+    use parley::storage::models::ReadMark;
+    let u = users(&store, 3).await;
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1], u[2]]).await.unwrap();
+    for i in 1..=5 {
+        send(&store, &message(group.id, u[i % 2], &format!("{i}"), i as i64)).await;
+    }
+    let unread = |counts: Vec<parley::storage::models::UnreadCount>| counts.iter().find(|c| c.conversation_id == group.id).map_or(0, |c| c.unread);
+    // u[2] has 5 unread; u[1] sent 3 of them (its own do not count).
+    assert_eq!(unread(store.unread_counts(u[2]).await.unwrap()), 5);
+    assert_eq!(unread(store.unread_counts(u[1]).await.unwrap()), 2);
+    assert!(store.mark_read(group.id, u[2], 3, at(10)).await.unwrap());
+    assert!(!store.mark_read(group.id, u[2], 2, at(11)).await.unwrap(), "never back");
+    assert_eq!(store.participant(group.id, u[2]).await.unwrap().unwrap().last_read_seq, 3);
+    assert_eq!(unread(store.unread_counts(u[2]).await.unwrap()), 2);
+    store.mark_unread(group.id, u[2]).await.unwrap();
+    assert_eq!(unread(store.unread_counts(u[2]).await.unwrap()), 2, "marked unread with unread messages changes nothing");
+    assert!(store.mark_read(group.id, u[2], 5, at(12)).await.unwrap());
+    store.mark_unread(group.id, u[2]).await.unwrap();
+    assert_eq!(unread(store.unread_counts(u[2]).await.unwrap()), 1, "marked unread shows one");
+    assert!(store.mark_read(group.id, u[2], 5, at(13)).await.unwrap(), "reading clears the mark");
+    assert_eq!(unread(store.unread_counts(u[2]).await.unwrap()), 0);
+
+    let marks = [ReadMark { conversation_id: group.id, user_id: u[2], seq: 3, read_at: at(10) }];
+    store.insert_read_marks(&marks).await.unwrap();
+    store.insert_read_marks(&marks).await.unwrap();
+    let first = store.history(group.id, 0, HistoryQuery::After { seq: 0 }, 10).await.unwrap();
+    let readers = store.readers(group.id, first[1].seq, first[1].sender_id).await.unwrap();
+    assert_eq!(readers.iter().map(|r| (r.user.id, r.read_at)).collect::<Vec<_>>(), [(u[2], Some(at(10)))]);
+    store.clear_history(group.id, Some(u[1]), at(20)).await.unwrap();
+    assert_eq!(unread(store.unread_counts(u[1]).await.unwrap()), 0, "cleared for u1");
+    assert_eq!(store.participant(group.id, u[2]).await.unwrap().unwrap().cleared_seq, 0, "not for u2");
+    store.set_archived(group.id, u[2], Some(at(21))).await.unwrap();
+    assert_eq!(store.conversations_of(u[2], true, None, 10).await.unwrap().len(), 1);
+    store.increment_forwarded(first[0].id, 3).await.unwrap();
+    assert_eq!(store.message(first[0].id).await.unwrap().unwrap().forwarded_count, 3);
+}

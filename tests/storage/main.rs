@@ -75,6 +75,7 @@ contract_tests!(
     newcomers_start_with_history_delivered_and_read,
     the_delivered_watermark_only_moves_forward,
     lists_page_by_activity_and_count_unread,
+    the_read_watermark_only_moves_forward_and_counts_stay_exact,
     reports_its_backend_and_answers_pings,
     created_users_read_back_identically,
     emails_and_usernames_are_unique,
