@@ -266,3 +266,23 @@ async fn the_http_send_validates_and_deduplicates(app: TestApp) {
     assert_eq!(media.assert_status(201)["media"][0]["width"], 640);
     assert_eq!(media.body["seq"], 2);
 }
+
+mod edge_cases {
+    use serde_json::json;
+
+    use crate::support::{Mode, TestApp};
+
+    /// Seed 004: the last member leaving a group deletes it; clearing an empty conversation
+    /// is fine.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_last_member_leaving_deletes_the_group_and_empty_clears_are_fine() {
+        let app = TestApp::spawn(Mode::Embedded).await;
+        let ann = app.register("Ann").await;
+        let created = ann.client.post("/api/conversations", json!({"type": "group", "title": "Solo", "participantIds": []})).await;
+        let id = created.assert_status(201)["id"].as_str().unwrap().to_owned();
+        ann.client.delete(&format!("/api/conversations/{id}/messages")).await.assert_status(204);
+        ann.client.delete(&format!("/api/conversations/{id}/leave")).await.assert_status(204);
+        ann.client.get(&format!("/api/conversations/{id}")).await.assert_error(404, "NOT_FOUND");
+        assert!(ann.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().is_empty());
+    }
+}
