@@ -91,13 +91,18 @@ impl AppState {
             clock.clone(),
             config.message_rate_per_min,
         );
-        let presence =
-            PresenceService::new(storage.clone(), shared.clone(), fanout.clone(), clock.clone(), config.presence_grace);
+        let presence = Arc::new(PresenceService::new(
+            storage.clone(),
+            shared.clone(),
+            fanout.clone(),
+            clock.clone(),
+            config.presence_grace,
+        ));
         Ok(Self {
-            users: Arc::new(UserService::new(storage.clone(), clock.clone())),
+            users: Arc::new(UserService::new(storage.clone(), presence.clone(), clock.clone())),
             conversations: Arc::new(ConversationService::new(storage.clone(), fanout.clone(), typing.clone(), clock.clone())),
             messages: Arc::new(messages),
-            presence: Arc::new(presence),
+            presence,
             typing,
             reads: Arc::new(reads),
             unread,

@@ -2,7 +2,11 @@
 //! replicas); changes are announced to the user's contacts who may see them; offline comes
 //! after a grace period (at once on sign-out), and a sweep catches users whose replica died.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -46,11 +50,14 @@ pub struct PresenceService {
     fanout: Fanout,
     clock: SharedClock,
     grace: Duration,
+    /// Per user, a counter of socket departures on this replica: a grace timer acts only if
+    /// no later departure re-armed it.
+    departures: Mutex<HashMap<Uuid, u64>>,
 }
 
 impl PresenceService {
     pub fn new(storage: Arc<dyn Storage>, shared: SharedState, fanout: Fanout, clock: SharedClock, grace: Duration) -> Self {
-        Self { storage, shared, fanout, clock, grace }
+        Self { storage, shared, fanout, clock, grace, departures: Mutex::default() }
     }
 
     /// A socket authenticated (or sent a heartbeat): it counts, with `status`.
@@ -62,6 +69,46 @@ impl PresenceService {
         self.settle(user).await;
     }
 
+    /// `user`'s audience for each of `users` (see [`Self::apply_audience_change`]).
+    pub async fn audiences(&self, users: &[Uuid]) -> Vec<BTreeSet<Uuid>> {
+        let mut audiences = Vec::with_capacity(users.len());
+        for user in users {
+            let audience = match self.storage.user_by_id(*user).await {
+                Ok(Some(record)) => self.audience(&record).await.unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            audiences.push(audience.into_iter().collect());
+        }
+        audiences
+    }
+
+    /// After a block, an unfollow or a settings change: whoever lost sight of one of `users`
+    /// sees them offline now, whoever gained it sees their current state.
+    pub async fn apply_audience_change(&self, users: &[Uuid], before: Vec<BTreeSet<Uuid>>) {
+        let after = self.audiences(users).await;
+        for ((user, before), after) in users.iter().zip(before).zip(after) {
+            let lost: Vec<Uuid> = before.difference(&after).copied().collect();
+            let gained: Vec<Uuid> = after.difference(&before).copied().collect();
+            let hidden = PresenceView { user_id: *user, status: PresenceStatus::Offline, last_activity: None, last_seen_at: None };
+            self.fanout.presence_changed(&hidden, &lost).await;
+            if gained.is_empty() {
+                continue;
+            }
+            if let Ok(Some((view, _))) = self.views_of(*user, &[*user], &[], &[]).await.map(|mut v| v.pop()) {
+                self.fanout.presence_changed(&self.as_seen_by_others(*user, view).await, &gained).await;
+            }
+        }
+    }
+
+    /// A user's own view, trimmed to what others may see (`showLastSeen`).
+    async fn as_seen_by_others(&self, user: Uuid, view: PresenceView) -> PresenceView {
+        let shows = matches!(self.storage.user_by_id(user).await, Ok(Some(r)) if r.show_last_seen);
+        if shows || view.status != PresenceStatus::Offline {
+            return PresenceView { last_seen_at: view.last_seen_at.filter(|_| shows), ..view };
+        }
+        PresenceView { last_activity: None, last_seen_at: None, ..view }
+    }
+
     /// A socket is gone. Offline is announced once no socket is left, after the grace
     /// period (none when `signed_out`).
     pub async fn socket_gone(self: &Arc<Self>, user: Uuid, socket: &str, signed_out: bool) {
@@ -69,25 +116,57 @@ impl PresenceService {
             tracing::warn!(error = %err, "presence not updated on disconnect");
         }
         if signed_out || self.grace.is_zero() {
-            self.settle(user).await;
+            self.settle_now(user).await;
             return;
         }
+        // Each disconnect arms a timer; only the latest one for the user announces.
+        let departure = {
+            let mut departures = self.departures.lock().unwrap_or_else(|p| p.into_inner());
+            let counter = departures.entry(user).or_insert(0);
+            *counter += 1;
+            *counter
+        };
         let (service, grace) = (self.clone(), self.grace);
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
-            service.settle(user).await;
+            let latest = {
+                let mut departures = service.departures.lock().unwrap_or_else(|p| p.into_inner());
+                let latest = departures.get(&user) == Some(&departure);
+                if latest {
+                    departures.remove(&user);
+                }
+                latest
+            };
+            if latest {
+                service.settle_now(user).await;
+            }
         });
     }
 
-    /// Announces `user`'s aggregate status if it differs from the last one announced.
+    /// Announces `user`'s aggregate status if it differs from the last one announced; an
+    /// offline announcement waits until the last device has been gone for the grace period
+    /// (by the clock: this is the sweep's path; grace timers already waited).
     pub async fn settle(&self, user: Uuid) {
-        if let Err(err) = self.try_settle(user).await {
+        if let Err(err) = self.try_settle(user, true).await {
             tracing::warn!(error = %err, %user, "presence not settled");
         }
     }
 
-    async fn try_settle(&self, user: Uuid) -> AppResult<()> {
+    /// Like [`Self::settle`], without the grace check (sign-out, or a grace timer).
+    pub async fn settle_now(&self, user: Uuid) {
+        if let Err(err) = self.try_settle(user, false).await {
+            tracing::warn!(error = %err, %user, "presence not settled");
+        }
+    }
+
+    async fn try_settle(&self, user: Uuid, grace: bool) -> AppResult<()> {
         let live = self.live(&[user]).await?.remove(0);
+        if grace && live.status == PresenceStatus::Offline && live.announced != PresenceStatus::Offline {
+            let gone_for = self.clock.now_ms() - live.last_activity_ms.unwrap_or(0);
+            if gone_for < self.grace.as_millis() as i64 {
+                return Ok(());
+            }
+        }
         let before = self.shared.presence.announce(user, live.status).await.map_err(internal)?;
         if before == live.status {
             return Ok(());
@@ -101,10 +180,11 @@ impl PresenceService {
             record.last_seen_at
         };
         let audience = self.audience(&record).await?;
+        let hide_times = live.status == PresenceStatus::Offline && !record.show_last_seen;
         let view = PresenceView {
             user_id: user,
             status: live.status,
-            last_activity: live.last_activity_ms.and_then(DateTime::from_timestamp_millis).map(Timestamp),
+            last_activity: live.last_activity_ms.and_then(DateTime::from_timestamp_millis).map(Timestamp).filter(|_| !hide_times),
             last_seen_at: last_seen.filter(|_| record.show_last_seen).map(Timestamp),
         };
         self.fanout.presence_changed(&view, &audience).await;
@@ -212,13 +292,14 @@ fn present(record: &UserRecord, live: LiveState, visibility: Visibility, viewer:
     }
     let own = record.id == viewer;
     let last_seen_visible = own || record.show_last_seen;
-    let last_activity = match live.status {
+    let status = live.visible_status();
+    let last_activity = match status {
         PresenceStatus::Offline => record.last_seen_at.filter(|_| last_seen_visible),
         _ => live.last_activity_ms.and_then(DateTime::<Utc>::from_timestamp_millis),
     };
     PresenceView {
         user_id: record.id,
-        status: live.status,
+        status,
         last_activity: last_activity.map(Timestamp),
         last_seen_at: record.last_seen_at.filter(|_| own || record.show_last_seen).map(Timestamp),
     }

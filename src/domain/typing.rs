@@ -78,8 +78,9 @@ impl TypingService {
                 return;
             }
         };
-        let blockers = self.storage.blockers_of(user).await.unwrap_or_default();
-        self.fanout.typing(conversation, &typist, started, &blockers).await;
+        // Neither side of a block sees the other type.
+        let blocked = self.storage.contacts(user).await.map(|c| c.blocked_either).unwrap_or_default();
+        self.fanout.typing(conversation, &typist, started, &blocked).await;
     }
 
     /// Who types in each conversation, as `viewer` may see: not themselves, nobody who

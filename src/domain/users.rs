@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::input::{AvatarUrl, DisplayName, Username, search_prefix};
+use super::{
+    input::{AvatarUrl, DisplayName, Username, search_prefix},
+    presence::PresenceService,
+};
 use crate::{
     clock::SharedClock,
     error::{AppError, AppResult},
@@ -24,14 +27,15 @@ pub struct ProfileChange {
 
 pub struct UserService {
     storage: Arc<dyn Storage>,
+    presence: Arc<PresenceService>,
     clock: SharedClock,
 }
 
 pub const SEARCH_LIMIT_MAX: i64 = 50;
 
 impl UserService {
-    pub fn new(storage: Arc<dyn Storage>, clock: SharedClock) -> Self {
-        Self { storage, clock }
+    pub fn new(storage: Arc<dyn Storage>, presence: Arc<PresenceService>, clock: SharedClock) -> Self {
+        Self { storage, presence, clock }
     }
 
     pub async fn get(&self, id: Uuid) -> AppResult<UserRecord> {
@@ -76,8 +80,13 @@ impl UserService {
         Ok(self.storage.update_profile(user, &patch, self.clock.now()).await?)
     }
 
+    /// Changes privacy settings; whoever can no longer see the user's presence sees them
+    /// offline from now on (and whoever newly can, sees their state).
     pub async fn update_settings(&self, user: Uuid, patch: SettingsPatch) -> AppResult<UserRecord> {
-        Ok(self.storage.update_settings(user, &patch, self.clock.now()).await?)
+        let before = self.presence.audiences(&[user]).await;
+        let updated = self.storage.update_settings(user, &patch, self.clock.now()).await?;
+        self.presence.apply_audience_change(&[user], before).await;
+        Ok(updated)
     }
 
     /// Follows `target`. Returns the resulting relationship (friends when mutual).
@@ -89,13 +98,17 @@ impl UserService {
         if relation.blocked_by {
             return Err(AppError::Blocked("this user has blocked you"));
         }
+        let before = self.presence.audiences(&[user, target]).await;
         self.storage.follow(user, target, self.clock.now()).await?;
+        self.presence.apply_audience_change(&[user, target], before).await;
         Ok(Relationship { following: true, ..relation })
     }
 
     pub async fn unfollow(&self, user: Uuid, target: Uuid) -> AppResult<()> {
         self.relation_to_other(user, target).await?;
+        let before = self.presence.audiences(&[user, target]).await;
         self.storage.unfollow(user, target).await?;
+        self.presence.apply_audience_change(&[user, target], before).await;
         Ok(())
     }
 
@@ -106,13 +119,17 @@ impl UserService {
     /// Blocks `target`; the follows between the two are dropped, so they stop being friends.
     pub async fn block(&self, user: Uuid, target: Uuid) -> AppResult<()> {
         self.relation_to_other(user, target).await?;
+        let before = self.presence.audiences(&[user, target]).await;
         self.storage.block(user, target, self.clock.now()).await?;
+        self.presence.apply_audience_change(&[user, target], before).await;
         Ok(())
     }
 
     pub async fn unblock(&self, user: Uuid, target: Uuid) -> AppResult<()> {
         self.relation_to_other(user, target).await?;
+        let before = self.presence.audiences(&[user, target]).await;
         self.storage.unblock(user, target).await?;
+        self.presence.apply_audience_change(&[user, target], before).await;
         Ok(())
     }
 

@@ -12,9 +12,10 @@ pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &Eve
 }
 
 async fn heartbeat<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {
-    let status = match payload.get("status").and_then(Value::as_str) {
-        None | Some("online") => PresenceStatus::Online,
-        Some("away") => PresenceStatus::Away,
+    let status = match payload.get("status") {
+        None | Some(Value::Null) => PresenceStatus::Online,
+        Some(Value::String(s)) if s == "online" => PresenceStatus::Online,
+        Some(Value::String(s)) if s == "away" => PresenceStatus::Away,
         Some(_) => return Err(AppError::invalid_field("status", "must be `online` or `away`")),
     };
     ctx.state.presence.touch(ctx.user(), &ctx.socket.id.to_string(), status).await;

@@ -50,8 +50,21 @@ impl PresenceStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LiveState {
     pub status: PresenceStatus,
-    /// Last connect or heartbeat of any device, in ms.
+    /// Last connect, heartbeat or disconnect of any device, in ms.
     pub last_activity_ms: Option<i64>,
+    /// What others were last told.
+    pub announced: PresenceStatus,
+}
+
+impl LiveState {
+    /// What others see: a user whose last device just left stays as announced until the
+    /// offline announcement (after the grace period).
+    pub fn visible_status(&self) -> PresenceStatus {
+        match self.status {
+            PresenceStatus::Offline => self.announced,
+            live => live,
+        }
+    }
 }
 
 #[async_trait]
@@ -116,13 +129,11 @@ impl Presence for MemoryPresence {
     }
 
     async fn remove(&self, user: Uuid, socket: &str) -> StateResult<()> {
+        let now = self.clock.now_ms();
         let mut users = lock(&self.users);
         if let Some(entry) = users.get_mut(&user) {
             entry.sockets.remove(socket);
-            if entry.sockets.is_empty() {
-                // Offline users' last activity lives on in the database (last_seen_at).
-                users.remove(&user);
-            }
+            entry.last_activity_ms = Some(now);
         }
         Ok(())
     }
@@ -141,14 +152,18 @@ impl Presence for MemoryPresence {
     async fn states(&self, users: &[Uuid]) -> StateResult<Vec<LiveState>> {
         let now = self.clock.now_ms();
         let mut entries = lock(&self.users);
+        let announced = lock(&self.announced);
         Ok(users
             .iter()
-            .map(|user| match entries.get_mut(user) {
-                None => LiveState { status: PresenceStatus::Offline, last_activity_ms: None },
-                Some(entry) => {
-                    entry.sockets.retain(|_, (expiry, _)| *expiry > now);
-                    let status = entry.sockets.values().map(|(_, s)| *s).max().unwrap_or(PresenceStatus::Offline);
-                    LiveState { status, last_activity_ms: entry.last_activity_ms }
+            .map(|user| {
+                let announced = announced.get(user).copied().unwrap_or(PresenceStatus::Offline);
+                match entries.get_mut(user) {
+                    None => LiveState { status: PresenceStatus::Offline, last_activity_ms: None, announced },
+                    Some(entry) => {
+                        entry.sockets.retain(|_, (expiry, _)| *expiry > now);
+                        let status = entry.sockets.values().map(|(_, s)| *s).max().unwrap_or(PresenceStatus::Offline);
+                        LiveState { status, last_activity_ms: entry.last_activity_ms, announced }
+                    }
                 }
             })
             .collect())
@@ -164,7 +179,10 @@ impl Presence for MemoryPresence {
     }
 
     async fn announced_present(&self) -> StateResult<Vec<Uuid>> {
-        Ok(lock(&self.announced).keys().copied().collect())
+        let announced: Vec<Uuid> = lock(&self.announced).keys().copied().collect();
+        // Users with no device left and announced offline need no entry: keeps memory bounded.
+        lock(&self.users).retain(|user, entry| !entry.sockets.is_empty() || announced.contains(user));
+        Ok(announced)
     }
 }
 
@@ -181,12 +199,14 @@ redis.call('SET', KEYS[3], ARGV[1], 'PX', 604800000)
 return 1
 "#;
 
-/// KEYS: triples (conn, connstatus, activity) per user; ARGV[1] now. Returns per user
-/// [status, activity or -1], dropping expired sockets on the way.
+/// KEYS: triples (conn, connstatus, activity) per user, then the announced hash; ARGV[1]
+/// now, then the user ids. Returns per user [status, activity or -1, announced], dropping
+/// expired sockets on the way.
 const STATES: &str = r#"
 local now = tonumber(ARGV[1])
+local announced = KEYS[#KEYS]
 local out = {}
-for i = 1, #KEYS, 3 do
+for i = 1, #KEYS - 1, 3 do
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
   local live = redis.call('ZRANGE', KEYS[i], 0, -1)
   local status = 'offline'
@@ -197,6 +217,7 @@ for i = 1, #KEYS, 3 do
   end
   table.insert(out, status)
   table.insert(out, tonumber(redis.call('GET', KEYS[i + 2]) or '-1'))
+  table.insert(out, redis.call('HGET', announced, ARGV[(i - 1) / 3 + 2]) or 'offline')
 end
 return out
 "#;
@@ -261,6 +282,7 @@ impl Presence for RedisPresence {
         let mut pipe = redis::pipe();
         pipe.zrem(self.key("conn", user), socket).ignore();
         pipe.hdel(self.key("connstatus", user), socket).ignore();
+        pipe.cmd("SET").arg(self.key("activity", user)).arg(self.clock.now_ms()).arg("PX").arg(604_800_000).ignore();
         let _: () = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(())
     }
@@ -289,20 +311,24 @@ impl Presence for RedisPresence {
         for user in users {
             invocation.key(self.key("conn", *user)).key(self.key("connstatus", *user)).key(self.key("activity", *user));
         }
-        let flat: Vec<redis::Value> = invocation.arg(self.clock.now_ms()).invoke_async(&mut self.conn.clone()).await?;
+        invocation.key(self.announced_key()).arg(self.clock.now_ms());
+        for user in users {
+            invocation.arg(user.to_string());
+        }
+        let flat: Vec<redis::Value> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        let status_of = |value: Option<&redis::Value>| match value {
+            Some(redis::Value::BulkString(bytes)) => PresenceStatus::parse(&String::from_utf8_lossy(bytes)),
+            Some(redis::Value::SimpleString(s)) => PresenceStatus::parse(s),
+            _ => PresenceStatus::Offline,
+        };
         Ok(flat
-            .chunks(2)
-            .map(|pair| {
-                let status = match &pair[0] {
-                    redis::Value::BulkString(bytes) => PresenceStatus::parse(&String::from_utf8_lossy(bytes)),
-                    redis::Value::SimpleString(s) => PresenceStatus::parse(s),
-                    _ => PresenceStatus::Offline,
-                };
-                let activity = match pair.get(1) {
+            .chunks(3)
+            .map(|triple| {
+                let activity = match triple.get(1) {
                     Some(redis::Value::Int(n)) if *n >= 0 => Some(*n),
                     _ => None,
                 };
-                LiveState { status, last_activity_ms: activity }
+                LiveState { status: status_of(triple.first()), last_activity_ms: activity, announced: status_of(triple.get(2)) }
             })
             .collect())
     }

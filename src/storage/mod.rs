@@ -119,8 +119,6 @@ pub trait SocialRepo: Send + Sync {
     /// The people whose presence matters to `user`: friends, direct-conversation peers, and
     /// everyone blocked by or blocking `user`.
     async fn contacts(&self, user: Uuid) -> StorageResult<Contacts>;
-    /// Users who blocked `user`.
-    async fn blockers_of(&self, user: Uuid) -> StorageResult<Vec<Uuid>>;
 }
 
 #[derive(Clone, Debug, Default)]

@@ -42,8 +42,32 @@ both!(
     presence_sharing_and_blocks_hold_on_events_bulk_and_rest,
     hiding_last_seen_hides_it_everywhere,
     legacy_presence_events_and_route,
-    a_dead_replicas_users_are_swept_offline
+    a_dead_replicas_users_are_swept_offline,
+    losing_sight_of_someone_shows_them_offline
 );
+
+mod grace {
+    use std::time::Duration;
+
+    use crate::support::{Mode, TestApp};
+    use crate::{WAIT, connect};
+
+    /// The sweep too waits for the grace period: a user whose only device just left stays
+    /// online (to REST as to events) until it passed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sweep_waits_for_the_grace_period() {
+        let app = TestApp::try_spawn_with(Mode::Embedded, &[("PRESENCE_GRACE_SECS", "30")]).await.unwrap();
+        let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+        super::befriend(&ann, &bob).await;
+        let bob_socket = connect(&app, &bob).await;
+        connect(&app, &ann).await.disconnect().await;
+        assert_eq!(bob_socket.expect_event("presence:update", WAIT).await["status"], "online");
+        assert_eq!(bob.client.get(&format!("/api/users/{}/presence", ann.id)).await.body["status"], "online", "within the grace");
+        assert!(bob_socket.next_event("presence:update", Duration::from_secs(6)).await.is_none(), "a sweep ran and waited");
+        app.clock.advance(Duration::from_secs(31));
+        assert_eq!(bob_socket.expect_event("presence:update", Duration::from_secs(10)).await["status"], "offline");
+    }
+}
 
 async fn a_friend_hears_a_connect_and_a_stranger_does_not(app: TestApp) {
     let (ann, bob, cat) = (app.register("Ann").await, app.register("Bob").await, app.register("Cat").await);
@@ -143,7 +167,7 @@ async fn hiding_last_seen_hides_it_everywhere(app: TestApp) {
     bob_socket.expect_event("presence:update", WAIT).await;
     let offline = bob_socket.expect_event("presence:update", WAIT).await;
     assert_eq!(offline["status"], "offline");
-    assert!(offline["lastSeenAt"].is_null(), "{offline}");
+    assert!(offline["lastSeenAt"].is_null() && offline["lastActivity"].is_null(), "{offline}");
     let rest = bob.client.get(&format!("/api/users/{}/presence", ann.id)).await;
     assert!(rest.body["lastSeenAt"].is_null() && rest.body["lastActivity"].is_null(), "{}", rest.body);
     let own = ann.client.get(&format!("/api/users/{}/presence", ann.id)).await;
@@ -181,4 +205,22 @@ async fn a_dead_replicas_users_are_swept_offline(app: TestApp) {
     app.clock.advance(parley::shared_state::CONNECTION_TTL + Duration::from_secs(1));
     let offline = bob_socket.expect_event("presence:update", Duration::from_secs(10)).await;
     assert_eq!(offline["status"], "offline", "the sweep noticed");
+}
+
+async fn losing_sight_of_someone_shows_them_offline(app: TestApp) {
+    let (ann, bob, cat) = (app.register("Ann").await, app.register("Bob").await, app.register("Cat").await);
+    befriend(&ann, &bob).await;
+    befriend(&ann, &cat).await;
+    let (bob_socket, cat_socket) = (connect(&app, &bob).await, connect(&app, &cat).await);
+    let _ann_socket = connect(&app, &ann).await;
+    for socket in [&bob_socket, &cat_socket] {
+        assert_eq!(socket.expect_event("presence:update", WAIT).await["status"], "online");
+    }
+    ann.client.post_empty(&format!("/api/users/{}/block", bob.id)).await.assert_status(204);
+    let hidden = bob_socket.expect_event("presence:update", WAIT).await;
+    assert_eq!((hidden["userId"].clone(), hidden["status"].clone()), (json!(ann.id), json!("offline")), "a block hides at once");
+    ann.client.patch("/api/users/me/settings", json!({"presenceSharing": "nobody"})).await.assert_status(200);
+    assert_eq!(cat_socket.expect_event("presence:update", WAIT).await["status"], "offline");
+    ann.client.patch("/api/users/me/settings", json!({"presenceSharing": "everyone"})).await.assert_status(200);
+    assert_eq!(cat_socket.expect_event("presence:update", WAIT).await["status"], "online", "and shows again");
 }

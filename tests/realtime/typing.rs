@@ -111,6 +111,12 @@ async fn users_who_blocked_the_typist_do_not_hear_it(app: TestApp) {
     assert!(cat_socket.drain().iter().all(|(e, _)| e != "typing:started"), "a blocker heard the typist");
     let typing = cat.client.get(&format!("/api/conversations/{conversation}")).await;
     assert_eq!(typing.body["typingUsers"], json!([]), "nor sees them in typingUsers");
+    // The other way round: someone the typist blocked does not see them type either.
+    ann.client.post_empty(&format!("/api/users/{}/block", bob.id)).await.assert_status(204);
+    app.clock.advance(Duration::from_secs(1));
+    start(&ann_socket, conversation).await;
+    let _ = bob_socket.emit_with_ack("ping", json!({}), WAIT).await;
+    assert!(bob_socket.drain().iter().all(|(e, _)| e != "typing:started"), "a blocked user saw the blocker type");
 }
 
 async fn legacy_aliases_and_http_typing_work(app: TestApp) {

@@ -414,14 +414,6 @@ macro_rules! sql_accounts {
                 .await?;
                 Ok(Contacts { friends: ids(friends), direct_peers: ids(peers), blocked_either: ids(blocked) })
             }
-
-            async fn blockers_of(&self, user: uuid::Uuid) -> StorageResult<Vec<uuid::Uuid>> {
-                let rows = sqlx::query_as::<$db, (uuid::Uuid,)>("SELECT blocker_id FROM blocks WHERE blocked_id = $1")
-                    .bind(user)
-                    .fetch_all(self.reader())
-                    .await?;
-                Ok(rows.into_iter().map(|(id,)| id).collect())
-            }
         }
 
     };
