@@ -177,6 +177,14 @@ impl Fanout {
         self.broadcaster.emit(audience, events::CONVERSATION_UPDATED, &payload).await;
     }
 
+    /// `conversation:updated {conversation, removed: true}` to every socket of `user`: the
+    /// conversation left their list (they left it, or it was deleted for everyone).
+    pub async fn conversation_removed(&self, user: Uuid, conversation: &Conversation) {
+        let audience = Audience::rooms(vec![user_room(user)]);
+        let payload = json!({ "conversation": conversation, "removed": true });
+        self.broadcaster.emit(audience, events::CONVERSATION_UPDATED, &payload).await;
+    }
+
     /// `presence:update` (and the legacy `user_status`, `user.online` / `user.offline`) to
     /// every socket of the `audience`.
     pub async fn presence_changed(&self, view: &PresenceView, audience: &[Uuid]) {

@@ -186,9 +186,16 @@ impl ConversationService {
             return Err(AppError::Forbidden("only the owner can delete this conversation"));
         }
         let members = self.storage.member_ids(id).await?;
+        let mut last_views = Vec::with_capacity(members.len());
+        for member in &members {
+            last_views.push(self.storage.conversation_summary(*member, id).await?);
+        }
         self.storage.soft_delete_conversation(id, self.clock.now()).await?;
-        for member in members {
+        for (member, view) in members.into_iter().zip(last_views) {
             self.fanout.set_subscription(member, id, false).await;
+            if let Some(view) = view {
+                self.fanout.conversation_removed(member, &Conversation::from(&view)).await;
+            }
         }
         Ok(())
     }
@@ -220,8 +227,12 @@ impl ConversationService {
         if conversation.kind != ConversationKind::Group {
             return Err(AppError::validation("direct conversations cannot be left; hide them instead"));
         }
+        let last_view = self.storage.conversation_summary(user, id).await?;
         let outcome = self.storage.leave(id, user, self.clock.now()).await?;
         self.fanout.set_subscription(user, id, false).await;
+        if let (true, Some(view)) = (outcome.left, last_view) {
+            self.fanout.conversation_removed(user, &Conversation::from(&view)).await;
+        }
         if outcome.left && !outcome.emptied {
             for member in self.storage.member_ids(id).await? {
                 self.push_update(member, id).await;

@@ -38,8 +38,26 @@ all!(
     unread_counts_are_pushed_and_stay_exact_under_a_mix_of_operations,
     mark_unread_archive_and_clear_are_per_user_and_synced,
     clearing_for_everyone_is_for_owners_and_admins,
-    forwarding_copies_to_up_to_ten_conversations
+    forwarding_copies_to_up_to_ten_conversations,
+    leaving_and_deleting_reach_the_users_other_devices
 );
+
+async fn leaving_and_deleting_reach_the_users_other_devices(app: TestApp) {
+    let (owner, member) = (app.register("Owner").await, app.register("Member").await);
+    let first = group(&owner, &[&member]).await;
+    let second = group(&owner, &[&member]).await;
+    let (member_laptop, owner_phone) = (connect(&app, &member).await, connect(&app, &owner).await);
+    member.client.delete(&format!("/api/conversations/{first}/leave")).await.assert_status(204);
+    let left = member_laptop.expect_event("conversation:updated", WAIT).await;
+    assert_eq!((left["conversation"]["id"].clone(), left["removed"].clone()), (json!(first), json!(true)));
+    let seen = owner_phone.expect_event("conversation:updated", WAIT).await;
+    assert_eq!((seen["conversation"]["participantCount"].clone(), seen.get("removed").cloned()), (json!(1), None));
+    owner.client.delete(&format!("/api/conversations/{second}")).await.assert_status(204);
+    for socket in [&member_laptop, &owner_phone] {
+        let gone = socket.expect_event("conversation:updated", WAIT).await;
+        assert_eq!((gone["conversation"]["id"].clone(), gone["removed"].clone()), (json!(second), json!(true)));
+    }
+}
 
 async fn read(socket: &SocketClient, conversation: Uuid, message: &Value) -> Value {
     socket
