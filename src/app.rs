@@ -7,7 +7,7 @@ use anyhow::Context;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use socketioxide::SocketIo;
-use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
         users::UserService,
     },
     fanout::{Broadcaster, Fanout},
-    realtime::{self, RealtimeHandle, SocketIoBroadcaster},
+    realtime::{self, RealtimeHandle, SocketIoBroadcaster, redis_driver::ReconnectingDriver},
     shared_state::{CONNECTION_RENEW, SharedState},
     storage::{self, Storage},
     telemetry,
@@ -146,13 +146,12 @@ impl Application {
             Some(url) => {
                 // Broadcasts reach the sockets of every replica through Redis pub/sub.
                 let client = redis::Client::open(with_resp3(url.expose())).context("REDIS_URL")?;
-                let driver = RedisAdapterCtr::new_with_redis_config(
-                    &client,
+                let driver = ReconnectingDriver::connect(&client).await.context("connecting the Socket.IO adapter to Redis")?;
+                let driver = RedisAdapterCtr::new_with_driver(
+                    driver,
                     RedisAdapterConfig::new().with_prefix(format!("{}socket.io", config.redis_key_prefix)),
-                )
-                .await
-                .context("connecting the Socket.IO adapter to Redis")?;
-                let (layer, io) = builder.with_adapter::<RedisAdapter<_>>(driver).build_layer();
+                );
+                let (layer, io) = builder.with_adapter::<CustomRedisAdapter<_, ReconnectingDriver>>(driver).build_layer();
                 let state = AppState::build(config, clock, Arc::new(SocketIoBroadcaster::new(io.clone()))).await?;
                 realtime::register(&io, state.clone()).await.map_err(|e| anyhow::anyhow!("Socket.IO adapter: {e}"))?;
                 (state.clone(), crate::http::router(state).layer(layer), Arc::new(io))

@@ -8,6 +8,7 @@ mod extras;
 mod messages;
 mod presence;
 mod receipts;
+pub mod redis_driver;
 mod rooms;
 mod typing;
 
@@ -157,35 +158,42 @@ impl<A: Adapter> SocketIoBroadcaster<A> {
 
 #[async_trait]
 impl<A: Adapter> Broadcaster for SocketIoBroadcaster<A> {
+    /// When the adapter cannot reach the other replicas (Redis down), this replica's own
+    /// sockets still get the event.
     async fn emit(&self, audience: Audience, event: &str, payload: &Value) {
         let Some(ns) = self.io.of(CHAT_NAMESPACE) else { return };
-        let mut operators = ns.to(audience.rooms);
-        if !audience.except.is_empty() {
-            operators = operators.except(audience.except);
-        }
-        if let Err(err) = operators.emit(event, payload).await {
-            tracing::warn!(error = %err, event, "broadcast failed");
+        let (rooms, except) = (audience.rooms, audience.except);
+        let result = ns.clone().to(rooms.clone()).except(except.clone()).emit(event, payload).await;
+        if let Err(err) = result {
+            metrics::counter!("parley_broadcast_failures_total").increment(1);
+            tracing::warn!(error = %err, event, "broadcast to other replicas failed; delivering locally");
+            if let Err(err) = ns.local().to(rooms).except(except).emit(event, payload).await {
+                tracing::warn!(error = %err, event, "local broadcast failed");
+            }
         }
     }
 
     async fn disconnect(&self, rooms: Vec<String>) {
         let Some(ns) = self.io.of(CHAT_NAMESPACE) else { return };
-        if let Err(err) = ns.to(rooms).disconnect().await {
-            tracing::warn!(error = %err, "remote disconnect failed");
+        if let Err(err) = ns.clone().to(rooms.clone()).disconnect().await {
+            tracing::warn!(error = %err, "remote disconnect failed; disconnecting locally");
+            let _ = ns.local().to(rooms).disconnect().await;
         }
     }
 
     async fn join(&self, sockets_in: String, room: String) {
         let Some(ns) = self.io.of(CHAT_NAMESPACE) else { return };
-        if let Err(err) = ns.to(sockets_in).join(room).await {
-            tracing::warn!(error = ?err, "remote join failed");
+        if let Err(err) = ns.clone().to(sockets_in.clone()).join(room.clone()).await {
+            tracing::warn!(error = ?err, "remote join failed; joining locally");
+            let _ = ns.local().to(sockets_in).join(room).await;
         }
     }
 
     async fn leave(&self, sockets_in: String, room: String) {
         let Some(ns) = self.io.of(CHAT_NAMESPACE) else { return };
-        if let Err(err) = ns.to(sockets_in).leave(room).await {
-            tracing::warn!(error = ?err, "remote leave failed");
+        if let Err(err) = ns.clone().to(sockets_in.clone()).leave(room.clone()).await {
+            tracing::warn!(error = ?err, "remote leave failed; leaving locally");
+            let _ = ns.local().to(sockets_in).leave(room).await;
         }
     }
 }

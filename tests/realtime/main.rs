@@ -8,6 +8,7 @@ mod connecting;
 mod sending;
 mod presence;
 mod reads;
+mod redis_restart;
 mod replay;
 mod typing;
 
