@@ -209,6 +209,7 @@ impl PresenceService {
     pub async fn sweep(&self) {
         match self.shared.presence.announced_present().await {
             Ok(users) => {
+                metrics::gauge!("parley_users_online").set(users.len() as f64);
                 for user in users {
                     self.settle(user).await;
                 }

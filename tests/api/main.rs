@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod conversations;
+mod deployment;
 mod edges;
 mod openapi;
 mod process;
