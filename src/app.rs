@@ -16,6 +16,7 @@ use crate::{
     config::Config,
     domain::{
         auth::AuthService, conversations::ConversationService, messages::MessageService,
+        delivery::{LocalSockets, SILENT_LOSS_MARGIN},
         presence::PresenceService, reads::ReadService, typing::TypingService, unread::UnreadNotifier,
         users::UserService,
     },
@@ -37,6 +38,8 @@ const TYPING_SWEEP: Duration = Duration::from_millis(200);
 /// Everything a handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
+    /// This process, among the replicas (random per start).
+    pub instance: uuid::Uuid,
     pub config: Arc<Config>,
     pub clock: SharedClock,
     pub storage: Arc<dyn Storage>,
@@ -50,6 +53,8 @@ pub struct AppState {
     pub typing: Arc<TypingService>,
     pub reads: Arc<ReadService>,
     pub unread: Arc<UnreadNotifier>,
+    /// Users with a socket on this replica.
+    pub local: Arc<LocalSockets>,
     pub metrics: PrometheusHandle,
 }
 
@@ -82,12 +87,14 @@ impl AppState {
         let typing = Arc::new(TypingService::new(storage.clone(), shared.clone(), fanout.clone()));
         let unread = Arc::new(UnreadNotifier::new(storage.clone(), shared.clone(), fanout.clone()));
         let reads = ReadService::new(storage.clone(), shared.clone(), fanout.clone(), unread.clone(), clock.clone());
+        let local = Arc::new(LocalSockets::default());
         let messages = MessageService::new(
             storage.clone(),
             shared.clone(),
             fanout.clone(),
             typing.clone(),
             unread.clone(),
+            local.clone(),
             clock.clone(),
             config.message_rate_per_min,
         );
@@ -99,6 +106,7 @@ impl AppState {
             config.presence_grace,
         ));
         Ok(Self {
+            instance: uuid::Uuid::new_v4(),
             users: Arc::new(UserService::new(storage.clone(), presence.clone(), clock.clone())),
             conversations: Arc::new(ConversationService::new(storage.clone(), fanout.clone(), typing.clone(), clock.clone())),
             messages: Arc::new(messages),
@@ -106,6 +114,7 @@ impl AppState {
             typing,
             reads: Arc::new(reads),
             unread,
+            local,
             auth: Arc::new(auth),
             fanout,
             storage,
@@ -226,7 +235,11 @@ fn spawn_background(
     let (io, renew_state) = (realtime.clone(), state.clone());
     let renew = every(CONNECTION_RENEW, stop.clone(), move || {
         let (io, state) = (io.clone(), renew_state.clone());
-        async move { realtime::renew_connections(io.as_ref(), &state).await }
+        async move {
+            realtime::renew_connections(io.as_ref(), &state).await;
+            // Sockets connected here all along got what is older than a silent-loss margin.
+            state.messages.settle_delivery(&state.local.users(), SILENT_LOSS_MARGIN).await;
+        }
     });
     let presence = state.presence.clone();
     let presence_sweep = every(PRESENCE_SWEEP, stop.clone(), move || {

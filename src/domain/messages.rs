@@ -12,6 +12,7 @@ use super::{
     conversations::{membership, page_limit},
     cursor,
     message_input::{OutgoingMessage, parse_content},
+    delivery::LocalSockets,
     typing::TypingService,
     unread::UnreadNotifier,
     views::Message,
@@ -82,6 +83,7 @@ pub struct MessageService {
     fanout: Fanout,
     typing: Arc<TypingService>,
     unread: Arc<UnreadNotifier>,
+    local: Arc<LocalSockets>,
     clock: SharedClock,
     quota: Quota,
 }
@@ -93,10 +95,19 @@ impl MessageService {
         fanout: Fanout,
         typing: Arc<TypingService>,
         unread: Arc<UnreadNotifier>,
+        local: Arc<LocalSockets>,
         clock: SharedClock,
         per_minute: u32,
     ) -> Self {
-        Self { storage, shared, fanout, typing, unread, clock, quota: Quota::per_minute(per_minute) }
+        Self { storage, shared, fanout, typing, unread, local, clock, quota: Quota::per_minute(per_minute) }
+    }
+
+    /// For users with sockets here: whatever was created more than `margin` ago reached them.
+    pub async fn settle_delivery(&self, users: &[Uuid], margin: std::time::Duration) {
+        let cutoff = self.clock.now() - chrono::Duration::from_std(margin).unwrap_or_default();
+        if let Err(err) = self.storage.mark_delivered_before(users, cutoff).await {
+            tracing::warn!(error = %err, "delivered watermarks not settled");
+        }
     }
 
     /// Sends `message` from `sender`. `origin` is the sending socket, which gets
@@ -234,18 +245,17 @@ impl MessageService {
         Ok(())
     }
 
-    /// Participants with a live socket got the message just now: their delivered watermark
-    /// moves past it, so a later reconnect does not replay it. Offline participants keep
-    /// theirs, and get it replayed.
+    /// Participants with a socket on this replica got the message just now: their delivered
+    /// watermark moves past it, so a later reconnect does not replay it. Everyone else's
+    /// moves when their own replica vouches for it ([`Self::settle_delivery`]); until then a
+    /// reconnect replays it (clients de-duplicate by id), and nothing is lost if that replica
+    /// dies.
     async fn record_delivery(&self, message: &MessageRecord, participants: &[Uuid]) {
-        let online = match self.shared.presence.online(participants).await {
-            Ok(online) => online,
-            Err(err) => {
-                tracing::warn!(error = %err, "presence unavailable; leaving the message to replay");
-                vec![message.sender_id]
-            }
-        };
-        if let Err(err) = self.storage.mark_delivered(message.conversation_id, &online, message.seq).await {
+        let here = self.local.connected(participants);
+        if here.is_empty() {
+            return;
+        }
+        if let Err(err) = self.storage.mark_delivered(message.conversation_id, &here, message.seq).await {
             tracing::warn!(error = %err, "delivered watermark not advanced; the message may be replayed");
         }
     }

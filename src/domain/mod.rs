@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod conversations;
 pub mod cursor;
+pub mod delivery;
 pub mod message_input;
 pub mod messages;
 pub mod input;

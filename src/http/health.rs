@@ -24,12 +24,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Liveness {
     #[schema(example = "alive")]
     status: &'static str,
+    /// Which replica answered (random per process start).
+    instance: uuid::Uuid,
 }
 
 /// Liveness probe: the process is up and serving.
 #[utoipa::path(get, path = "/health/live", tag = "Health", responses((status = 200, body = Liveness)))]
-async fn live() -> axum::Json<Liveness> {
-    axum::Json(Liveness { status: "alive" })
+async fn live(State(state): State<AppState>) -> axum::Json<Liveness> {
+    axum::Json(Liveness { status: "alive", instance: state.instance })
 }
 
 #[derive(Serialize, ToSchema)]

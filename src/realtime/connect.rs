@@ -21,6 +21,7 @@ use crate::{
     error::AppError,
     fanout::{events, session_room, socket_room, user_room},
     shared_state::PresenceStatus,
+    domain::delivery::{CLEAN_CLOSE_MARGIN, SILENT_LOSS_MARGIN},
 };
 
 /// The authenticated identity of a socket, kept in its extensions.
@@ -162,6 +163,7 @@ async fn authenticate<A: Adapter>(socket: &SocketRef<A>, state: &AppState, token
     socket.join(user_room(session.user_id));
     socket.join(session_room(session.session_id));
     metrics::gauge!("parley_sockets_connected").increment(1.0);
+    state.local.added(session.user_id);
     state.presence.touch(session.user_id, &socket.id.to_string(), PresenceStatus::Online).await;
     let _ = socket.emit(events::AUTH_SUCCESS, &json!({ "userId": session.user_id }));
     match state.presence.visible_contacts(session.user_id).await {
@@ -258,4 +260,15 @@ async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, state: AppState, reason
     }
     let signed_out = matches!(reason, DisconnectReason::ServerNSDisconnect);
     state.presence.socket_gone(session.user_id, &socket.id.to_string(), signed_out).await;
+    state.local.removed(session.user_id);
+    // What this socket was sent before it went: everything, for a clean close (less what may
+    // have been in flight); for a silent death, only what is older than it could have been dead.
+    let margin = match reason {
+        DisconnectReason::ClientNSDisconnect
+        | DisconnectReason::TransportClose
+        | DisconnectReason::ServerNSDisconnect
+        | DisconnectReason::ClosingServer => CLEAN_CLOSE_MARGIN,
+        _ => SILENT_LOSS_MARGIN,
+    };
+    state.messages.settle_delivery(&[session.user_id], margin).await;
 }

@@ -222,6 +222,9 @@ pub trait MessageRepo: Send + Sync {
     async fn pending_deliveries(&self, user: Uuid) -> StorageResult<Vec<PendingDelivery>>;
     /// Moves the delivered watermark of `users` in `conversation` forward to `seq` (never back).
     async fn mark_delivered(&self, conversation: Uuid, users: &[Uuid], seq: i64) -> StorageResult<()>;
+    /// Moves each of `users`' delivered watermarks forward past every message created at or
+    /// before `cutoff`, in every conversation.
+    async fn mark_delivered_before(&self, users: &[Uuid], cutoff: DateTime<Utc>) -> StorageResult<()>;
 }
 
 /// Read state, receipts and the per-user conversation operations.

@@ -204,6 +204,30 @@ macro_rules! sql_messages {
                 Ok(rows)
             }
 
+            async fn mark_delivered_before(
+                &self,
+                users: &[uuid::Uuid],
+                cutoff: chrono::DateTime<chrono::Utc>,
+            ) -> StorageResult<()> {
+                for chunk in users.chunks(500) {
+                    let mut update = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE conversation_participants SET last_delivered_seq = COALESCE((\
+                         SELECT MAX(m.seq) FROM messages m WHERE m.conversation_id = conversation_participants.conversation_id \
+                         AND m.created_at <= ",
+                    );
+                    update.push_bind(cutoff);
+                    update.push("), last_delivered_seq) WHERE last_delivered_seq < (SELECT c.last_seq FROM conversations c \
+                         WHERE c.id = conversation_participants.conversation_id) AND user_id IN (");
+                    let mut ids = update.separated(", ");
+                    for user in chunk {
+                        ids.push_bind(*user);
+                    }
+                    update.push(")");
+                    update.build().execute(self.writer()).await?;
+                }
+                Ok(())
+            }
+
             async fn mark_delivered(
                 &self,
                 conversation: uuid::Uuid,

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The multi-replica e2e run: two Parley processes on loopback + nginx + PostgreSQL + a
+# Redis of its own, clients through nginx, then SIGKILL / Redis restart / SIGTERM faults.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(cd .. && pwd)
+[ -d node_modules/socket.io-client ] || npm ci --no-audit --no-fund
+command -v nginx >/dev/null || { echo "FATAL: nginx is required (apt-get install nginx)" >&2; exit 1; }
+cargo build --manifest-path "$ROOT/Cargo.toml" --bin parley
+PG_ADMIN=${PARLEY_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+DB="parley_test_multi_$$"
+psql "$PG_ADMIN" -qc "CREATE DATABASE $DB"
+trap 'psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+export PARLEY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/parley"
+export DATABASE_URL="${PG_ADMIN%/*}/$DB"
+echo "=== e2e: two replicas behind nginx, with faults"
+node --test --test-timeout=180000 multi-replica.mjs
