@@ -323,3 +323,30 @@ mod across_replicas {
             .assert_error(429, "RATE_LIMITED");
     }
 }
+
+mod behind_a_proxy {
+    use serde_json::json;
+
+    use crate::support::{Mode, TestApp};
+
+    /// With TRUST_PROXY, the per-address login limit counts the address nginx saw (the last
+    /// X-Forwarded-For hop), not the proxy's own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn login_limits_count_the_forwarded_client_address() {
+        let app = TestApp::try_spawn_with(Mode::Embedded, &[("TRUST_PROXY", "true")]).await.unwrap();
+        let user = app.register("Proxied").await;
+        let anon = app.client();
+        let login = |forwarded: &str, email: &str, password: &str| {
+            anon.request(reqwest::Method::POST, "/api/auth/login")
+                .header("x-forwarded-for", forwarded)
+                .json(&json!({"email": email, "password": password}))
+        };
+        for i in 0..5 {
+            let reply = anon.send(login("203.0.113.9, 10.0.0.7", &format!("guess{i}@example.com"), "x")).await;
+            reply.assert_error(401, "INVALID_CREDENTIALS");
+        }
+        anon.send(login("198.51.100.1, 10.0.0.7", &user.email, &user.password)).await.assert_error(429, "RATE_LIMITED");
+        anon.send(login("10.0.0.7", &user.email, &user.password)).await.assert_error(429, "RATE_LIMITED");
+        anon.send(login("192.0.2.44", &user.email, &user.password)).await.assert_status(200);
+    }
+}
