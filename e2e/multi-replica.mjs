@@ -222,6 +222,9 @@ test("two replicas behind nginx: delivery, presence, typing, receipts, unread, t
   await annBack;
   await until("ann has everything bob sent", () => acked.every((id) => id === sent.messageId || annSocket.seen.has(id)), 10000);
   log("ann reconnected through nginx and received every message sent meanwhile");
+  const presence = await api(nginxPort, `/api/users/${ann.id}/presence`, { token: bob.token });
+  assert.equal(presence.body.status, "online", JSON.stringify(presence.body));
+  log("ann's presence is online again, served by the surviving replica");
 
   // Fault 2: Redis restarts; broadcasts between replicas work again by themselves.
   await startReplica("a");

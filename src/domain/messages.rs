@@ -118,8 +118,9 @@ impl MessageService {
 
     /// Forwards a message to up to [`FORWARD_MAX`] conversations the caller is in: each copy
     /// goes through the send pipeline (its own transaction, broadcasts, rate limit) with
-    /// `forwardedFrom` set; a retried forward finds the copies made before.
-    pub async fn forward(&self, user: Uuid, message: Uuid, targets: &[Uuid]) -> AppResult<Vec<Message>> {
+    /// `forwardedFrom` set; a retried forward finds the copies made before. Returns the
+    /// copies and how many this call created.
+    pub async fn forward(&self, user: Uuid, message: Uuid, targets: &[Uuid]) -> AppResult<(Vec<Message>, usize)> {
         let mut unique = Vec::new();
         for target in targets {
             if !unique.contains(target) {
@@ -137,6 +138,7 @@ impl MessageService {
         }
         let mut copies = Vec::with_capacity(unique.len());
         let mut created = 0;
+        let mut refusal = None;
         for target in unique {
             let copy = OutgoingMessage {
                 conversation_id: target,
@@ -145,14 +147,25 @@ impl MessageService {
                 content_type: original.content_type,
                 media: original.media.as_ref().map(|m| m.0.clone()),
             };
-            let sent = self.send_copy(user, copy, None, Some(original.id)).await?;
-            created += i32::from(sent.created);
-            copies.push(sent.message);
+            match self.send_copy(user, copy, None, Some(original.id)).await {
+                Ok(sent) => {
+                    created += i32::from(sent.created);
+                    copies.push(sent.message);
+                }
+                Err(err) => {
+                    refusal = Some(err);
+                    break;
+                }
+            }
         }
+        // Copies made before a refusal (say, the rate limit) still count.
         if created > 0 {
             self.storage.increment_forwarded(original.id, created).await?;
         }
-        Ok(copies)
+        match refusal {
+            Some(err) => Err(err),
+            None => Ok((copies, created as usize)),
+        }
     }
 
     async fn send_copy(

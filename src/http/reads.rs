@@ -133,7 +133,9 @@ pub struct ForwardedMessages {
 /// and the original's `forwardedCount` goes up.
 #[utoipa::path(post, path = "/api/messages/{id}/forward", tag = "Messages", params(("id" = Uuid, Path)),
     request_body = ForwardRequest, security(("bearerAuth" = [])),
-    responses((status = 201, body = ForwardedMessages), (status = 400, body = ErrorResponse),
+    responses((status = 201, body = ForwardedMessages),
+        (status = 200, description = "A retry: every copy existed already", body = ForwardedMessages),
+        (status = 400, body = ErrorResponse),
         (status = 403, description = "Not in the source or a target conversation", body = ErrorResponse),
         (status = 404, body = ErrorResponse), (status = 429, body = ErrorResponse)))]
 async fn forward(
@@ -142,6 +144,7 @@ async fn forward(
     Path(id): Path<Uuid>,
     Json(body): Json<ForwardRequest>,
 ) -> AppResult<(StatusCode, Json<ForwardedMessages>)> {
-    let messages = state.messages.forward(auth.id, id, &body.conversation_ids).await?;
-    Ok((StatusCode::CREATED, Json(ForwardedMessages { messages })))
+    let (messages, created) = state.messages.forward(auth.id, id, &body.conversation_ids).await?;
+    let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(ForwardedMessages { messages })))
 }
