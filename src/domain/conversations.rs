@@ -271,6 +271,15 @@ pub async fn membership(
     Ok((conversation, participant))
 }
 
+/// A message of `conversation` (404 when unknown or from another conversation).
+pub async fn message_in(
+    storage: &dyn Storage,
+    conversation: Uuid,
+    message: Uuid,
+) -> AppResult<crate::storage::models::MessageRecord> {
+    storage.message(message).await?.filter(|m| m.conversation_id == conversation).ok_or(AppError::NotFound("message"))
+}
+
 async fn live_conversation(storage: &dyn Storage, id: Uuid) -> AppResult<ConversationRecord> {
     storage.conversation(id).await?.filter(|c| c.deleted_at.is_none()).ok_or(AppError::NotFound("conversation"))
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    conversations::{membership, page_limit},
+    conversations::{membership, message_in, page_limit},
     cursor,
     message_input::{OutgoingMessage, parse_content},
     delivery::LocalSockets,
@@ -333,11 +333,7 @@ impl MessageService {
     }
 
     async fn message_in(&self, conversation: Uuid, message: Uuid) -> AppResult<MessageRecord> {
-        self.storage
-            .message(message)
-            .await?
-            .filter(|m| m.conversation_id == conversation)
-            .ok_or(AppError::NotFound("message"))
+        message_in(self.storage.as_ref(), conversation, message).await
     }
 
     /// Everything past `user`'s delivered watermark, at most [`REPLAY_LIMIT`] per

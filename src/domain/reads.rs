@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{conversations::membership, time::Timestamp, unread::UnreadNotifier, views::{Conversation, User}};
+use super::{conversations::{membership, message_in}, time::Timestamp, unread::UnreadNotifier, views::{Conversation, User}};
 use crate::{
     clock::SharedClock,
     error::{AppError, AppResult},
@@ -256,10 +256,6 @@ impl ReadService {
     }
 
     async fn message_in(&self, conversation: Uuid, message: Uuid) -> AppResult<MessageRecord> {
-        self.storage
-            .message(message)
-            .await?
-            .filter(|m| m.conversation_id == conversation)
-            .ok_or(AppError::NotFound("message"))
+        message_in(self.storage.as_ref(), conversation, message).await
     }
 }

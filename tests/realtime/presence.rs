@@ -18,24 +18,8 @@ pub async fn befriend(a: &TestUser, b: &TestUser) {
     b.client.post_empty(&format!("/api/users/{}/follow", a.id)).await.assert_status(200);
 }
 
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod embedded { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { if let Some(app) = super::spawn(crate::support::Mode::Embedded).await { super::$name(app).await } }
-        )* }
-        mod production { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { if let Some(app) = super::spawn(crate::support::Mode::Production).await { super::$name(app).await } }
-        )* }
-        mod replicated { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { if let Some(app) = super::spawn(crate::support::Mode::Replicated).await { super::$name(app).await } }
-        )* }
-    };
-}
 
-both!(
+crate::in_all_modes_spawned_by!(spawn;
     a_friend_hears_a_connect_and_a_stranger_does_not,
     devices_aggregate_and_offline_waits_for_the_last_one_and_the_grace,
     away_needs_every_device_away,

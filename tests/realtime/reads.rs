@@ -12,24 +12,8 @@ async fn spawn(mode: Mode) -> Option<TestApp> {
     TestApp::try_spawn_with(mode, &[("RECEIPT_FLUSH_MS", "200"), ("MESSAGE_RATE_PER_MIN", "1000")]).await
 }
 
-macro_rules! all {
-    ($($name:ident),*) => {
-        mod embedded { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { if let Some(app) = super::spawn(crate::support::Mode::Embedded).await { super::$name(app).await } }
-        )* }
-        mod production { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { if let Some(app) = super::spawn(crate::support::Mode::Production).await { super::$name(app).await } }
-        )* }
-        mod replicated { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { if let Some(app) = super::spawn(crate::support::Mode::Replicated).await { super::$name(app).await } }
-        )* }
-    };
-}
 
-all!(
+crate::in_all_modes_spawned_by!(spawn;
     reading_in_a_direct_chat_tells_the_sender_at_once_and_syncs_my_devices,
     the_read_watermark_never_moves_back,
     hidden_reads_are_not_announced_nor_listed,

@@ -266,6 +266,26 @@ macro_rules! in_all_modes {
     };
 }
 
+/// Like [`in_all_modes!`] for bodies taking a `TestApp` from a custom `spawn(mode)` in the
+/// calling module (for tests that need particular settings).
+#[macro_export]
+macro_rules! in_all_modes_spawned_by {
+    ($spawn:ident; $($name:ident),* $(,)?) => {
+        mod embedded { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { if let Some(app) = super::$spawn($crate::support::Mode::Embedded).await { super::$name(app).await } }
+        )* }
+        mod production { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { if let Some(app) = super::$spawn($crate::support::Mode::Production).await { super::$name(app).await } }
+        )* }
+        mod replicated { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { if let Some(app) = super::$spawn($crate::support::Mode::Replicated).await { super::$name(app).await } }
+        )* }
+    };
+}
+
 /// Runs a test body once per mode: `embedded::name` always, `production::name` on
 /// PostgreSQL + Redis (skipped with a notice when they are unreachable outside CI).
 #[macro_export]
