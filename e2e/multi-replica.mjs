@@ -202,9 +202,11 @@ test("two replicas behind nginx: delivery, presence, typing, receipts, unread, t
   await typing;
   log("typing crosses replicas");
 
+  // Listeners first: the event may arrive before the sender's ack.
   const unread = waitFor(bobSocket, "unread:updated", (p) => p.unreadCount === 1);
+  const received = waitFor(bobSocket, "message:received", ({ message }) => message.content === "hello across replicas");
   const sent = await sendMessage(annSocket, conversationId, "hello across replicas");
-  assert.equal((await waitFor(bobSocket, "message:received", ({ message }) => message.id === sent.messageId)).message.content, "hello across replicas");
+  assert.equal((await received).message.id, sent.messageId);
   await unread;
   log("message and unread push cross replicas (websocket → polling)");
   const receipt = waitFor(annSocket, "receipt:updated", (r) => r.userId === bob.id);
