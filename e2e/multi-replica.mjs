@@ -140,6 +140,8 @@ async function addressFor(instance) {
   throw new Error(`no source address reaches ${instance}`);
 }
 
+const openSockets = [];
+
 function client(user, localAddress, transport, extra = {}) {
   const socket = io(`http://127.0.0.1:${nginxPort}/chat`, {
     auth: { token: user.token }, transports: [transport], localAddress,
@@ -147,6 +149,7 @@ function client(user, localAddress, transport, extra = {}) {
   });
   socket.seen = new Map();
   socket.on("message:received", ({ message }) => socket.seen.set(message.id, message));
+  openSockets.push(socket);
   return socket;
 }
 
@@ -171,7 +174,11 @@ async function sendMessage(socket, conversationId, content) {
 }
 
 test("two replicas behind nginx: delivery, presence, typing, receipts, unread, then faults", { timeout: 120000 }, async (t) => {
-  t.after(async () => procs.stopAll());
+  // On failure too: close the clients (they would keep reconnecting) and stop every process.
+  t.after(async () => {
+    for (const socket of openSockets) socket.close();
+    await procs.stopAll();
+  });
   redisPort = await freePort();
   nginxPort = await freePort();
   await startRedis();
