@@ -10,4 +10,5 @@ pub mod http;
 pub mod realtime;
 pub mod shared_state;
 pub mod storage;
+pub mod sync;
 pub mod telemetry;

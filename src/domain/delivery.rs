@@ -22,11 +22,11 @@ pub struct LocalSockets(Mutex<HashMap<Uuid, usize>>);
 
 impl LocalSockets {
     pub fn added(&self, user: Uuid) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(user).or_insert(0) += 1;
+        *crate::sync::lock(&self.0).entry(user).or_insert(0) += 1;
     }
 
     pub fn removed(&self, user: Uuid) {
-        let mut users = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut users = crate::sync::lock(&self.0);
         if let Some(count) = users.get_mut(&user) {
             *count -= 1;
             if *count == 0 {
@@ -37,11 +37,11 @@ impl LocalSockets {
 
     /// Those of `users` with a socket here.
     pub fn connected(&self, users: &[Uuid]) -> Vec<Uuid> {
-        let connected = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let connected = crate::sync::lock(&self.0);
         users.iter().copied().filter(|u| connected.contains_key(u)).collect()
     }
 
     pub fn users(&self) -> Vec<Uuid> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect()
+        crate::sync::lock(&self.0).keys().copied().collect()
     }
 }

@@ -121,7 +121,7 @@ impl PresenceService {
         }
         // Each disconnect arms a timer; only the latest one for the user announces.
         let departure = {
-            let mut departures = self.departures.lock().unwrap_or_else(|p| p.into_inner());
+            let mut departures = crate::sync::lock(&self.departures);
             let counter = departures.entry(user).or_insert(0);
             *counter += 1;
             *counter
@@ -130,7 +130,7 @@ impl PresenceService {
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
             let latest = {
-                let mut departures = service.departures.lock().unwrap_or_else(|p| p.into_inner());
+                let mut departures = crate::sync::lock(&service.departures);
                 let latest = departures.get(&user) == Some(&departure);
                 if latest {
                     departures.remove(&user);

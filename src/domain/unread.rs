@@ -32,7 +32,7 @@ impl UnreadNotifier {
 
     /// `conversation`'s unread count may have changed for each of `users`.
     pub fn changed(&self, users: &[Uuid], conversation: Uuid) {
-        let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        let mut dirty = crate::sync::lock(&self.dirty);
         for user in users {
             dirty.entry(*user).or_default().insert(conversation);
         }
@@ -40,7 +40,7 @@ impl UnreadNotifier {
 
     /// Recomputes and pushes everything marked dirty so far.
     pub async fn flush(&self) {
-        let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|p| p.into_inner()));
+        let dirty = std::mem::take(&mut *crate::sync::lock(&self.dirty));
         if dirty.is_empty() {
             return;
         }

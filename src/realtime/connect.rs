@@ -69,7 +69,7 @@ pub fn prepare<A: Adapter>(socket: &SocketRef<A>, state: &AppState, auth: Value)
 /// After the `connect` packet: start the queue; without a token, start the clock for `auth`.
 pub fn connected<A: Adapter>(socket: &SocketRef<A>, state: &AppState) {
     if let Some(QueueStart(start)) = socket.extensions.get::<QueueStart>() {
-        if let Some(start) = start.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(start) = crate::sync::lock(&start).take() {
             let _ = start.send(());
         }
     }

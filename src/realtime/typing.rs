@@ -34,7 +34,7 @@ pub fn typed_in<A: Adapter>(socket: &SocketRef<A>) -> Vec<Uuid> {
     socket
         .extensions
         .get::<TypedIn>()
-        .map(|t| t.0.lock().unwrap_or_else(|p| p.into_inner()).drain().collect())
+        .map(|t| crate::sync::lock(&t.0).drain().collect())
         .unwrap_or_default()
 }
 
@@ -52,7 +52,7 @@ async fn set<A: Adapter>(ctx: Ctx<A>, payload: Value, typing: Option<bool>) -> R
     };
     ctx.state.typing.set(ctx.user(), conversation, typing).await?;
     if let Some(typed) = ctx.socket.extensions.get::<TypedIn>() {
-        let mut typed = typed.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut typed = crate::sync::lock(&typed.0);
         if typing {
             typed.insert(conversation);
         } else {

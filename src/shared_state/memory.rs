@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{Admission, Quota, RateLimits, StateResult, Ticket, TokenRevocations};
-use crate::clock::SharedClock;
+use crate::{clock::SharedClock, sync::lock};
 
 /// Sweep expired entries after this many writes.
 const SWEEP_EVERY: u64 = 1024;
@@ -68,11 +68,6 @@ impl MemoryState {
     }
 }
 
-/// A poisoned lock only means another thread panicked mid-update of a cache whose entries
-/// are independent; keep serving.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

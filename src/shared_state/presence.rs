@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::StateResult;
-use crate::clock::SharedClock;
+use crate::{clock::SharedClock, sync::lock};
 
 pub const CONNECTION_TTL: Duration = Duration::from_secs(30);
 pub const CONNECTION_RENEW: Duration = Duration::from_secs(10);
@@ -113,9 +113,6 @@ impl MemoryPresence {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 #[async_trait]
 impl Presence for MemoryPresence {

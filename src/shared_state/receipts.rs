@@ -33,12 +33,12 @@ pub struct MemoryReadBatches(Mutex<Vec<PendingRead>>);
 #[async_trait]
 impl ReadBatches for MemoryReadBatches {
     async fn push(&self, read: &PendingRead) -> StateResult<()> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(read.clone());
+        crate::sync::lock(&self.0).push(read.clone());
         Ok(())
     }
 
     async fn take(&self, max: usize) -> StateResult<Vec<PendingRead>> {
-        let mut queue = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = crate::sync::lock(&self.0);
         let n = max.min(queue.len());
         Ok(queue.drain(..n).collect())
     }

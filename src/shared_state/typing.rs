@@ -14,7 +14,7 @@ use redis::{AsyncCommands, Script, aio::ConnectionManager};
 use uuid::Uuid;
 
 use super::StateResult;
-use crate::clock::SharedClock;
+use crate::{clock::SharedClock, sync::lock};
 
 /// The hard bound on any typing state, in Redis as in memory.
 pub const TYPING_MAX_AGE: Duration = Duration::from_secs(10);
@@ -52,9 +52,6 @@ impl MemoryTyping {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 #[async_trait]
 impl Typing for MemoryTyping {

@@ -14,6 +14,18 @@ macro_rules! sql_messages {
             Ok(row)
         }
 
+        /// The message after an update, or `None` when the update matched nothing.
+        async fn reread_if_changed<'e, E: sqlx::Executor<'e, Database = $db>>(
+            executor: E,
+            rows: u64,
+            id: uuid::Uuid,
+        ) -> StorageResult<Option<MessageRecord>> {
+            if rows == 0 {
+                return Ok(None);
+            }
+            message_by_id(executor, id).await
+        }
+
         async fn message_by_client_id<'e, E: sqlx::Executor<'e, Database = $db>>(
             executor: E,
             sender: uuid::Uuid,
@@ -165,10 +177,7 @@ macro_rules! sql_messages {
                 .bind(now)
                 .execute(self.writer())
                 .await?;
-                if done.rows_affected() == 0 {
-                    return Ok(None);
-                }
-                message_by_id(self.writer(), id).await
+                reread_if_changed(self.writer(), done.rows_affected(), id).await
             }
 
             async fn delete_message(
@@ -184,10 +193,7 @@ macro_rules! sql_messages {
                 .bind(now)
                 .execute(self.writer())
                 .await?;
-                if done.rows_affected() == 0 {
-                    return Ok(None);
-                }
-                message_by_id(self.writer(), id).await
+                reread_if_changed(self.writer(), done.rows_affected(), id).await
             }
 
             async fn pending_deliveries(&self, user: uuid::Uuid) -> StorageResult<Vec<PendingDelivery>> {
