@@ -1,0 +1,213 @@
+//! `chat`: clients paired in direct conversations send `message:send` open-loop at a fixed
+//! total rate. Every payload carries its send time; HDR histograms record the ack latency
+//! (`message:send` → ack, which comes after the commit, like `message:sent`) and the
+//! send → peer's `message:received` latency.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use crate::{
+    Target, crowd,
+    pool::run_bounded,
+    report::{self, histogram, ms, percentiles, record},
+    socket::{Socket, number_after},
+    users::{self, User},
+};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    #[command(flatten)]
+    target: Target,
+    /// Clients (an even number: they are paired in direct conversations).
+    #[arg(long, default_value_t = 500)]
+    clients: usize,
+    /// Total messages per second across all clients.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Seconds of measured sending (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds of warm-up sending excluded from the results.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Users file to reuse (see the `users` subcommand); without it, users are registered.
+    #[arg(long)]
+    users_file: Option<PathBuf>,
+}
+
+/// Totals over all clients.
+struct Stats {
+    ack: Histogram<u64>,
+    delivery: Histogram<u64>,
+    sent: u64,
+    acked: u64,
+    errors: u64,
+    delivered: u64,
+}
+
+/// The shared clock of a run: the send times in payloads are µs since `epoch`.
+#[derive(Clone, Copy)]
+struct Schedule {
+    epoch: Instant,
+    measure_from: Duration,
+    run_for: Duration,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.clients < 2 || !args.clients.is_multiple_of(2) {
+        bail!("--clients must be an even number ≥ 2");
+    }
+    let users = users::ensure(&args.target.api(), args.users_file.as_deref(), args.clients).await?;
+    eprintln!("pairing {} users in {} direct conversations…", users.len(), users.len() / 2);
+    let conversations = pair(&args.target, &users).await?;
+    let tokens: Vec<String> = users.into_iter().map(|user| user.token).collect();
+    let crowd = crowd::connect(&args.target.urls, &tokens, 50).await;
+    if let Some(err) = &crowd.first_error {
+        bail!("{} of {} sockets failed to connect: {err}", crowd.failures, tokens.len());
+    }
+    eprintln!("connected in {:.2} s; sending {} msg/s for {} s", crowd.elapsed.as_secs_f64(), args.rate, args.warmup + args.duration);
+
+    let stats = Arc::new(Mutex::new(Stats { ack: histogram(), delivery: histogram(), sent: 0, acked: 0, errors: 0, delivered: 0 }));
+    let schedule = Schedule {
+        epoch: Instant::now(),
+        measure_from: Duration::from_secs(args.warmup),
+        run_for: Duration::from_secs(args.warmup + args.duration),
+    };
+    let per_client = args.rate as f64 / args.clients as f64;
+    let clients = crowd.sockets.into_iter().zip(conversations).filter_map(|(socket, conversation)| Some((socket?, conversation)));
+    let tasks: Vec<_> = clients
+        .map(|(socket, conversation)| tokio::spawn(drive(socket, conversation, per_client, schedule, stats.clone())))
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    let stats = stats.lock().await;
+    report(&args, &stats)
+}
+
+/// Creates a direct conversation per pair (users 2k and 2k+1); returns each user's.
+async fn pair(target: &Target, users: &[User]) -> anyhow::Result<Vec<String>> {
+    let api = target.api();
+    let pairs: Vec<(String, String)> = users.chunks(2).map(|pair| (pair[0].token.clone(), pair[1].id.clone())).collect();
+    let created = run_bounded(pairs, 16, |(token, peer)| {
+        let api = api.clone();
+        async move { api.create_direct(&token, &peer).await }
+    })
+    .await;
+    let mut conversations = Vec::with_capacity(users.len());
+    for conversation in created {
+        let conversation = conversation?;
+        conversations.push(conversation.clone());
+        conversations.push(conversation);
+    }
+    Ok(conversations)
+}
+
+/// One client: sends at `rate` messages/s into `conversation` until the end of the run,
+/// reading acks and deliveries all along, then adds what it measured to `stats`.
+async fn drive(mut socket: Socket, conversation: String, rate: f64, schedule: Schedule, stats: Arc<Mutex<Stats>>) -> anyhow::Result<()> {
+    let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    // Spread the clients' schedules so that the total rate is smooth.
+    let mut next_send = schedule.epoch + interval.mul_f64(stable_fraction(&conversation));
+    let end = schedule.epoch + schedule.run_for;
+    let drain_until = end + Duration::from_secs(5);
+    let mut pending: HashMap<u64, Instant> = HashMap::new();
+    let mut next_ack_id: u64 = 0;
+    let mut local = Stats { ack: histogram(), delivery: histogram(), sent: 0, acked: 0, errors: 0, delivered: 0 };
+    loop {
+        let now = Instant::now();
+        if now >= drain_until || (now >= end && pending.is_empty()) {
+            break;
+        }
+        let wake = if now < end { next_send.min(end) } else { drain_until };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake.into()) => {
+                if Instant::now() >= end || Instant::now() < next_send { continue; }
+                let sent_at = schedule.epoch.elapsed().as_micros();
+                let id = uuid::Uuid::new_v4();
+                socket.send(format!(
+                    "42/chat,{next_ack_id}[\"message:send\",{{\"conversationId\":\"{conversation}\",\"clientMessageId\":\"{id}\",\"content\":\"t{sent_at}\"}}]"
+                )).await?;
+                if schedule.epoch.elapsed() >= schedule.measure_from {
+                    pending.insert(next_ack_id, Instant::now());
+                    local.sent += 1;
+                }
+                next_ack_id += 1;
+                next_send += interval;
+            }
+            frame = socket.recv() => {
+                let text = frame?.context("the server closed the socket")?;
+                if !socket.answer_ping(&text).await? {
+                    on_frame(&text, &mut pending, &mut local, schedule);
+                }
+            }
+        }
+    }
+    socket.close().await;
+    let mut stats = stats.lock().await;
+    stats.ack.add(&local.ack)?;
+    stats.delivery.add(&local.delivery)?;
+    stats.sent += local.sent;
+    stats.acked += local.acked;
+    stats.errors += local.errors;
+    stats.delivered += local.delivered;
+    Ok(())
+}
+
+/// Records an ack (`43/chat,<id>[…]`) or a measured `message:received`.
+fn on_frame(text: &str, pending: &mut HashMap<u64, Instant>, local: &mut Stats, schedule: Schedule) {
+    if let Some(rest) = text.strip_prefix("43/chat,") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let Some(started) = rest[..digits].parse::<u64>().ok().and_then(|id| pending.remove(&id)) else { return };
+        if rest[digits..].contains("\"ok\":true") {
+            local.acked += 1;
+            record(&mut local.ack, started.elapsed().as_micros() as u64);
+        } else {
+            local.errors += 1;
+        }
+    } else if text.starts_with("42/chat,[\"message:received\"") {
+        let Some(sent_at) = number_after(text, "\"content\":\"t") else { return };
+        if Duration::from_micros(sent_at) >= schedule.measure_from {
+            record(&mut local.delivery, (schedule.epoch.elapsed().as_micros() as u64).saturating_sub(sent_at));
+            local.delivered += 1;
+        }
+    }
+}
+
+/// A stable fraction in [0, 1) from a string (spreads schedules without a rand dependency).
+fn stable_fraction(seed: &str) -> f64 {
+    let hash = seed.bytes().fold(1469598103934665603u64, |h, b| (h ^ b as u64).wrapping_mul(1099511628211));
+    (hash % 10_000) as f64 / 10_000.0
+}
+
+fn report(args: &Args, stats: &Stats) -> anyhow::Result<()> {
+    let achieved = stats.acked as f64 / args.duration as f64;
+    let result = json!({
+        "scenario": "chat", "label": args.target.label, "urls": args.target.urls, "clients": args.clients,
+        "target_rate": args.rate, "seconds": args.duration,
+        "sent": stats.sent, "acked": stats.acked, "errors": stats.errors, "delivered": stats.delivered,
+        "achieved_rate": achieved,
+        "ack_latency": percentiles(&stats.ack), "delivery_latency": percentiles(&stats.delivery),
+    });
+    let triple = |h: &Histogram<u64>| format!("{:.2} / {:.2} / {:.2}", ms(h, 0.5), ms(h, 0.99), ms(h, 0.999));
+    let row = vec![
+        args.target.label.clone(),
+        args.clients.to_string(),
+        args.rate.to_string(),
+        format!("{achieved:.0}"),
+        triple(&stats.ack),
+        triple(&stats.delivery),
+        stats.errors.to_string(),
+    ];
+    let header = ["label", "clients", "target msg/s", "achieved msg/s", "ack p50 / p99 / p99.9 ms", "send → received p50 / p99 / p99.9 ms", "errors"];
+    report::emit(args.target.json.as_deref(), &result, &header, &[row])
+}
