@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# One command per load scenario of issue 7: builds the server and the load generator
+# (release), starts the server(s) on a free port with a fresh database, waits for
+# /health/ready, runs the scenario, stops the server(s) and removes what the run created.
+#
+#   bench/run.sh <idle|storm|chat|fanout|rest> [sqlite|postgres|replicas] [generator args…]
+#   bench/run.sh users [sqlite|postgres]          (register the users ahead of time)
+#
+# Backends: sqlite (embedded, the default), postgres (PostgreSQL + in-process state, one
+# server), replicas (two servers on PostgreSQL + Redis; the generator spreads its clients
+# over both). Generator arguments: `bench/loadgen/target/release/parley-loadgen <scenario> --help`.
+#
+# Users: registration costs ~16 ms of Argon2 each, so the users are registered once per
+# backend family (sqlite, postgres) into a template database kept under bench/.state/, with
+# their tokens in a users file. Every run starts from a copy of the template, so it is as
+# fresh as an empty database but for the users. BENCH_USERS (default 15000, the largest
+# scenario) is how many the template holds.
+#
+# Environment: BENCH_USERS, BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_REDIS
+# (redis://127.0.0.1:6379), RUST_LOG of the servers (warn), BENCH_SKIP_BUILD=1 to use the
+# binaries as they are. The JSON result goes to bench/results/ unless --json is given.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+STATE=$ROOT/bench/.state
+SERVER=$ROOT/target/release/parley
+LOADGEN=$ROOT/bench/loadgen/target/release/parley-loadgen
+BENCH_USERS=${BENCH_USERS:-15000}
+BENCH_PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
+BENCH_REDIS=${BENCH_REDIS:-redis://127.0.0.1:6379}
+PG_TEMPLATE=parley_bench_template
+
+WORK=""          # this run's temporary directory
+RUN_DB=""        # this run's PostgreSQL database
+REDIS_PREFIX=""  # this run's Redis key prefix
+PIDS=()          # the servers started
+URLS=()          # their base URLs
+
+usage() {
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+build() {
+    if [[ ${BENCH_SKIP_BUILD:-} == 1 ]]; then return; fi
+    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin parley
+    cargo build --release --quiet --manifest-path "$ROOT/bench/loadgen/Cargo.toml"
+}
+
+psql_admin() {
+    psql "$BENCH_PG/postgres" -v ON_ERROR_STOP=1 -qtAc "$1"
+}
+
+# A port nothing listens on, below the ephemeral range the clients' ports come from.
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 10000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+}
+
+# start_server <name> [VAR=value…]: starts one server with the common settings plus the
+# given ones, and waits until it is ready.
+start_server() {
+    local name=$1 port
+    shift
+    port=$(free_port)
+    env PARLEY_ADDR="127.0.0.1:$port" JWT_SECRET="$(cat "$STATE/jwt_secret")" \
+        MESSAGE_RATE_PER_MIN=100000000 LEGACY_EVENTS=false ACCESS_TOKEN_TTL_SECS=86400 \
+        RUST_LOG="${RUST_LOG:-warn}" "$@" "$SERVER" >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    URLS+=("http://127.0.0.1:$port")
+    wait_ready "$name" "$port" "$!"
+}
+
+wait_ready() {
+    local name=$1 port=$2 pid=$3
+    for _ in $(seq 600); do
+        if curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null; then
+            echo "$name ready on port $port (pid $pid)" >&2
+            return
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "$name exited:" >&2
+            tail -20 "$WORK/$name.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "$name not ready after 60 s" >&2
+    exit 1
+}
+
+stop_servers() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+    URLS=()
+}
+
+cleanup() {
+    stop_servers
+    if [[ -n $RUN_DB ]]; then
+        psql_admin "drop database if exists $RUN_DB with (force)" || true
+    fi
+    if [[ -n $REDIS_PREFIX ]]; then
+        redis-cli -u "$BENCH_REDIS" --scan --pattern "$REDIS_PREFIX*" | xargs -r -n 500 redis-cli -u "$BENCH_REDIS" del >/dev/null || true
+    fi
+    if [[ -n $WORK ]]; then rm -rf "$WORK"; fi
+}
+
+users_in() {
+    [[ -f $1 ]] && jq '.users | length' "$1" || echo 0
+}
+
+# The template of a backend family holds BENCH_USERS users; its users file lists them.
+# A users file without its template (or the reverse) is dropped and rebuilt.
+ensure_template() {
+    local family=$1 users=$STATE/$1/users.json
+    mkdir -p "$STATE/$family"
+    [[ -f $STATE/jwt_secret ]] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STATE/jwt_secret"
+    if [[ $family == sqlite && ! -d $STATE/sqlite/template ]] ||
+        [[ $family == postgres && -z $(psql_admin "select 1 from pg_database where datname = '$PG_TEMPLATE'") ]]; then
+        rm -f "$users"
+    fi
+    if (($(users_in "$users") >= BENCH_USERS)); then return; fi
+    echo "registering users into the $family template (BENCH_USERS=$BENCH_USERS)…" >&2
+    # Tokens of the template last a year, so that later runs can reuse them.
+    if [[ $family == sqlite ]]; then
+        mkdir -p "$STATE/sqlite/template"
+        start_server template PARLEY_DATA_DIR="$STATE/sqlite/template" ACCESS_TOKEN_TTL_SECS=31536000
+    else
+        [[ -n $(psql_admin "select 1 from pg_database where datname = '$PG_TEMPLATE'") ]] || psql_admin "create database $PG_TEMPLATE"
+        start_server template DATABASE_URL="$BENCH_PG/$PG_TEMPLATE" ACCESS_TOKEN_TTL_SECS=31536000
+    fi
+    "$LOADGEN" users --count "$BENCH_USERS" --users-file "$users" --url "${URLS[0]}"
+    stop_servers
+}
+
+# start_backend <backend> <from-template: yes|no>: the run's database and server(s).
+start_backend() {
+    local backend=$1 from_template=$2 template_clause=""
+    if [[ $backend == sqlite ]]; then
+        if [[ $from_template == yes ]]; then cp -a "$STATE/sqlite/template" "$WORK/data"; else mkdir "$WORK/data"; fi
+        start_server server PARLEY_DATA_DIR="$WORK/data"
+        return
+    fi
+    RUN_DB=parley_bench_$(date +%s)_$$
+    if [[ $from_template == yes ]]; then template_clause="template $PG_TEMPLATE"; fi
+    psql_admin "create database $RUN_DB $template_clause"
+    if [[ $backend == postgres ]]; then
+        start_server server DATABASE_URL="$BENCH_PG/$RUN_DB" PARLEY_DATA_DIR="$WORK/data"
+        return
+    fi
+    REDIS_PREFIX="$RUN_DB:"
+    local replica
+    for replica in a b; do
+        start_server "replica-$replica" DATABASE_URL="$BENCH_PG/$RUN_DB" REDIS_URL="$BENCH_REDIS" \
+            REDIS_KEY_PREFIX="$REDIS_PREFIX" PARLEY_DATA_DIR="$WORK/data-$replica"
+    done
+}
+
+has_arg() {
+    local wanted=$1 arg
+    shift
+    for arg in "$@"; do
+        [[ $arg == "$wanted" || $arg == "$wanted="* ]] && return 0
+    done
+    return 1
+}
+
+main() {
+    (($# >= 1)) || usage
+    local scenario=$1 backend=sqlite family
+    shift
+    case $scenario in idle | storm | chat | fanout | rest | users) ;; *) usage ;; esac
+    if (($# >= 1)) && [[ $1 == sqlite || $1 == postgres || $1 == replicas ]]; then
+        backend=$1
+        shift
+    fi
+    family=$([[ $backend == sqlite ]] && echo sqlite || echo postgres)
+    ulimit -n "$(ulimit -Hn)"
+    build
+    WORK=$(mktemp -d /tmp/parley-bench.XXXXXX)
+    trap cleanup EXIT
+
+    local args=()
+    if [[ $scenario == users ]]; then
+        ensure_template "$family"
+        return
+    elif [[ $scenario == rest ]]; then
+        start_backend "$backend" no
+    else
+        ensure_template "$family"
+        cp "$STATE/$family/users.json" "$WORK/users.json"
+        args+=(--users-file "$WORK/users.json")
+        start_backend "$backend" yes
+    fi
+    if [[ $scenario == idle ]]; then
+        local pid
+        for pid in "${PIDS[@]}"; do args+=(--server-pid "$pid"); done
+    fi
+    has_arg --label "$@" || args+=(--label "$backend")
+    if ! has_arg --json "$@"; then
+        mkdir -p "$ROOT/bench/results"
+        args+=(--json "$ROOT/bench/results/$scenario-$backend-$(date +%Y%m%d-%H%M%S).json")
+    fi
+    local urls
+    urls=$(IFS=,; echo "${URLS[*]}")
+    "$LOADGEN" "$scenario" --url "$urls" "${args[@]}" "$@"
+}
+
+main "$@"
