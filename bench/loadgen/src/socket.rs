@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::{net::TcpStream, sync::watch};
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream, connect_async_with_config,
-    tungstenite::{Message, protocol::WebSocketConfig},
+    tungstenite::{Message, Utf8Bytes, protocol::WebSocketConfig},
 };
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -64,10 +64,10 @@ impl Socket {
 
     /// The next text frame, or `None` once the server closed the socket. Cancel-safe, so it
     /// can sit in a `select!`.
-    pub async fn recv(&mut self) -> anyhow::Result<Option<String>> {
+    pub async fn recv(&mut self) -> anyhow::Result<Option<Utf8Bytes>> {
         while let Some(frame) = self.ws.next().await {
             if let Message::Text(text) = frame? {
-                return Ok(Some(text.as_str().to_owned()));
+                return Ok(Some(text));
             }
         }
         Ok(None)
