@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{api::Api, pool::run_bounded};
 
-/// Registrations (or logins) in flight: enough to keep the server's two cores on Argon2.
+/// Registrations in flight: enough to keep the server's two cores on Argon2.
 const REGISTER_CONCURRENCY: usize = 8;
+/// Logins in flight: each holds one of the 5 attempt slots of its client address until its
+/// password is verified, and all of ours come from one address.
+const LOGIN_CONCURRENCY: usize = 4;
 /// The file is saved after every batch, so an interrupted registration keeps its progress.
 const BATCH: usize = 1000;
 
@@ -99,7 +102,7 @@ async fn renew_if_stale(api: &Api, users: &mut [User]) -> anyhow::Result<bool> {
     }
     eprintln!("the users' tokens are no longer accepted: logging {} users in again…", users.len());
     let emails: Vec<String> = users.iter().map(|user| user.email.clone()).collect();
-    let tokens = run_bounded(emails, REGISTER_CONCURRENCY, |email| {
+    let tokens = run_bounded(emails, LOGIN_CONCURRENCY, |email| {
         let api = api.clone();
         async move { api.login(&email).await }
     })
