@@ -115,9 +115,36 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
+/// An ack of ours (`43/chat,<id>[{"ok":…}]`): its id and whether it reports success.
+pub fn parse_ack(frame: &str) -> Option<(u64, bool)> {
+    let rest = frame.strip_prefix("43/chat,")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let id = rest[..digits].parse().ok()?;
+    Some((id, rest[digits..].contains("\"ok\":true")))
+}
+
 /// The number right after `marker` in `frame` (e.g. the send time in `"content":"t<µs>"`).
 pub fn number_after(frame: &str, marker: &str) -> Option<u64> {
     let start = frame.find(marker)? + marker.len();
     let digits = frame[start..].bytes().take_while(u8::is_ascii_digit).count();
     frame[start..start + digits].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ack_gives_its_id_and_outcome() {
+        assert_eq!(parse_ack(r#"43/chat,17[{"ok":true,"data":{}}]"#), Some((17, true)));
+        assert_eq!(parse_ack(r#"43/chat,3[{"ok":false,"error":{"code":"RATE_LIMITED"}}]"#), Some((3, false)));
+        assert_eq!(parse_ack(r#"42/chat,["message:received",{}]"#), None);
+    }
+
+    #[test]
+    fn the_number_after_a_marker_is_read_up_to_the_first_non_digit() {
+        let frame = r#"42/chat,["message:received",{"message":{"content":"t12345","seq":9}}]"#;
+        assert_eq!(number_after(frame, "\"content\":\"t"), Some(12345));
+        assert_eq!(number_after(frame, "\"content\":\"f"), None);
+    }
 }

@@ -19,7 +19,7 @@ use crate::{
     Target, crowd,
     pool::run_bounded,
     report::{self, histogram, ms, percentiles, record},
-    socket::{Socket, number_after},
+    socket::{Socket, number_after, parse_ack},
     users::{self, User},
 };
 
@@ -165,10 +165,9 @@ async fn drive(mut socket: Socket, conversation: String, rate: f64, schedule: Sc
 
 /// Records an ack (`43/chat,<id>[…]`) or a measured `message:received`.
 fn on_frame(text: &str, pending: &mut HashMap<u64, Instant>, local: &mut Stats, schedule: Schedule) {
-    if let Some(rest) = text.strip_prefix("43/chat,") {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let Some(started) = rest[..digits].parse::<u64>().ok().and_then(|id| pending.remove(&id)) else { return };
-        if rest[digits..].contains("\"ok\":true") {
+    if let Some((id, ok)) = parse_ack(text) {
+        let Some(started) = pending.remove(&id) else { return };
+        if ok {
             local.acked += 1;
             record(&mut local.ack, started.elapsed().as_micros() as u64);
         } else {

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::{
     Target, crowd,
     report::{self, histogram, p50_p99, percentiles, record},
-    socket::{Socket, number_after},
+    socket::{Socket, number_after, parse_ack},
     users,
 };
 
@@ -219,9 +219,9 @@ async fn send(socket: &mut Socket, tracker: &Tracker, group: &str) -> anyhow::Re
 
 /// Records an ack (`43/chat,<index>[…]`) or a `message:received` (`"content":"f<index>"`).
 fn on_frame(text: &str, tracker: &Tracker) {
-    if let Some(rest) = text.strip_prefix("43/chat,") {
-        let Some(slot) = number_after(rest, "").and_then(|index| tracker.slot(index)) else { return };
-        if rest.contains("\"ok\":true") {
+    if let Some((index, ok)) = parse_ack(text) {
+        let Some(slot) = tracker.slot(index) else { return };
+        if ok {
             slot.acked.store(tracker.now(), Ordering::Relaxed);
         } else {
             slot.failed.store(true, Ordering::Relaxed);
