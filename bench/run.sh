@@ -23,7 +23,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE=$ROOT/bench/.state
-SERVER=$ROOT/target/release/parley
+SERVER=${CARGO_TARGET_DIR:-$ROOT/target}/release/parley
 LOADGEN=$ROOT/bench/loadgen/target/release/parley-loadgen
 BENCH_USERS=${BENCH_USERS:-15000}
 BENCH_PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
@@ -44,7 +44,7 @@ usage() {
 build() {
     if [[ ${BENCH_SKIP_BUILD:-} == 1 ]]; then return; fi
     cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin parley
-    cargo build --release --quiet --manifest-path "$ROOT/bench/loadgen/Cargo.toml"
+    cargo build --release --quiet --manifest-path "$ROOT/bench/loadgen/Cargo.toml" --target-dir "$ROOT/bench/loadgen/target"
 }
 
 psql_admin() {
@@ -193,7 +193,7 @@ main() {
         shift
     fi
     family=$([[ $backend == sqlite ]] && echo sqlite || echo postgres)
-    ulimit -n "$(ulimit -Hn)"
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # sockets: the servers' and the generator's
     build
     WORK=$(mktemp -d /tmp/parley-bench.XXXXXX)
     trap cleanup EXIT
