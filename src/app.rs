@@ -4,7 +4,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::Router;
+use axum::{Router, serve::ListenerExt};
 use metrics_exporter_prometheus::PrometheusHandle;
 use socketioxide::SocketIo;
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
@@ -15,7 +15,7 @@ use crate::{
     clock::{SharedClock, SystemClock},
     config::Config,
     domain::{
-        auth::AuthService, conversations::ConversationService, messages::MessageService,
+        auth::AuthService, conversations::ConversationService, messages::{DELIVERED_FLUSH, MessageService},
         delivery::{LocalSockets, SILENT_LOSS_MARGIN},
         presence::PresenceService, reads::ReadService, typing::TypingService, unread::UnreadNotifier,
         users::UserService,
@@ -190,7 +190,13 @@ impl Application {
         let background = spawn_background(&self.state, &self.realtime, stop_rx.clone());
         let mut graceful = stop_rx.clone();
         let io = self.realtime.clone();
-        let server = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+        // Small frames (acks, events) go out at once instead of waiting on the peer's delayed ACK.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "TCP_NODELAY not set");
+            }
+        });
+        let server = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = graceful.wait_for(|stop| *stop).await;
                 tracing::info!("shutting down: closing sockets, draining requests");
@@ -208,8 +214,9 @@ impl Application {
         for task in background {
             task.abort();
         }
-        // Batched receipts taken by nobody yet are written before the process goes.
+        // Batched receipts and delivered watermarks are written before the process goes.
         self.state.reads.flush().await;
+        self.state.messages.flush_delivered().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -261,12 +268,17 @@ fn spawn_background(
         let reads = reads.clone();
         async move { reads.flush().await }
     });
+    let messages = state.messages.clone();
+    let delivered_flush = every(DELIVERED_FLUSH, stop.clone(), move || {
+        let messages = messages.clone();
+        async move { messages.flush_delivered().await }
+    });
     let handle = state.metrics.clone();
     let upkeep = every(Duration::from_secs(5), stop, move || {
         let handle = handle.clone();
         async move { handle.run_upkeep() }
     });
-    vec![purge, renew, presence_sweep, typing_sweep, unread_push, read_flush, upkeep]
+    vec![purge, renew, presence_sweep, typing_sweep, unread_push, read_flush, delivered_flush, upkeep]
 }
 
 fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut job: F) -> JoinHandle<()>

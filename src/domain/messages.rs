@@ -2,7 +2,11 @@
 //! block checks, the storage transaction (dedup + `seq`), then the broadcast. Also history
 //! pages, edits, tombstones, and the missed-message replay on connect.
 
-use std::{collections::HashSet, sync::Arc, time::Instant};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,6 +17,7 @@ use super::{
     cursor,
     message_input::{OutgoingMessage, parse_content},
     delivery::LocalSockets,
+    message_writer::{MessageWriter, Stored},
     typing::TypingService,
     unread::UnreadNotifier,
     views::Message,
@@ -24,8 +29,9 @@ use crate::{
     shared_state::{Admission, Quota, SharedState},
     storage::{
         Storage,
-        models::{ConversationKind, HistoryQuery, MessageRecord, NewMessage, SendOutcome},
+        models::{DeliveredMark, HistoryQuery, MessageRecord, NewMessage},
     },
+    sync::lock,
 };
 
 /// Messages replayed per conversation on connect; beyond that the conversation is listed
@@ -33,6 +39,8 @@ use crate::{
 pub const REPLAY_LIMIT: usize = 100;
 /// Conversations one forward may target.
 pub const FORWARD_MAX: usize = 10;
+/// How often gathered delivered watermarks are written.
+pub const DELIVERED_FLUSH: Duration = Duration::from_millis(250);
 
 /// A stored message and whether this call stored it (`false`: a retry found the original).
 pub struct Sent {
@@ -86,6 +94,9 @@ pub struct MessageService {
     local: Arc<LocalSockets>,
     clock: SharedClock,
     quota: Quota,
+    writer: MessageWriter,
+    /// Delivered watermarks not yet written: user → conversation → seq.
+    delivered: Mutex<HashMap<Uuid, HashMap<Uuid, i64>>>,
 }
 
 impl MessageService {
@@ -99,7 +110,19 @@ impl MessageService {
         clock: SharedClock,
         per_minute: u32,
     ) -> Self {
-        Self { storage, shared, fanout, typing, unread, local, clock, quota: Quota::per_minute(per_minute) }
+        let writer = MessageWriter::spawn(storage.clone());
+        Self {
+            storage,
+            shared,
+            fanout,
+            typing,
+            unread,
+            local,
+            clock,
+            quota: Quota::per_minute(per_minute),
+            writer,
+            delivered: Mutex::default(),
+        }
     }
 
     /// For users with sockets here: whatever was created more than `margin` ago reached them.
@@ -176,10 +199,9 @@ impl MessageService {
         forwarded_from: Option<Uuid>,
     ) -> AppResult<Sent> {
         let received = Instant::now();
-        let participants = match self.check_sender(sender, &message).await {
-            Ok(participants) => participants,
-            Err(refusal) => return self.original_or(sender, &message.client_message_id, refusal).await,
-        };
+        if let Err(refusal) = self.admit(sender).await {
+            return self.original_or(sender, &message.client_message_id, refusal).await;
+        }
         let new = NewMessage {
             id: Uuid::now_v7(),
             conversation_id: message.conversation_id,
@@ -191,12 +213,16 @@ impl MessageService {
             forwarded_from,
             created_at: self.clock.now(),
         };
-        let stored = match self.storage.send_message(&new).await? {
-            SendOutcome::Duplicate(original) => {
+        let (stored, participants) = match self.writer.store(new.clone()).await {
+            Ok(Stored::Created { record, participants }) => (record, participants),
+            Ok(Stored::Duplicate(original)) => {
                 metrics::counter!("parley_messages_deduplicated_total").increment(1);
                 return Ok(Sent { message: Message::from(&original), created: false });
             }
-            SendOutcome::Created(stored) => stored,
+            Err(refusal @ (AppError::NotFound(_) | AppError::NotInConversation | AppError::Blocked(_))) => {
+                return self.original_or(sender, &new.client_message_id, refusal).await;
+            }
+            Err(other) => return Err(other),
         };
         metrics::counter!("parley_messages_persisted_total").increment(1);
         metrics::histogram!("parley_message_latency_seconds", "stage" => "persisted")
@@ -207,21 +233,10 @@ impl MessageService {
         metrics::counter!("parley_messages_delivered_total").increment(participants.len() as u64);
         metrics::histogram!("parley_message_latency_seconds", "stage" => "emitted")
             .record(received.elapsed().as_secs_f64());
-        self.record_delivery(&stored, &participants).await;
+        self.record_delivery(&stored, &participants);
         let recipients: Vec<Uuid> = participants.iter().copied().filter(|p| *p != sender).collect();
         self.unread.changed(&recipients, stored.conversation_id);
         Ok(Sent { message: view, created: true })
-    }
-
-    /// Rate limit, membership, blocks; the conversation's participants when all pass.
-    async fn check_sender(&self, sender: Uuid, message: &OutgoingMessage) -> AppResult<Vec<Uuid>> {
-        self.admit(sender).await?;
-        let (conversation, _) = membership(self.storage.as_ref(), sender, message.conversation_id).await?;
-        let participants = self.storage.member_ids(conversation.id).await?;
-        if conversation.kind == ConversationKind::Direct {
-            self.refuse_if_blocked(sender, &participants).await?;
-        }
-        Ok(participants)
     }
 
     /// A refused send that is in fact a retry of a stored message answers with the original:
@@ -248,28 +263,49 @@ impl MessageService {
         }
     }
 
-    async fn refuse_if_blocked(&self, sender: Uuid, participants: &[Uuid]) -> AppResult<()> {
-        for other in participants.iter().copied().filter(|p| *p != sender) {
-            let relation = self.storage.relationship(sender, other).await?;
-            if relation.blocking || relation.blocked_by {
-                return Err(AppError::Blocked("messages between you and this user are blocked"));
-            }
-        }
-        Ok(())
-    }
-
     /// Participants with a socket on this replica got the message just now: their delivered
-    /// watermark moves past it, so a later reconnect does not replay it. Everyone else's
+    /// watermark moves past it (gathered here, written by [`Self::flush_delivered`] every
+    /// [`DELIVERED_FLUSH`] and before the user's next replay), so a later reconnect does not
+    /// replay it. Everyone else's
     /// moves when their own replica vouches for it ([`Self::settle_delivery`]); until then a
     /// reconnect replays it (clients de-duplicate by id), and nothing is lost if that replica
     /// dies.
-    async fn record_delivery(&self, message: &MessageRecord, participants: &[Uuid]) {
+    fn record_delivery(&self, message: &MessageRecord, participants: &[Uuid]) {
         let here = self.local.connected(participants);
         if here.is_empty() {
             return;
         }
-        if let Err(err) = self.storage.mark_delivered(message.conversation_id, &here, message.seq).await {
-            tracing::warn!(error = %err, "delivered watermark not advanced; the message may be replayed");
+        let mut pending = lock(&self.delivered);
+        for user in here {
+            let seq = pending.entry(user).or_default().entry(message.conversation_id).or_default();
+            *seq = (*seq).max(message.seq);
+        }
+    }
+
+    /// Writes the delivered watermarks gathered since the last flush, in one statement.
+    pub async fn flush_delivered(&self) {
+        let pending = std::mem::take(&mut *lock(&self.delivered));
+        let marks: Vec<DeliveredMark> = pending
+            .into_iter()
+            .flat_map(|(user, seqs)| seqs.into_iter().map(move |(conversation, seq)| DeliveredMark { conversation, user, seq }))
+            .collect();
+        self.write_delivered(&marks).await;
+    }
+
+    /// Writes `user`'s gathered watermarks now, before their replay is computed.
+    async fn flush_delivered_for(&self, user: Uuid) {
+        let Some(seqs) = lock(&self.delivered).remove(&user) else { return };
+        let marks: Vec<DeliveredMark> =
+            seqs.into_iter().map(|(conversation, seq)| DeliveredMark { conversation, user, seq }).collect();
+        self.write_delivered(&marks).await;
+    }
+
+    async fn write_delivered(&self, marks: &[DeliveredMark]) {
+        if marks.is_empty() {
+            return;
+        }
+        if let Err(err) = self.storage.mark_delivered_many(marks).await {
+            tracing::warn!(error = %err, "delivered watermarks not advanced; messages may be replayed");
         }
     }
 
@@ -340,6 +376,7 @@ impl MessageService {
     /// conversation (deleted messages left out). When truncated, the watermark may move to
     /// the end: the client is told to page through REST.
     pub async fn replay(&self, user: Uuid) -> AppResult<Vec<ReplayBatch>> {
+        self.flush_delivered_for(user).await;
         let mut batches = Vec::new();
         for pending in self.storage.pending_deliveries(user).await? {
             let floor = pending.last_delivered_seq.max(pending.cleared_seq);

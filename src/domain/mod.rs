@@ -7,6 +7,7 @@ pub mod conversations;
 pub mod cursor;
 pub mod delivery;
 pub mod message_input;
+pub mod message_writer;
 pub mod messages;
 pub mod input;
 pub mod password;

@@ -6,6 +6,7 @@
 //! migrations (`migrations/postgres`, `migrations/sqlite`) and a few dialect-specific
 //! statements. The same contract test suite (`tests/storage`) runs against both.
 
+mod batch;
 pub mod models;
 #[macro_use]
 mod sql;
@@ -48,6 +49,18 @@ impl From<sqlx::Error> for StorageError {
             }
         }
         Self::Database(err)
+    }
+}
+
+impl StorageError {
+    /// A deadlock or serialization failure: the same transaction may succeed when retried.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -116,6 +129,8 @@ pub trait SocialRepo: Send + Sync {
     /// Users `blocker` has blocked, newest first.
     async fn blocked_by(&self, blocker: Uuid) -> StorageResult<Vec<BlockedUser>>;
     async fn relationship(&self, viewer: Uuid, other: Uuid) -> StorageResult<Relationship>;
+    /// The (blocker, blocked) pairs with both ends among `users`.
+    async fn blocks_among(&self, users: &[Uuid]) -> StorageResult<Vec<(Uuid, Uuid)>>;
     /// The people whose presence matters to `user`: friends, direct-conversation peers, and
     /// everyone blocked by or blocking `user`.
     async fn contacts(&self, user: Uuid) -> StorageResult<Contacts>;
@@ -160,6 +175,8 @@ pub trait ConversationRepo: Send + Sync {
     /// Participants with their profiles, longest-standing first.
     async fn members(&self, conversation: Uuid) -> StorageResult<Vec<MemberRecord>>;
     async fn member_ids(&self, conversation: Uuid) -> StorageResult<Vec<Uuid>>;
+    /// For a batch of sends: each live conversation among `ids` with its kind and members.
+    async fn send_contexts(&self, ids: &[Uuid]) -> StorageResult<Vec<SendContext>>;
     /// `user`'s live, visible conversations (archived or not), by last activity, newest
     /// first, strictly after the `(last_activity_at, id)` cursor.
     async fn conversations_of(
@@ -193,10 +210,18 @@ pub trait ConversationRepo: Send + Sync {
 
 #[async_trait]
 pub trait MessageRepo: Send + Sync {
-    /// In one transaction: returns the message already stored under (sender,
-    /// clientMessageId) if any; otherwise takes the conversation's next `seq`, stores the
-    /// message and bumps the conversation. `NotFound` when the conversation is deleted.
-    async fn send_message(&self, message: &NewMessage) -> StorageResult<SendOutcome>;
+    /// Group commit, in one transaction: each message already stored under (sender,
+    /// clientMessageId) — or repeated earlier in the batch — answers with the original;
+    /// the others take their conversation's next `seq`s in batch order and are stored, and
+    /// each conversation is bumped once. One outcome per message, in order.
+    async fn send_messages(&self, batch: &[NewMessage]) -> StorageResult<Vec<SendOutcome>>;
+    /// [`Self::send_messages`] for one message; `NotFound` when the conversation is gone.
+    async fn send_message(&self, message: &NewMessage) -> StorageResult<SendOutcome> {
+        match self.send_messages(std::slice::from_ref(message)).await?.pop() {
+            Some(SendOutcome::ConversationGone) | None => Err(StorageError::NotFound("conversation")),
+            Some(outcome) => Ok(outcome),
+        }
+    }
     async fn message(&self, id: Uuid) -> StorageResult<Option<MessageRecord>>;
     async fn message_by_client_id(&self, sender: Uuid, client_message_id: &str)
     -> StorageResult<Option<MessageRecord>>;
@@ -222,6 +247,8 @@ pub trait MessageRepo: Send + Sync {
     async fn pending_deliveries(&self, user: Uuid) -> StorageResult<Vec<PendingDelivery>>;
     /// Moves the delivered watermark of `users` in `conversation` forward to `seq` (never back).
     async fn mark_delivered(&self, conversation: Uuid, users: &[Uuid], seq: i64) -> StorageResult<()>;
+    /// [`Self::mark_delivered`] for many (conversation, user, seq) marks at once.
+    async fn mark_delivered_many(&self, marks: &[DeliveredMark]) -> StorageResult<()>;
     /// Moves each of `users`' delivered watermarks forward past every message created at or
     /// before `cutoff`, in every conversation.
     async fn mark_delivered_before(&self, users: &[Uuid], cutoff: DateTime<Utc>) -> StorageResult<()>;

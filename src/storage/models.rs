@@ -292,6 +292,8 @@ pub struct NewMessage {
 pub enum SendOutcome {
     Created(MessageRecord),
     Duplicate(MessageRecord),
+    /// The conversation does not exist or was deleted: nothing was stored.
+    ConversationGone,
 }
 
 /// Which slice of a conversation's history to read.
@@ -328,6 +330,22 @@ pub struct ReadMark {
     pub user_id: Uuid,
     pub seq: i64,
     pub read_at: DateTime<Utc>,
+}
+
+/// A user's delivered watermark in a conversation, to be moved forward to `seq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeliveredMark {
+    pub conversation: Uuid,
+    pub user: Uuid,
+    pub seq: i64,
+}
+
+/// What a send into a conversation is checked against: its kind and current members.
+#[derive(Clone, Debug)]
+pub struct SendContext {
+    pub id: Uuid,
+    pub kind: ConversationKind,
+    pub members: Vec<Uuid>,
 }
 
 /// A conversation in which a user has messages not yet delivered to any of their devices.

@@ -5,7 +5,9 @@ use std::{collections::BTreeSet, sync::Arc};
 use chrono::{DateTime, TimeZone, Utc};
 use parley::storage::{
     Storage, StorageError,
-    models::{ContentType, ConversationKind, HistoryQuery, NewConversation, NewMessage, NewUser, SendOutcome},
+    models::{
+        ContentType, ConversationKind, DeliveredMark, HistoryQuery, NewConversation, NewMessage, NewUser, SendOutcome,
+    },
 };
 use uuid::Uuid;
 
@@ -61,6 +63,7 @@ async fn send(store: &Arc<dyn Storage>, m: &NewMessage) -> (i64, bool) {
     match store.send_message(m).await.unwrap() {
         SendOutcome::Created(r) => (r.seq, true),
         SendOutcome::Duplicate(r) => (r.seq, false),
+        SendOutcome::ConversationGone => panic!("the conversation is gone"),
     }
 }
 
@@ -162,6 +165,7 @@ pub async fn concurrent_retries_store_one_message(store: Arc<dyn Storage>) {
             SendOutcome::Duplicate(m) => {
                 ids.insert(m.id);
             }
+            SendOutcome::ConversationGone => panic!("the conversation is gone"),
         }
     }
     assert_eq!((created, ids.len()), (1, 1));
@@ -219,6 +223,106 @@ pub async fn newcomers_start_with_history_delivered_and_read(store: Arc<dyn Stor
     let newcomer = store.participant(group.id, u[2]).await.unwrap().unwrap();
     assert_eq!((newcomer.last_delivered_seq, newcomer.last_read_seq), (1, 1));
     assert!(store.pending_deliveries(u[2]).await.unwrap().is_empty());
+}
+
+/// `(seq, created, client id)` of each outcome; `None` for a conversation that is gone.
+fn outcomes(batch: &[SendOutcome]) -> Vec<Option<(i64, bool, String)>> {
+    batch
+        .iter()
+        .map(|outcome| match outcome {
+            SendOutcome::Created(m) => Some((m.seq, true, m.client_message_id.clone())),
+            SendOutcome::Duplicate(m) => Some((m.seq, false, m.client_message_id.clone())),
+            SendOutcome::ConversationGone => None,
+        })
+        .collect()
+}
+
+pub async fn a_batch_numbers_per_conversation_and_answers_every_entry(store: Arc<dyn Storage>) {
+    let u = users(&store, 3).await;
+    let (direct, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1], u[2]]).await.unwrap();
+    let gone = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
+    store.soft_delete_conversation(gone.id, at(1)).await.unwrap();
+    let old = message(direct.id, u[0], "old", 1);
+    send(&store, &old).await;
+    let batch = [
+        message(direct.id, u[0], "a", 10),
+        message(group.id, u[1], "b", 11),
+        message(direct.id, u[1], "c", 12),
+        message(direct.id, u[0], "old", 13),
+        message(group.id, u[1], "b", 14),
+        message(gone.id, u[0], "x", 15),
+        message(group.id, u[2], "e", 16),
+    ];
+    let answers = store.send_messages(&batch).await.unwrap();
+    let expected = [
+        Some((2, true, "a")),
+        Some((1, true, "b")),
+        Some((3, true, "c")),
+        Some((1, false, "old")),
+        Some((1, false, "b")),
+        None,
+        Some((2, true, "e")),
+    ];
+    let expected: Vec<_> = expected.iter().map(|o| o.map(|(seq, created, id)| (seq, created, id.to_owned()))).collect();
+    assert_eq!(outcomes(&answers), expected);
+    let SendOutcome::Duplicate(repeat) = &answers[4] else { panic!("the repeat is a duplicate") };
+    assert_eq!(repeat.id, batch[1].id, "a repeat within the batch answers with the first entry's message");
+    let direct_now = store.conversation(direct.id).await.unwrap().unwrap();
+    assert_eq!((direct_now.last_seq, direct_now.last_message_id, direct_now.last_activity_at), (3, Some(batch[2].id), at(12)));
+    let group_now = store.conversation(group.id).await.unwrap().unwrap();
+    assert_eq!((group_now.last_seq, group_now.last_message_id), (2, Some(batch[6].id)));
+    assert_eq!(store.conversation(gone.id).await.unwrap().unwrap().last_seq, 0);
+    assert!(store.message(batch[5].id).await.unwrap().is_none(), "nothing is stored in a deleted conversation");
+    assert!(store.send_messages(&[]).await.unwrap().is_empty());
+}
+
+pub async fn send_checks_read_members_and_blocks_in_bulk(store: Arc<dyn Storage>) {
+    let u = users(&store, 4).await;
+    let (direct, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[2]]).await.unwrap();
+    let gone = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
+    store.soft_delete_conversation(gone.id, at(1)).await.unwrap();
+    let mut contexts = store.send_contexts(&[direct.id, group.id, gone.id, Uuid::now_v7()]).await.unwrap();
+    contexts.sort_by_key(|c| c.id);
+    let seen: Vec<_> = contexts
+        .iter()
+        .map(|c| (c.id, c.kind, c.members.iter().copied().collect::<BTreeSet<_>>()))
+        .collect();
+    let mut expected = vec![
+        (direct.id, ConversationKind::Direct, BTreeSet::from([u[0], u[1]])),
+        (group.id, ConversationKind::Group, BTreeSet::from([u[0], u[2]])),
+    ];
+    expected.sort_by_key(|c| c.0);
+    assert_eq!(seen, expected, "deleted and unknown conversations are left out");
+    store.block(u[1], u[0], at(2)).await.unwrap();
+    store.block(u[3], u[2], at(2)).await.unwrap();
+    assert_eq!(store.blocks_among(&[u[0], u[1], u[2]]).await.unwrap(), [(u[1], u[0])], "only blocks inside the set");
+    assert!(store.blocks_among(&[u[0]]).await.unwrap().is_empty());
+}
+
+pub async fn delivered_marks_are_written_in_bulk_and_only_forward(store: Arc<dyn Storage>) {
+    let u = users(&store, 3).await;
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1], u[2]]).await.unwrap();
+    let (direct, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
+    for i in 1..=3 {
+        send(&store, &message(group.id, u[0], &format!("g{i}"), i)).await;
+        send(&store, &message(direct.id, u[0], &format!("d{i}"), i)).await;
+    }
+    store.mark_delivered(group.id, &[u[2]], 3).await.unwrap();
+    let mark = |conversation, user, seq| DeliveredMark { conversation, user, seq };
+    store
+        .mark_delivered_many(&[mark(group.id, u[1], 2), mark(direct.id, u[1], 3), mark(group.id, u[2], 1)])
+        .await
+        .unwrap();
+    let delivered = |c, user| {
+        let store = store.clone();
+        async move { store.participant(c, user).await.unwrap().unwrap().last_delivered_seq }
+    };
+    assert_eq!(delivered(group.id, u[1]).await, 2);
+    assert_eq!(delivered(direct.id, u[1]).await, 3);
+    assert_eq!(delivered(group.id, u[2]).await, 3, "a lower mark does not move the watermark back");
+    store.mark_delivered_many(&[]).await.unwrap();
 }
 
 pub async fn the_delivered_watermark_only_moves_forward(store: Arc<dyn Storage>) {

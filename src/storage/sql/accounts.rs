@@ -386,6 +386,24 @@ macro_rules! sql_accounts {
                 Ok(Relationship { following, followed_by, blocking, blocked_by })
             }
 
+            async fn blocks_among(&self, users: &[uuid::Uuid]) -> StorageResult<Vec<(uuid::Uuid, uuid::Uuid)>> {
+                if users.len() < 2 {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT blocker_id, blocked_id FROM blocks WHERE blocker_id IN (");
+                let mut list = query.separated(", ");
+                for user in users {
+                    list.push_bind(*user);
+                }
+                query.push(") AND blocked_id IN (");
+                let mut list = query.separated(", ");
+                for user in users {
+                    list.push_bind(*user);
+                }
+                query.push(")");
+                Ok(query.build_query_as().fetch_all(self.reader()).await?)
+            }
+
             async fn contacts(&self, user: uuid::Uuid) -> StorageResult<Contacts> {
                 let ids = |rows: Vec<(uuid::Uuid,)>| rows.into_iter().map(|(id,)| id).collect::<Vec<_>>();
                 let friends = sqlx::query_as::<$db, (uuid::Uuid,)>(

@@ -179,6 +179,37 @@ macro_rules! sql_conversations {
                 Ok(rows.into_iter().map(|(id,)| id).collect())
             }
 
+            async fn send_contexts(&self, ids: &[uuid::Uuid]) -> StorageResult<Vec<SendContext>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT c.id, c.kind, p.user_id FROM conversations c \
+                     LEFT JOIN conversation_participants p ON p.conversation_id = c.id \
+                     WHERE c.deleted_at IS NULL AND c.id IN (",
+                );
+                let mut list = query.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                query.push(")");
+                let rows: Vec<(uuid::Uuid, String, Option<uuid::Uuid>)> = query.build_query_as().fetch_all(self.reader()).await?;
+                let mut contexts: Vec<SendContext> = Vec::new();
+                for (id, kind, member) in rows {
+                    let index = match contexts.iter().position(|c| c.id == id) {
+                        Some(index) => index,
+                        None => {
+                            let kind = ConversationKind::try_from(kind)
+                                .map_err(|err| StorageError::Database(sqlx::Error::Decode(Box::new(err))))?;
+                            contexts.push(SendContext { id, kind, members: Vec::new() });
+                            contexts.len() - 1
+                        }
+                    };
+                    contexts[index].members.extend(member);
+                }
+                Ok(contexts)
+            }
+
             async fn conversations_of(
                 &self,
                 user: uuid::Uuid,

@@ -42,64 +42,133 @@ macro_rules! sql_messages {
             Ok(row)
         }
 
+
+        /// One group commit: the duplicate check, `seq` for every conversation of the batch,
+        /// one multi-row insert, and the stored rows, in one transaction. `None` when a
+        /// concurrent writer stored one of the keys first (the transaction rolled back).
+        async fn try_send_batch(
+            pool: &sqlx::Pool<$db>,
+            batch: &[NewMessage],
+        ) -> StorageResult<Option<Vec<SendOutcome>>> {
+            use std::collections::HashMap;
+
+            if batch.is_empty() {
+                return Ok(Some(Vec::new()));
+            }
+            let mut tx = pool.begin().await?;
+            let mut lookup = sqlx::QueryBuilder::<$db>::new(concat!(
+                select_messages!(),
+                " WHERE (m.sender_id, m.client_message_id) IN (VALUES "
+            ));
+            let mut keys = lookup.separated(", ");
+            for message in batch {
+                keys.push("(").push_bind_unseparated(message.sender_id);
+                keys.push_unseparated(", ").push_bind_unseparated(&message.client_message_id).push_unseparated(")");
+            }
+            lookup.push(")");
+            let stored: Vec<MessageRecord> = lookup.build_query_as().fetch_all(&mut *tx).await?;
+            let mut plan = crate::storage::batch::plan_batch(batch, stored);
+            if !plan.fresh.is_empty() {
+                let seqs = assign_seqs(&mut tx, batch, &plan).await?;
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO messages (id, conversation_id, seq, sender_id, client_message_id, \
+                     content, content_type, media, forwarded_from, created_at, updated_at) ",
+                );
+                let rows: Vec<(&NewMessage, i64)> =
+                    plan.fresh.iter().filter_map(|i| seqs.get(i).map(|seq| (&batch[*i], *seq))).collect();
+                if !rows.is_empty() {
+                    insert.push_values(&rows, |mut row, (message, seq)| {
+                        row.push_bind(message.id)
+                            .push_bind(message.conversation_id)
+                            .push_bind(*seq)
+                            .push_bind(message.sender_id)
+                            .push_bind(&message.client_message_id)
+                            .push_bind(&message.content)
+                            .push_bind(message.content_type.as_str())
+                            .push_bind(message.media.clone().map(sqlx::types::Json))
+                            .push_bind(message.forwarded_from)
+                            .push_bind(message.created_at)
+                            .push_bind(message.created_at);
+                    });
+                    insert.push(" ON CONFLICT (sender_id, client_message_id) DO NOTHING");
+                    let inserted = insert.build().execute(&mut *tx).await?.rows_affected();
+                    if inserted < rows.len() as u64 {
+                        // Dropping the transaction rolls it back, `seq` numbers included.
+                        return Ok(None);
+                    }
+                    let mut reread = sqlx::QueryBuilder::<$db>::new(concat!(select_messages!(), " WHERE m.id IN ("));
+                    let mut ids = reread.separated(", ");
+                    for (message, _) in &rows {
+                        ids.push_bind(message.id);
+                    }
+                    reread.push(")");
+                    let created: Vec<MessageRecord> = reread.build_query_as().fetch_all(&mut *tx).await?;
+                    let created: HashMap<uuid::Uuid, MessageRecord> = created.into_iter().map(|m| (m.id, m)).collect();
+                    for (i, message) in batch.iter().enumerate() {
+                        if let Some(record) = created.get(&message.id) {
+                            plan.outcomes[i] = Some(SendOutcome::Created(record.clone()));
+                        }
+                    }
+                }
+                tx.commit().await?;
+            } else {
+                tx.commit().await?;
+            }
+            Ok(Some(plan.finish(batch)))
+        }
+
+        /// Bumps `last_seq` once per conversation of the batch (row locks taken in id order)
+        /// and hands out the numbers in batch order; conversations that are gone get none.
+        async fn assign_seqs(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            batch: &[NewMessage],
+            plan: &crate::storage::batch::BatchPlan,
+        ) -> StorageResult<std::collections::HashMap<usize, i64>> {
+            let groups = plan.by_conversation(batch);
+            let mut bump = sqlx::QueryBuilder::<$db>::new("WITH v(id, n, last_id, at) AS (VALUES ");
+            let mut values = bump.separated(", ");
+            for group in &groups {
+                values.push("(").push_bind_unseparated(group.conversation);
+                values.push_unseparated(", ").push_bind_unseparated(group.members.len() as i64);
+                values.push_unseparated(", ").push_bind_unseparated(group.last_id);
+                values.push_unseparated(", ").push_bind_unseparated(group.at).push_unseparated(")");
+            }
+            bump.push(
+                ") UPDATE conversations SET last_seq = conversations.last_seq + v.n, last_message_id = v.last_id, \
+                 last_activity_at = CASE WHEN conversations.last_activity_at < v.at THEN v.at \
+                 ELSE conversations.last_activity_at END, updated_at = v.at \
+                 FROM v WHERE conversations.id = v.id AND conversations.deleted_at IS NULL \
+                 RETURNING conversations.id, conversations.last_seq",
+            );
+            let last: Vec<(uuid::Uuid, i64)> = bump.build_query_as().fetch_all(&mut **tx).await?;
+            let last: std::collections::HashMap<uuid::Uuid, i64> = last.into_iter().collect();
+            let mut seqs = std::collections::HashMap::new();
+            for group in &groups {
+                if let Some(top) = last.get(&group.conversation) {
+                    let first = top - group.members.len() as i64 + 1;
+                    for (k, index) in group.members.iter().enumerate() {
+                        seqs.insert(*index, first + k as i64);
+                    }
+                }
+            }
+            Ok(seqs)
+        }
+
         #[async_trait::async_trait]
         impl MessageRepo for $store {
-            async fn send_message(&self, message: &NewMessage) -> StorageResult<SendOutcome> {
-                let mut tx = self.writer().begin().await?;
-                if let Some(original) =
-                    message_by_client_id(&mut *tx, message.sender_id, &message.client_message_id).await?
-                {
-                    return Ok(SendOutcome::Duplicate(original));
-                }
-                // Row lock on the conversation: writers of one conversation take turns here,
-                // which is what makes `seq` gapless and unique.
-                let seq: Option<(i64,)> = sqlx::query_as::<$db, _>(
-                    "UPDATE conversations SET last_seq = last_seq + 1, last_message_id = $2, \
-                     last_activity_at = CASE WHEN last_activity_at < $3 THEN $3 ELSE last_activity_at END, \
-                     updated_at = $3 WHERE id = $1 AND deleted_at IS NULL RETURNING last_seq",
-                )
-                .bind(message.conversation_id)
-                .bind(message.id)
-                .bind(message.created_at)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some((seq,)) = seq else {
-                    return Err(StorageError::NotFound("conversation"));
-                };
-                let inserted = sqlx::query::<$db>(
-                    "INSERT INTO messages (id, conversation_id, seq, sender_id, client_message_id, \
-                     content, content_type, media, forwarded_from, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-                )
-                .bind(message.id)
-                .bind(message.conversation_id)
-                .bind(seq)
-                .bind(message.sender_id)
-                .bind(&message.client_message_id)
-                .bind(&message.content)
-                .bind(message.content_type.as_str())
-                .bind(message.media.clone().map(sqlx::types::Json))
-                .bind(message.forwarded_from)
-                .bind(message.created_at)
-                .execute(&mut *tx)
-                .await;
-                match inserted.map_err(StorageError::from) {
-                    Ok(_) => {}
-                    // A concurrent send with the same key committed first: the rollback
-                    // returns its `seq`, and the caller gets the original.
-                    Err(StorageError::Conflict(_)) => {
-                        drop(tx);
-                        let original =
-                            message_by_client_id(self.writer(), message.sender_id, &message.client_message_id)
-                                .await?
-                                .ok_or(StorageError::NotFound("message"))?;
-                        return Ok(SendOutcome::Duplicate(original));
+            async fn send_messages(&self, batch: &[NewMessage]) -> StorageResult<Vec<SendOutcome>> {
+                // A retry after another writer (a second replica) committed one of these keys
+                // between our duplicate check and our insert: the next check finds it.
+                let mut last_error = None;
+                for _ in 0..crate::storage::batch::SEND_ATTEMPTS {
+                    match try_send_batch(self.writer(), batch).await {
+                        Ok(Some(outcomes)) => return Ok(outcomes),
+                        Ok(None) => {}
+                        Err(err) if err.is_transient() => last_error = Some(err),
+                        Err(err) => return Err(err),
                     }
-                    Err(other) => return Err(other),
                 }
-                let created = message_by_id(&mut *tx, message.id).await?.ok_or(StorageError::NotFound("message"))?;
-                tx.commit().await?;
-                Ok(SendOutcome::Created(created))
+                Err(last_error.unwrap_or_else(|| StorageError::Conflict("messages_sender_client_id_key".into())))
             }
 
             async fn message(&self, id: uuid::Uuid) -> StorageResult<Option<MessageRecord>> {
@@ -229,6 +298,27 @@ macro_rules! sql_messages {
                         ids.push_bind(*user);
                     }
                     update.push(")");
+                    update.build().execute(self.writer()).await?;
+                }
+                Ok(())
+            }
+
+            async fn mark_delivered_many(&self, marks: &[DeliveredMark]) -> StorageResult<()> {
+                for chunk in marks.chunks(500) {
+                    let mut update =
+                        sqlx::QueryBuilder::<$db>::new("WITH v(conversation_id, user_id, seq) AS (VALUES ");
+                    let mut values = update.separated(", ");
+                    for mark in chunk {
+                        values.push("(").push_bind_unseparated(mark.conversation);
+                        values.push_unseparated(", ").push_bind_unseparated(mark.user);
+                        values.push_unseparated(", ").push_bind_unseparated(mark.seq).push_unseparated(")");
+                    }
+                    update.push(
+                        ") UPDATE conversation_participants SET last_delivered_seq = v.seq FROM v \
+                         WHERE conversation_participants.conversation_id = v.conversation_id \
+                         AND conversation_participants.user_id = v.user_id \
+                         AND conversation_participants.last_delivered_seq < v.seq",
+                    );
                     update.build().execute(self.writer()).await?;
                 }
                 Ok(())
