@@ -18,7 +18,8 @@
 #
 # Environment: BENCH_USERS, BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_REDIS
 # (redis://127.0.0.1:6379), RUST_LOG of the servers (warn), BENCH_SKIP_BUILD=1 to use the
-# binaries as they are. The JSON result goes to bench/results/ unless --json is given.
+# binaries as they are, BENCH_PERF=<file> to record a `perf` profile (with call stacks) of the
+# (first) server during the scenario. The JSON result goes to bench/results/ unless --json is given.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -219,9 +220,19 @@ main() {
         mkdir -p "$ROOT/bench/results"
         args+=(--json "$ROOT/bench/results/$scenario-$backend-$(date +%Y%m%d-%H%M%S).json")
     fi
-    local urls
+    local urls profiler=""
     urls=$(IFS=,; echo "${URLS[*]}")
+    if [[ -n ${BENCH_PERF:-} ]]; then
+        # Samples the first server for the whole scenario (setup included) with call stacks.
+        perf record -q -F 199 --call-graph dwarf,16384 -p "${PIDS[0]}" -o "$BENCH_PERF" 2>/dev/null &
+        profiler=$!
+    fi
     "$LOADGEN" "$scenario" --url "$urls" "${args[@]}" "$@"
+    if [[ -n $profiler ]]; then
+        kill -INT "$profiler"
+        wait "$profiler" || true
+        echo "profile: perf report -i $BENCH_PERF --no-children" >&2
+    fi
 }
 
 main "$@"

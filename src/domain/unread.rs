@@ -13,7 +13,11 @@ use std::{
 
 use uuid::Uuid;
 
-use crate::{fanout::Fanout, shared_state::SharedState, storage::Storage};
+use crate::{
+    fanout::Fanout,
+    shared_state::SharedState,
+    storage::{Storage, models::UnreadCount},
+};
 
 /// How often dirty users are recomputed.
 pub const UNREAD_TICK: Duration = Duration::from_millis(100);
@@ -46,17 +50,27 @@ impl UnreadNotifier {
         }
         let users: Vec<Uuid> = dirty.keys().copied().collect();
         let online = self.shared.presence.online(&users).await.unwrap_or(users);
+        if online.is_empty() {
+            return;
+        }
+        let counts = match self.storage.unread_counts_of(&online).await {
+            Ok(counts) => counts,
+            Err(err) => {
+                tracing::warn!(error = %err, users = online.len(), "unread counts not pushed");
+                return;
+            }
+        };
+        let mut by_user: HashMap<Uuid, Vec<UnreadCount>> = HashMap::new();
+        for (user, count) in counts {
+            by_user.entry(user).or_default().push(count);
+        }
         for user in online {
             let Some(conversations) = dirty.get(&user) else { continue };
-            match self.storage.unread_counts(user).await {
-                Ok(counts) => {
-                    let total: i64 = counts.iter().map(|c| c.unread).sum();
-                    for conversation in conversations {
-                        let unread = counts.iter().find(|c| c.conversation_id == *conversation).map_or(0, |c| c.unread);
-                        self.fanout.unread_updated(user, *conversation, unread, total).await;
-                    }
-                }
-                Err(err) => tracing::warn!(error = %err, %user, "unread counts not pushed"),
+            let counts = by_user.remove(&user).unwrap_or_default();
+            let total: i64 = counts.iter().map(|c| c.unread).sum();
+            for conversation in conversations {
+                let unread = counts.iter().find(|c| c.conversation_id == *conversation).map_or(0, |c| c.unread);
+                self.fanout.unread_updated(user, *conversation, unread, total).await;
             }
         }
     }

@@ -264,7 +264,11 @@ pub trait ReadRepo: Send + Sync {
     /// Stores read marks (who read up to where, when), skipping ones already stored.
     async fn insert_read_marks(&self, marks: &[ReadMark]) -> StorageResult<()>;
     /// Every live, visible conversation of `user` with its exact unread count.
-    async fn unread_counts(&self, user: Uuid) -> StorageResult<Vec<UnreadCount>>;
+    async fn unread_counts(&self, user: Uuid) -> StorageResult<Vec<UnreadCount>> {
+        Ok(self.unread_counts_of(&[user]).await?.into_iter().map(|(_, count)| count).collect())
+    }
+    /// [`Self::unread_counts`] of many users in one query: (user, count) pairs.
+    async fn unread_counts_of(&self, users: &[Uuid]) -> StorageResult<Vec<(Uuid, UnreadCount)>>;
     /// Participants other than `sender` whose watermark reached `seq` and who share read
     /// receipts, with when they did.
     async fn readers(&self, conversation: Uuid, seq: i64, sender: Uuid) -> StorageResult<Vec<ReceiptRecord>>;

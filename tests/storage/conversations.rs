@@ -380,6 +380,12 @@ pub async fn the_read_watermark_only_moves_forward_and_counts_stay_exact(store: 
     // u[2] has 5 unread; u[1] sent 3 of them (its own do not count).
     assert_eq!(unread(store.unread_counts(u[2]).await.unwrap()), 5);
     assert_eq!(unread(store.unread_counts(u[1]).await.unwrap()), 2);
+    let mut both: Vec<(Uuid, i64)> =
+        store.unread_counts_of(&[u[1], u[2]]).await.unwrap().into_iter().map(|(user, c)| (user, c.unread)).collect();
+    both.sort();
+    let mut expected = vec![(u[1], 2), (u[2], 5)];
+    expected.sort();
+    assert_eq!(both, expected, "one query answers for several users");
     assert!(store.mark_read(group.id, u[2], 3, at(10)).await.unwrap());
     assert!(!store.mark_read(group.id, u[2], 2, at(11)).await.unwrap(), "never back");
     assert_eq!(store.participant(group.id, u[2]).await.unwrap().unwrap().last_read_seq, 3);

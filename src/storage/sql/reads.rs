@@ -54,27 +54,30 @@ macro_rules! sql_reads {
                 Ok(())
             }
 
-            async fn unread_counts(&self, user: uuid::Uuid) -> StorageResult<Vec<UnreadCount>> {
-                let rows: Vec<(uuid::Uuid, i64, bool)> = sqlx::query_as::<$db, _>(
-                    "SELECT p.conversation_id, \
-                     (SELECT COUNT(*) FROM messages um WHERE um.conversation_id = p.conversation_id \
-                      AND um.seq > p.last_read_seq AND um.seq > p.cleared_seq \
-                      AND um.sender_id <> p.user_id AND um.deleted_at IS NULL), \
-                     p.marked_unread \
-                     FROM conversation_participants p JOIN conversations c ON c.id = p.conversation_id \
-                     WHERE p.user_id = $1 AND c.deleted_at IS NULL \
-                     AND (p.hidden_seq IS NULL OR c.last_seq > p.hidden_seq)",
-                )
-                .bind(user)
-                .fetch_all(self.reader())
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(conversation_id, unread, marked)| UnreadCount {
-                        conversation_id,
-                        unread: if marked && unread == 0 { 1 } else { unread },
-                    })
-                    .collect())
+            async fn unread_counts_of(&self, users: &[uuid::Uuid]) -> StorageResult<Vec<(uuid::Uuid, UnreadCount)>> {
+                let mut counts = Vec::new();
+                for chunk in users.chunks(500) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT p.user_id, p.conversation_id, \
+                         (SELECT COUNT(*) FROM messages um WHERE um.conversation_id = p.conversation_id \
+                          AND um.seq > p.last_read_seq AND um.seq > p.cleared_seq \
+                          AND um.sender_id <> p.user_id AND um.deleted_at IS NULL), \
+                         p.marked_unread \
+                         FROM conversation_participants p JOIN conversations c ON c.id = p.conversation_id \
+                         WHERE c.deleted_at IS NULL AND (p.hidden_seq IS NULL OR c.last_seq > p.hidden_seq) \
+                         AND p.user_id IN (",
+                    );
+                    let mut ids = query.separated(", ");
+                    for user in chunk {
+                        ids.push_bind(*user);
+                    }
+                    query.push(")");
+                    let rows: Vec<(uuid::Uuid, uuid::Uuid, i64, bool)> = query.build_query_as().fetch_all(self.reader()).await?;
+                    counts.extend(rows.into_iter().map(|(user, conversation_id, unread, marked)| {
+                        (user, UnreadCount { conversation_id, unread: if marked && unread == 0 { 1 } else { unread } })
+                    }));
+                }
+                Ok(counts)
             }
 
             async fn readers(
