@@ -8,7 +8,11 @@ use axum::{Router, serve::ListenerExt};
 use metrics_exporter_prometheus::PrometheusHandle;
 use socketioxide::SocketIo;
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::watch,
+    task::JoinHandle,
+};
 
 use crate::{
     domain::unread::UNREAD_TICK,
@@ -167,7 +171,7 @@ impl Application {
             }
         };
         let router = crate::http::with_edges(router, &state.config);
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let listener = listen(addr).with_context(|| format!("binding {addr}"))?;
         Ok(Self { listener, state, router, realtime })
     }
 
@@ -220,6 +224,18 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Connections the kernel completes and queues before the server accepts them (capped by
+/// `net.core.somaxconn`). tokio's default of 1,024 overflows in a reconnect storm, and a
+/// dropped handshake costs the client a one-second SYN retry.
+const LISTEN_BACKLOG: u32 = 8192;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Periodic housekeeping; each task ends when the stop signal fires.
