@@ -292,7 +292,12 @@ fn spawn_background(
     let handle = state.metrics.clone();
     let upkeep = every(Duration::from_secs(5), stop, move || {
         let handle = handle.clone();
-        async move { handle.run_upkeep() }
+        async move {
+            // Leak watch for soak runs: tasks alive in the runtime (every socket holds a few).
+            let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
+            metrics::gauge!("parley_runtime_alive_tasks").set(tasks as f64);
+            handle.run_upkeep()
+        }
     });
     vec![purge, renew, presence_sweep, typing_sweep, unread_push, read_flush, delivered_flush, upkeep]
 }
