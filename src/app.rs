@@ -148,13 +148,14 @@ impl Application {
         let builder = SocketIo::builder()
             .max_buffer_size(realtime::SOCKET_BUFFER)
             .max_payload(realtime::SOCKET_MAX_PAYLOAD as u64)
-            .ws_max_message_size(realtime::SOCKET_MAX_PAYLOAD);
+            .ws_max_message_size(realtime::SOCKET_MAX_PAYLOAD)
+            .ws_read_buffer_size(realtime::SOCKET_READ_BUFFER);
         let (state, router, realtime): (AppState, Router, Arc<dyn RealtimeHandle>) = match config.redis_url.clone() {
             None => {
                 let (layer, io) = builder.build_layer();
                 let state = AppState::build(config, clock, Arc::new(SocketIoBroadcaster::new(io.clone()))).await?;
                 realtime::register(&io, state.clone());
-                (state.clone(), crate::http::router(state).layer(layer), Arc::new(io))
+                (state.clone(), detached(crate::http::router(state).layer(layer)), Arc::new(io))
             }
             Some(url) => {
                 // Broadcasts reach the sockets of every replica through Redis pub/sub.
@@ -167,7 +168,7 @@ impl Application {
                 let (layer, io) = builder.with_adapter::<CustomRedisAdapter<_, ReconnectingDriver>>(driver).build_layer();
                 let state = AppState::build(config, clock, Arc::new(SocketIoBroadcaster::new(io.clone()))).await?;
                 realtime::register(&io, state.clone()).await.map_err(|e| anyhow::anyhow!("Socket.IO adapter: {e}"))?;
-                (state.clone(), crate::http::router(state).layer(layer), Arc::new(io))
+                (state.clone(), detached(crate::http::router(state).layer(layer)), Arc::new(io))
             }
         };
         let router = crate::http::with_edges(router, &state.config);
@@ -327,4 +328,10 @@ fn with_resp3(url: &str) -> String {
     } else {
         format!("{url}?protocol=resp3")
     }
+}
+
+/// Socket.IO requests reach the socketioxide layer with their URI and headers copied out of
+/// hyper's read buffer (see [`realtime::detach_handshake`]).
+fn detached(router: Router) -> Router {
+    router.layer(tower::util::MapRequestLayer::new(realtime::detach_handshake::<axum::body::Body>))
 }

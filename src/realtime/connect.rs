@@ -2,10 +2,9 @@
 //! the late `auth` event within 10 s, token swaps on a live socket, the missed-message
 //! replay, and disconnects.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 use socketioxide::{
     SendError, SocketError,
     adapter::Adapter,
@@ -14,7 +13,7 @@ use socketioxide::{
 };
 use uuid::Uuid;
 
-use super::{EventQueue, ack, extras, messages, presence, receipts, rooms, typing};
+use super::{EventQueue, Gateway, ack, typing};
 use crate::{
     app::AppState,
     domain::{tokens::AccessClaims, views::Message},
@@ -38,26 +37,29 @@ impl From<&AccessClaims> for Session {
     }
 }
 
-/// Releases a socket's [`EventQueue`] once the namespace `connect` packet is out.
-#[derive(Clone)]
-struct QueueStart(Arc<Mutex<Option<oneshot::Sender<()>>>>);
-
 /// Before the `connect` packet (a middleware, see [`super::register`]): the socket's room,
-/// its handlers, its queue, and the handshake authentication as the queue's first job.
-pub fn prepare<A: Adapter>(socket: &SocketRef<A>, state: &AppState, auth: Value) {
+/// its event dispatcher, its queue, and the handshake authentication as the queue's first job.
+pub fn prepare<A: Adapter>(socket: &SocketRef<A>, gateway: &Arc<Gateway<A>>, auth: Value) {
     socket.join(socket_room(&socket.id.to_string()));
-    let (queue, start) = EventQueue::paused();
-    socket.extensions.insert(QueueStart(Arc::new(Mutex::new(Some(start)))));
-    register_handlers(socket, state, &queue);
+    let queue = EventQueue::default();
+    // Taken back by `connected`, which starts it.
+    socket.extensions.insert(queue.clone());
+    socket.on_fallback({
+        let (gateway, queue) = (gateway.clone(), queue.clone());
+        move |socket: SocketRef<A>, Event(event): Event, TryData(payload): TryData<Value>, ack: AckSender<A>| {
+            gateway.dispatch(socket, event, payload.ok(), ack, &queue);
+            std::future::ready(())
+        }
+    });
     socket.on_disconnect({
-        let state = state.clone();
+        let gateway = gateway.clone();
         move |socket: SocketRef<A>, reason: DisconnectReason| {
-            let state = state.clone();
+            let state = gateway.state.clone();
             async move { on_disconnect(socket, state, reason).await }
         }
     });
     if let Some(token) = handshake_token(socket, &auth) {
-        let (socket, state) = (socket.clone(), state.clone());
+        let (socket, state) = (socket.clone(), gateway.state.clone());
         queue.push(async move {
             if let Err(err) = authenticate(&socket, &state, &token).await {
                 refuse(&socket, &err);
@@ -68,10 +70,8 @@ pub fn prepare<A: Adapter>(socket: &SocketRef<A>, state: &AppState, auth: Value)
 
 /// After the `connect` packet: start the queue; without a token, start the clock for `auth`.
 pub fn connected<A: Adapter>(socket: &SocketRef<A>, state: &AppState) {
-    if let Some(QueueStart(start)) = socket.extensions.get::<QueueStart>() {
-        if let Some(start) = crate::sync::lock(&start).take() {
-            let _ = start.send(());
-        }
+    if let Some(queue) = socket.extensions.remove::<EventQueue>() {
+        queue.start();
     }
     let (socket, timeout) = (socket.clone(), state.config.auth_timeout);
     tokio::spawn(async move {
@@ -82,35 +82,21 @@ pub fn connected<A: Adapter>(socket: &SocketRef<A>, state: &AppState) {
     });
 }
 
-fn register_handlers<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &EventQueue) {
-    let (auth_state, auth_queue) = (state.clone(), queue.clone());
-    socket.on("auth", move |socket: SocketRef<A>, TryData(payload): TryData<Value>, ack: AckSender<A>| {
-        let state = auth_state.clone();
-        let queued = auth_queue.push(async move {
-            let result = on_auth(&socket, &state, payload.unwrap_or(Value::Null)).await;
-            let _ = ack.send(&ack::envelope(&result));
-            if let Err(err) = &result {
-                if socket.extensions.get::<Session>().is_none() {
-                    refuse(&socket, err);
-                }
+/// The `auth` event, queued behind the socket's earlier events.
+pub fn auth_event<A: Adapter>(socket: SocketRef<A>, state: &AppState, payload: Option<Value>, ack: AckSender<A>, queue: &EventQueue) {
+    let state = state.clone();
+    let queued = queue.push(async move {
+        let result = on_auth(&socket, &state, payload.unwrap_or(Value::Null)).await;
+        let _ = ack.send(&ack::envelope(&result));
+        if let Err(err) = &result {
+            if socket.extensions.get::<Session>().is_none() {
+                refuse(&socket, err);
             }
-        });
-        if !queued {
-            tracing::debug!("auth event dropped: the socket's queue is full");
         }
-        std::future::ready(())
     });
-    messages::register(socket, state, queue);
-    rooms::register(socket, state, queue);
-    presence::register(socket, state, queue);
-    receipts::register(socket, state, queue);
-    typing::register(socket, state, queue);
-    extras::register(socket, state, queue);
-    socket.on_fallback(|Event(event): Event, ack: AckSender<A>| {
-        let refusal = AppError::validation(format!("unknown event `{}`", event.chars().take(64).collect::<String>()));
-        let _ = ack.send(&ack::error(&refusal));
-        std::future::ready(())
-    });
+    if !queued {
+        tracing::debug!("auth event dropped: the socket's queue is full");
+    }
 }
 
 /// The first token found: handshake auth payload, query string, then Authorization header.

@@ -2,15 +2,15 @@
 //! username with `block.add` / `block.remove` → `block.added` / `block.removed`.
 
 use serde_json::{Value, json};
-use socketioxide::{adapter::Adapter, extract::SocketRef};
+use socketioxide::adapter::Adapter;
 
-use super::{Ctx, EventQueue, on};
-use crate::{app::AppState, error::AppError, fanout::events};
+use super::{Ctx, Events};
+use crate::{error::AppError, fanout::events};
 
-pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &EventQueue) {
-    on(socket, "ping", state, queue, ping);
-    on(socket, "block.add", state, queue, |ctx, payload| block(ctx, payload, true));
-    on(socket, "block.remove", state, queue, |ctx, payload| block(ctx, payload, false));
+pub fn register<A: Adapter>(events: &mut Events<A>) {
+    events.on("ping", ping);
+    events.on("block.add", |ctx, payload| block(ctx, payload, true));
+    events.on("block.remove", |ctx, payload| block(ctx, payload, false));
 }
 
 async fn ping<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {

@@ -1,12 +1,11 @@
 //! `message:send` (and the legacy `message.send`) and `sync`.
 
 use serde_json::{Value, json};
-use socketioxide::{adapter::Adapter, extract::SocketRef};
+use socketioxide::adapter::Adapter;
 use uuid::Uuid;
 
-use super::{Ctx, EventQueue, on};
+use super::{Ctx, Events};
 use crate::{
-    app::AppState,
     domain::{message_input::{OutgoingMessage, parse_uuid}, messages::Replay},
     error::AppError,
     fanout::{MessageSent, events},
@@ -15,10 +14,10 @@ use crate::{
 /// Conversations one `sync {conversations}` request may name.
 const SYNC_MAX_CONVERSATIONS: usize = 100;
 
-pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &EventQueue) {
-    on(socket, "message:send", state, queue, send);
-    on(socket, "message.send", state, queue, send);
-    on(socket, "sync", state, queue, sync);
+pub fn register<A: Adapter>(events: &mut Events<A>) {
+    events.on("message:send", send);
+    events.on("message.send", send);
+    events.on("sync", sync);
 }
 
 /// Stores the message, then `message:sent` to this socket (after commit) — or

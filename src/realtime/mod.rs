@@ -12,17 +12,27 @@ pub mod redis_driver;
 mod rooms;
 mod typing;
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_trait::async_trait;
+use axum::{
+    body::Bytes,
+    extract::OriginalUri,
+    http::{HeaderMap, HeaderValue, Request, Uri},
+};
 use socketioxide::handler::ConnectHandler;
-use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use serde_json::Value;
 use socketioxide::{
     SocketIo,
     adapter::Adapter,
-    extract::{AckSender, SocketRef, TryData},
+    extract::{AckSender, SocketRef},
 };
 use socketioxide_core::adapter::DefinedAdapter;
 use uuid::Uuid;
@@ -40,6 +50,11 @@ pub const SOCKET_BUFFER: usize = 1024;
 /// The largest packet a client may send (polling body or websocket message).
 pub const SOCKET_MAX_PAYLOAD: usize = 256 * 1024;
 
+/// Bytes tungstenite reads from a websocket at a time (and keeps allocated per socket);
+/// engineioxide's default is 4 KiB. Chat packets are far smaller; a larger message takes
+/// more reads.
+pub const SOCKET_READ_BUFFER: usize = 1024;
+
 /// Events a socket may have waiting; beyond this its events are refused with `RATE_LIMITED`.
 pub const EVENT_QUEUE: usize = 256;
 
@@ -48,18 +63,19 @@ pub const EVENT_QUEUE: usize = 256;
 /// socketioxide runs the connect handler in a task of its own after sending the namespace
 /// `connect` packet, and every event handler as a task of its own. A client may emit the
 /// moment it sees `connect`, and a chat must keep a socket's messages in order. So a connect
-/// middleware (which runs before the packet goes out) registers the event handlers and
-/// creates the socket's [`EventQueue`], held until the connect handler releases it; the
-/// handshake authentication is its first job, and events run one at a time, in arrival
-/// order, after it.
+/// middleware (which runs before the packet goes out) gives the socket its one event handler
+/// (a dispatcher over the [`Gateway`]'s table, shared by every socket) and its
+/// [`EventQueue`], held until the connect handler releases it; the handshake authentication
+/// is its first job, and events run one at a time, in arrival order, after it.
 pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, state: AppState) -> A::InitRes {
-    let prepare_state = state.clone();
-    let prepare = move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
-        connect::prepare(&socket, &prepare_state, auth.unwrap_or(Value::Null));
+    let gateway = Arc::new(Gateway::new(state));
+    let prepare_gateway = gateway.clone();
+    let prepare = move |socket: SocketRef<A>, socketioxide::extract::TryData(auth): socketioxide::extract::TryData<Value>| {
+        connect::prepare(&socket, &prepare_gateway, auth.unwrap_or(Value::Null));
         std::future::ready(Ok::<(), std::convert::Infallible>(()))
     };
     let connected = move |socket: SocketRef<A>| {
-        connect::connected(&socket, &state);
+        connect::connected(&socket, &gateway.state);
         std::future::ready(())
     };
     io.ns(CHAT_NAMESPACE, connected.with(prepare))
@@ -67,33 +83,155 @@ pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, state: AppState) 
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// One socket's events, run in arrival order by a task of its own, which starts when the
-/// returned sender fires (or is dropped). The task ends when the socket is gone (its
-/// handlers, which hold the queue, are dropped).
-#[derive(Clone)]
-pub struct EventQueue(mpsc::Sender<Job>);
+/// One socket's events, run in arrival order, one at a time, once [`Self::start`] was called.
+/// An idle socket holds no task: one is spawned when a job arrives and ends when the queue
+/// is empty again.
+#[derive(Clone, Default)]
+pub struct EventQueue(Arc<Mutex<QueueState>>);
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Job>,
+    started: bool,
+    /// A task is draining `jobs`.
+    running: bool,
+}
 
 impl EventQueue {
-    pub fn paused() -> (Self, oneshot::Sender<()>) {
-        let (sender, mut jobs) = mpsc::channel::<Job>(EVENT_QUEUE);
-        let (start, started) = oneshot::channel();
-        tokio::spawn(async move {
-            let _ = started.await;
-            while let Some(job) = jobs.recv().await {
-                job.await;
-            }
-        });
-        (Self(sender), start)
+    /// Lets the queued jobs run (the namespace `connect` packet is out).
+    pub fn start(&self) {
+        let mut queue = crate::sync::lock(&self.0);
+        queue.started = true;
+        self.run_if_idle(&mut queue);
     }
 
     /// Queues `job`; `false` when the socket already has [`EVENT_QUEUE`] events waiting.
-    /// Only the socket's own packet loop pushes, so a free slot seen here stays free.
     pub fn push(&self, job: impl Future<Output = ()> + Send + 'static) -> bool {
-        self.0.capacity() > 0 && self.0.try_send(Box::pin(job)).is_ok()
+        let mut queue = crate::sync::lock(&self.0);
+        if queue.jobs.len() >= EVENT_QUEUE {
+            return false;
+        }
+        queue.jobs.push_back(Box::pin(job));
+        self.run_if_idle(&mut queue);
+        true
     }
 
     fn is_full(&self) -> bool {
-        self.0.capacity() == 0
+        crate::sync::lock(&self.0).jobs.len() >= EVENT_QUEUE
+    }
+
+    fn run_if_idle(&self, queue: &mut QueueState) {
+        if !queue.started || queue.running || queue.jobs.is_empty() {
+            return;
+        }
+        // No runtime: it is shutting down, and the jobs go with it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            queue.running = true;
+            runtime.spawn(self.clone().drain());
+        }
+    }
+
+    async fn drain(self) {
+        /// Ends the run however the task ends (a panicking job included): a job queued
+        /// meanwhile gets a new task.
+        struct Running(EventQueue);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                let mut queue = crate::sync::lock(&(self.0).0);
+                queue.running = false;
+                self.0.run_if_idle(&mut queue);
+            }
+        }
+        let _running = Running(self.clone());
+        loop {
+            let job = {
+                let mut queue = crate::sync::lock(&self.0);
+                match queue.jobs.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        if queue.jobs.capacity() > 8 {
+                            queue.jobs.shrink_to_fit();
+                        }
+                        return;
+                    }
+                }
+            };
+            job.await;
+        }
+    }
+}
+
+type Reply = Pin<Box<dyn Future<Output = Result<Value, AppError>> + Send>>;
+type Handler<A> = Arc<dyn Fn(Ctx<A>, Value) -> Reply + Send + Sync>;
+
+/// The `/chat` event handlers of every socket, registered once (see [`Gateway`]).
+pub struct Events<A: Adapter> {
+    handlers: HashMap<&'static str, Handler<A>>,
+}
+
+impl<A: Adapter> Events<A> {
+    /// Registers `event` for authenticated sockets: the payload (any JSON, `null` when
+    /// absent) goes to `handler`, whose result is the ack. Unauthenticated or expired
+    /// sessions get an `AUTH_FAILED` ack and the handler is not called.
+    pub fn on<F, Fut>(&mut self, event: &'static str, handler: F)
+    where
+        F: Fn(Ctx<A>, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, AppError>> + Send + 'static,
+    {
+        self.handlers.insert(event, Arc::new(move |ctx, payload| Box::pin(handler(ctx, payload))));
+    }
+}
+
+/// What every socket of `/chat` shares: the application and the event table. A socket's only
+/// handler is a dispatcher holding this (and its queue), so a socket costs a few words here
+/// instead of a handler (and a copy of the state) per event name.
+pub struct Gateway<A: Adapter> {
+    pub state: AppState,
+    events: Events<A>,
+}
+
+impl<A: Adapter> Gateway<A> {
+    fn new(state: AppState) -> Self {
+        let mut events = Events { handlers: HashMap::new() };
+        messages::register(&mut events);
+        rooms::register(&mut events);
+        presence::register(&mut events);
+        receipts::register(&mut events);
+        typing::register(&mut events);
+        extras::register(&mut events);
+        Self { state, events }
+    }
+
+    /// One client event: `auth`, a registered event (queued), or an unknown one (refused).
+    fn dispatch(&self, socket: SocketRef<A>, event: String, payload: Option<Value>, ack: AckSender<A>, queue: &EventQueue) {
+        if event == "auth" {
+            return connect::auth_event(socket, &self.state, payload, ack, queue);
+        }
+        let Some((&event, handler)) = self.events.handlers.get_key_value(event.as_str()) else {
+            let refusal = AppError::validation(format!("unknown event `{}`", event.chars().take(64).collect::<String>()));
+            let _ = ack.send(&ack::error(&refusal));
+            return;
+        };
+        if queue.is_full() {
+            metrics::counter!("parley_rate_limited_total", "scope" => "socket_events").increment(1);
+            let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after: Duration::from_secs(1) }));
+            return;
+        }
+        let (state, handler) = (self.state.clone(), handler.clone());
+        let span = tracing::info_span!("socket_event", event, sid = %socket.id);
+        queue.push(
+            async move {
+                let result = match connect::current_session(&socket, &state) {
+                    Ok(session) => handler(Ctx { socket, state, session }, payload.unwrap_or(Value::Null)).await,
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = &result {
+                    tracing::debug!(code = err.code(), "event refused");
+                }
+                let _ = ack.send(&ack::envelope(&result));
+            }
+            .instrument(span),
+        );
     }
 }
 
@@ -110,39 +248,50 @@ impl<A: Adapter> Ctx<A> {
     }
 }
 
-/// Registers `event` for an authenticated socket: the payload (any JSON, `null` when absent)
-/// goes to `handler`, whose result is the ack. Unauthenticated or expired sessions get an
-/// `AUTH_FAILED` ack and the handler is not called.
-pub fn on<A, F, Fut>(socket: &SocketRef<A>, event: &'static str, state: &AppState, queue: &EventQueue, handler: F)
-where
-    A: Adapter,
-    F: Fn(Ctx<A>, Value) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Value, AppError>> + Send + 'static,
-{
-    let (state, queue) = (state.clone(), queue.clone());
-    socket.on(event, move |socket: SocketRef<A>, TryData(payload): TryData<Value>, ack: AckSender<A>| {
-        if queue.is_full() {
-            metrics::counter!("parley_rate_limited_total", "scope" => "socket_events").increment(1);
-            let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after: Duration::from_secs(1) }));
-            return std::future::ready(());
-        }
-        let (state, handler) = (state.clone(), handler.clone());
-        let span = tracing::info_span!("socket_event", event, sid = %socket.id);
-        queue.push(
-            async move {
-                let result = match connect::current_session(&socket, &state) {
-                    Ok(session) => handler(Ctx { socket, state, session }, payload.unwrap_or(Value::Null)).await,
-                    Err(err) => Err(err),
-                };
-                if let Err(err) = &result {
-                    tracing::debug!(code = err.code(), "event refused");
-                }
-                let _ = ack.send(&ack::envelope(&result));
+/// hyper parses the request line and the headers of a request as slices of its connection
+/// read buffer (8 KiB or more), and engineioxide keeps the handshake request's parts for the
+/// socket's lifetime: left alone, every socket pins that whole buffer. This copies the URI
+/// and the header values of Socket.IO requests into one buffer of their own size.
+pub fn detach_handshake<B>(req: Request<B>) -> Request<B> {
+    if !req.uri().path().starts_with("/socket.io") {
+        return req;
+    }
+    let (mut parts, body) = req.into_parts();
+    let uri = parts.uri.to_string();
+    let size = uri.len() + parts.headers.values().map(|v| v.len()).sum::<usize>();
+    let mut buf = Vec::with_capacity(size);
+    buf.extend_from_slice(uri.as_bytes());
+    for value in parts.headers.values() {
+        buf.extend_from_slice(value.as_bytes());
+    }
+    let buf = Bytes::from(buf);
+    if let Ok(copy) = Uri::from_maybe_shared(buf.slice(..uri.len())) {
+        // The router's copy (`OriginalUri`) shares the same bytes.
+        if let Some(OriginalUri(original)) = parts.extensions.get_mut::<OriginalUri>() {
+            if *original == copy {
+                *original = copy.clone();
+            } else if let Ok(own) = original.to_string().parse() {
+                *original = own;
             }
-            .instrument(span),
-        );
-        std::future::ready(())
-    });
+        }
+        parts.uri = copy;
+    }
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    let mut at = uri.len();
+    for (name, value) in &parts.headers {
+        let end = at + value.len();
+        let copy = match HeaderValue::from_maybe_shared(buf.slice(at..end)) {
+            Ok(mut copy) => {
+                copy.set_sensitive(value.is_sensitive());
+                copy
+            }
+            Err(_) => value.clone(),
+        };
+        headers.append(name.clone(), copy);
+        at = end;
+    }
+    parts.headers = headers;
+    Request::from_parts(parts, body)
 }
 
 /// [`Broadcaster`] over socketioxide: rooms and the adapter reach sockets on every replica.

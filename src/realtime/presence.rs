@@ -2,13 +2,13 @@
 //! device of the user says so.
 
 use serde_json::{Value, json};
-use socketioxide::{adapter::Adapter, extract::SocketRef};
+use socketioxide::adapter::Adapter;
 
-use super::{Ctx, EventQueue, on};
-use crate::{app::AppState, error::AppError, shared_state::PresenceStatus};
+use super::{Ctx, Events};
+use crate::{error::AppError, shared_state::PresenceStatus};
 
-pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &EventQueue) {
-    on(socket, "presence:heartbeat", state, queue, heartbeat);
+pub fn register<A: Adapter>(events: &mut Events<A>) {
+    events.on("presence:heartbeat", heartbeat);
 }
 
 async fn heartbeat<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {

@@ -2,19 +2,18 @@
 //! (reads everything; answered with `message.read_ack`).
 
 use serde_json::{Value, json};
-use socketioxide::{adapter::Adapter, extract::SocketRef};
+use socketioxide::adapter::Adapter;
 
-use super::{Ctx, EventQueue, on};
+use super::{Ctx, Events};
 use crate::{
-    app::AppState,
     domain::message_input::parse_uuid,
     error::AppError,
     fanout::events,
 };
 
-pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &EventQueue) {
-    on(socket, "receipt:read", state, queue, read);
-    on(socket, "message.read", state, queue, legacy_read_all);
+pub fn register<A: Adapter>(events: &mut Events<A>) {
+    events.on("receipt:read", read);
+    events.on("message.read", legacy_read_all);
 }
 
 async fn read<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {

@@ -2,14 +2,14 @@
 //! copies of messages). Participants only.
 
 use serde_json::{Value, json};
-use socketioxide::{adapter::Adapter, extract::SocketRef};
+use socketioxide::adapter::Adapter;
 
-use super::{Ctx, EventQueue, on};
-use crate::{app::AppState, domain::message_input::parse_uuid, error::AppError, fanout::conversation_room};
+use super::{Ctx, Events};
+use crate::{domain::message_input::parse_uuid, error::AppError, fanout::conversation_room};
 
-pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &EventQueue) {
-    on(socket, "subscribe", state, queue, subscribe);
-    on(socket, "unsubscribe", state, queue, unsubscribe);
+pub fn register<A: Adapter>(events: &mut Events<A>) {
+    events.on("subscribe", subscribe);
+    events.on("unsubscribe", unsubscribe);
 }
 
 async fn subscribe<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {

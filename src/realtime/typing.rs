@@ -11,22 +11,21 @@ use serde_json::{Value, json};
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 use uuid::Uuid;
 
-use super::{Ctx, EventQueue, on};
-use crate::{app::AppState, domain::message_input::parse_uuid, error::AppError};
+use super::{Ctx, Events};
+use crate::{domain::message_input::parse_uuid, error::AppError};
 
 /// Conversations this socket started typing in, so a disconnect can end them.
 #[derive(Clone, Default)]
 struct TypedIn(Arc<Mutex<HashSet<Uuid>>>);
 
-pub fn register<A: Adapter>(socket: &SocketRef<A>, state: &AppState, queue: &EventQueue) {
-    socket.extensions.insert(TypedIn::default());
+pub fn register<A: Adapter>(events: &mut Events<A>) {
     for event in ["typing:start", "typing.start", "typing_start"] {
-        on(socket, event, state, queue, |ctx, payload| set(ctx, payload, Some(true)));
+        events.on(event, |ctx, payload| set(ctx, payload, Some(true)));
     }
     for event in ["typing:stop", "typing.stop", "typing_stop"] {
-        on(socket, event, state, queue, |ctx, payload| set(ctx, payload, Some(false)));
+        events.on(event, |ctx, payload| set(ctx, payload, Some(false)));
     }
-    on(socket, "message.typing", state, queue, |ctx, payload| set(ctx, payload, None));
+    events.on("message.typing", |ctx, payload| set(ctx, payload, None));
 }
 
 /// The conversations `socket` typed in (and forgets them).
@@ -51,7 +50,17 @@ async fn set<A: Adapter>(ctx: Ctx<A>, payload: Value, typing: Option<bool>) -> R
             .ok_or_else(|| AppError::invalid_field("is_typing", "must be true or false"))?,
     };
     ctx.state.typing.set(ctx.user(), conversation, typing).await?;
-    if let Some(typed) = ctx.socket.extensions.get::<TypedIn>() {
+    // Created on the first start: most sockets never type.
+    let typed = match ctx.socket.extensions.get::<TypedIn>() {
+        Some(typed) => Some(typed),
+        None if typing => {
+            let typed = TypedIn::default();
+            ctx.socket.extensions.insert(typed.clone());
+            Some(typed)
+        }
+        None => None,
+    };
+    if let Some(typed) = typed {
         let mut typed = crate::sync::lock(&typed.0);
         if typing {
             typed.insert(conversation);
