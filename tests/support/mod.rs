@@ -5,6 +5,7 @@
 //! CI run can never silently skip the production backends.
 #![allow(dead_code)]
 
+pub mod authz;
 pub mod http;
 pub mod socket;
 

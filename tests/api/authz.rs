@@ -1,0 +1,462 @@
+//! The authorization matrix of the REST API (issue 8): every route of `src/http/*.rs` (and
+//! `openapi/openapi.json`) × the roles {anonymous, expired token, revoked token, non-participant,
+//! blocked user, participant, admin, owner}, asserting the exact status and SPEC error code,
+//! and that no response shows another user's email. One fixture per test; every failing row
+//! is reported (route and role) before the test fails.
+//!
+//! Roles: the conversation routes act on a group (owner, admin, member; the outsider is the
+//! non-participant), except the blocked user, who acts on the direct conversation its owner
+//! blocked them in. The user routes target the owner (so "owner" there means "yourself").
+//! Routes that destroy their target get a fresh group per row.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::support::{
+    Mode, TestApp,
+    authz::{
+        AUTH_FAILED, BLOCKED, Expect, FORBIDDEN, Fixture, INVALID, NA, NOT_FOUND, NOT_IN, ROLES, Role, TOKEN_REVOKED,
+        create_group, make_admin, send,
+    },
+    http::{Client, Reply},
+};
+
+/// Messages per minute are not what this test is about.
+async fn spawn(mode: Mode) -> Option<TestApp> {
+    TestApp::try_spawn_with(mode, &[("MESSAGE_RATE_PER_MIN", "100000")]).await
+}
+
+mod production {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_route_by_every_role() {
+        if let Some(app) = super::spawn(crate::support::Mode::Production).await {
+            super::every_route_by_every_role(app).await
+        }
+    }
+}
+
+mod embedded {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_route_by_every_role() {
+        let app = super::spawn(crate::support::Mode::Embedded).await.expect("embedded app");
+        super::every_route_by_every_role(app).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_deleted_and_foreign_resources() {
+        let app = super::spawn(crate::support::Mode::Embedded).await.expect("embedded app");
+        super::unknown_deleted_and_foreign_resources(app).await
+    }
+}
+
+/// A route's expectations for the roles signed in with a valid token (non-participant,
+/// blocked, participant, admin, owner); the three bad-token roles are always refused.
+fn signed_in(np: Expect, blocked: Expect, participant: Expect, admin: Expect, owner: Expect) -> [Expect; 8] {
+    [AUTH_FAILED, AUTH_FAILED, TOKEN_REVOKED, np, blocked, participant, admin, owner]
+}
+
+const fn ok(status: u16) -> Expect {
+    Expect::Ok(status)
+}
+
+/// Every signed-in role gets `status`.
+fn anyone(status: u16) -> [Expect; 8] {
+    signed_in(ok(status), ok(status), ok(status), ok(status), ok(status))
+}
+
+/// Routes about the caller only: the "participant" column stands for any signed-in user.
+fn caller_only(status: u16) -> [Expect; 8] {
+    signed_in(NA, NA, ok(status), NA, NA)
+}
+
+/// Public routes: anonymous only.
+fn public(expect: Expect) -> [Expect; 8] {
+    [expect, NA, NA, NA, NA, NA, NA, NA]
+}
+
+fn table() -> Vec<(&'static str, [Expect; 8])> {
+    vec![
+        // --- public
+        ("POST /api/auth/register", public(ok(201))),
+        ("POST /api/auth/login", public(ok(200))),
+        ("GET /health/live", public(ok(200))),
+        ("GET /health/ready", public(ok(200))),
+        ("GET /metrics", public(ok(200))),
+        ("GET /api/openapi.json", public(ok(200))),
+        // --- auth: refresh and logout take a cookie or body token, or (logout) a bearer token
+        ("POST /api/auth/refresh", [AUTH_FAILED, AUTH_FAILED, AUTH_FAILED, NA, NA, ok(200), NA, NA]),
+        ("POST /api/auth/logout", [AUTH_FAILED, AUTH_FAILED, AUTH_FAILED, NA, NA, ok(204), NA, NA]),
+        ("GET /api/auth/me", anyone(200)),
+        // --- the caller's own things
+        ("GET /api/users?query=", anyone(200)),
+        ("GET /api/users/me", anyone(200)),
+        ("PATCH /api/users/me", caller_only(200)),
+        ("GET /api/users/me/settings", anyone(200)),
+        ("PATCH /api/users/me/settings", caller_only(200)),
+        ("PATCH /api/v1/users/me/settings", caller_only(200)),
+        ("GET /api/users/me/friends", anyone(200)),
+        ("GET /api/users/me/blocks", anyone(200)),
+        ("GET /api/conversations", anyone(200)),
+        ("GET /api/conversations/unread-count", anyone(200)),
+        // --- conversations (group; the blocked user: the direct conversation)
+        ("POST /api/conversations (direct with the owner)", signed_in(ok(201), BLOCKED, ok(201), ok(201), INVALID)),
+        ("GET /api/conversations/{id}", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
+        ("DELETE /api/conversations/{id}", signed_in(NOT_IN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ok(204))),
+        ("DELETE /api/conversations/{id}?scope=me", signed_in(NOT_IN, ok(204), ok(204), ok(204), ok(204))),
+        // SPEC: `join` (groups only) has no invitation rule: anyone who knows the id may join.
+        ("POST /api/conversations/{id}/join", signed_in(ok(200), INVALID, ok(200), ok(200), ok(200))),
+        ("DELETE /api/conversations/{id}/leave", signed_in(NOT_IN, INVALID, ok(204), ok(204), ok(204))),
+        ("PUT /api/conversations/{id}/archive", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
+        ("PUT /api/conversations/{id}/read-status", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
+        ("POST /api/conversations/{id}/typing", signed_in(NOT_IN, ok(204), ok(204), ok(204), ok(204))),
+        ("GET /api/conversations/{id}/messages", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
+        ("GET /api/conversations/{id}/messages?afterSeq=0", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
+        ("POST /api/conversations/{id}/messages", signed_in(NOT_IN, BLOCKED, ok(201), ok(201), ok(201))),
+        ("DELETE /api/conversations/{id}/messages", signed_in(NOT_IN, ok(204), ok(204), ok(204), ok(204))),
+        (
+            "DELETE /api/conversations/{id}/messages?scope=everyone",
+            signed_in(NOT_IN, FORBIDDEN, FORBIDDEN, ok(204), ok(204)),
+        ),
+        // the owner's message
+        (
+            "PATCH /api/conversations/{id}/messages/{messageId} (owner's)",
+            signed_in(NOT_IN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ok(200)),
+        ),
+        // another participant's message (the member's; the blocked user: the owner's)
+        (
+            "DELETE /api/conversations/{id}/messages/{messageId} (another's)",
+            signed_in(NOT_IN, FORBIDDEN, FORBIDDEN, ok(200), ok(200)),
+        ),
+        ("DELETE /api/conversations/{id}/messages/{messageId} (own)", signed_in(NA, NA, ok(200), ok(200), ok(200))),
+        ("POST /api/messages/{id}/forward", signed_in(NOT_IN, BLOCKED, ok(201), ok(201), ok(201))),
+        ("GET /api/messages/{id}/receipts", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
+        // --- other users (the owner; "owner" = yourself)
+        ("GET /api/users/{id}", anyone(200)),
+        ("GET /api/users/{id}/presence", anyone(200)),
+        ("GET /api/presence?userIds=", anyone(200)),
+        ("GET /api/v1/presence/users?user_ids=", anyone(200)),
+        ("POST /api/users/{id}/follow", signed_in(ok(200), BLOCKED, ok(200), ok(200), INVALID)),
+        ("DELETE /api/users/{id}/follow", signed_in(ok(204), ok(204), ok(204), ok(204), INVALID)),
+        ("POST /api/users/{id}/block", signed_in(ok(204), ok(204), ok(204), ok(204), INVALID)),
+        ("DELETE /api/users/{id}/block", signed_in(ok(204), ok(204), ok(204), ok(204), INVALID)),
+    ]
+}
+
+/// A group like the fixture's (owner, admin, member), for rows that destroy their target.
+async fn fresh_group(app: &TestApp, fx: &Fixture) -> Uuid {
+    let group = create_group(app, &fx.owner, &[&fx.admin, &fx.member]).await;
+    make_admin(app, group, fx.admin.id).await;
+    group
+}
+
+/// The conversation a destructive row acts on.
+async fn target(app: &TestApp, fx: &Fixture, role: Role) -> Uuid {
+    match role {
+        Role::Blocked => fx.direct,
+        _ => fresh_group(app, fx).await,
+    }
+}
+
+fn new_client_id() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// Performs `route` as `role`.
+async fn call(app: &TestApp, fx: &Fixture, route: &str, role: Role) -> Reply {
+    let c: Client = fx.client(app, role);
+    let conv = fx.conversation(role);
+    let message = fx.message(role);
+    let owner = fx.owner.id;
+    match route {
+        "POST /api/auth/register" => {
+            let email = format!("new.{}@example.com", &new_client_id()[..8]);
+            c.post("/api/auth/register", json!({"email": email, "password": "correct horse battery", "displayName": "Newcomer"}))
+                .await
+        }
+        "POST /api/auth/login" => {
+            c.post("/api/auth/login", json!({"email": fx.member.email, "password": fx.member.password})).await
+        }
+        "GET /health/live" => c.get("/health/live").await,
+        "GET /health/ready" => c.get("/health/ready").await,
+        "GET /metrics" => {
+            let reply = c.get("/metrics").await;
+            Reply { body: Value::Null, ..reply } // text; nothing to check for emails
+        }
+        "GET /api/openapi.json" => c.get("/api/openapi.json").await,
+        "POST /api/auth/refresh" | "POST /api/auth/logout" => {
+            let path = route.trim_start_matches("POST ");
+            match role {
+                Role::Participant => {
+                    // A session of its own, with its refresh cookie in a jar of its own.
+                    let fresh = app.client();
+                    let login = fresh.post("/api/auth/login", json!({"email": fx.member.email, "password": fx.member.password})).await;
+                    let token = login.body["accessToken"].as_str().unwrap_or_default().to_owned();
+                    fresh.with_token(&token).post_empty(path).await
+                }
+                _ => c.post_empty(path).await,
+            }
+        }
+        "GET /api/auth/me" => c.get("/api/auth/me").await,
+        "GET /api/users?query=" => c.get("/api/users?query=Own").await,
+        "GET /api/users/me" => c.get("/api/users/me").await,
+        "PATCH /api/users/me" => c.patch("/api/users/me", json!({"displayName": "Member"})).await,
+        "GET /api/users/me/settings" => c.get("/api/users/me/settings").await,
+        "PATCH /api/users/me/settings" => c.patch("/api/users/me/settings", json!({"readReceiptsEnabled": true})).await,
+        "PATCH /api/v1/users/me/settings" => c.patch("/api/v1/users/me/settings", json!({"show_last_seen": true})).await,
+        "GET /api/users/me/friends" => c.get("/api/users/me/friends").await,
+        "GET /api/users/me/blocks" => c.get("/api/users/me/blocks").await,
+        "GET /api/conversations" => c.get("/api/conversations").await,
+        "GET /api/conversations/unread-count" => c.get("/api/conversations/unread-count").await,
+        "POST /api/conversations (direct with the owner)" => {
+            c.post("/api/conversations", json!({"type": "direct", "participantIds": [owner]})).await
+        }
+        "GET /api/conversations/{id}" => c.get(&format!("/api/conversations/{conv}")).await,
+        "DELETE /api/conversations/{id}" => {
+            let conv = target(app, fx, role).await;
+            c.delete(&format!("/api/conversations/{conv}")).await
+        }
+        "DELETE /api/conversations/{id}?scope=me" => {
+            let conv = target(app, fx, role).await;
+            c.delete(&format!("/api/conversations/{conv}?scope=me")).await
+        }
+        "POST /api/conversations/{id}/join" => {
+            let conv = target(app, fx, role).await;
+            c.post_empty(&format!("/api/conversations/{conv}/join")).await
+        }
+        "DELETE /api/conversations/{id}/leave" => {
+            let conv = target(app, fx, role).await;
+            c.delete(&format!("/api/conversations/{conv}/leave")).await
+        }
+        "PUT /api/conversations/{id}/archive" => {
+            let conv = target(app, fx, role).await;
+            c.put(&format!("/api/conversations/{conv}/archive"), json!({"archived": true})).await
+        }
+        "PUT /api/conversations/{id}/read-status" => {
+            c.put(&format!("/api/conversations/{conv}/read-status"), json!({"read": true, "messageId": message})).await
+        }
+        "POST /api/conversations/{id}/typing" => {
+            c.post(&format!("/api/conversations/{conv}/typing"), json!({"isTyping": true})).await
+        }
+        "GET /api/conversations/{id}/messages" => c.get(&format!("/api/conversations/{conv}/messages")).await,
+        "GET /api/conversations/{id}/messages?afterSeq=0" => {
+            c.get(&format!("/api/conversations/{conv}/messages?afterSeq=0")).await
+        }
+        "POST /api/conversations/{id}/messages" => {
+            c.post(&format!("/api/conversations/{conv}/messages"), json!({"clientMessageId": new_client_id(), "content": "hi"}))
+                .await
+        }
+        "DELETE /api/conversations/{id}/messages" => {
+            let conv = target(app, fx, role).await;
+            c.delete(&format!("/api/conversations/{conv}/messages")).await
+        }
+        "DELETE /api/conversations/{id}/messages?scope=everyone" => {
+            let conv = target(app, fx, role).await;
+            c.delete(&format!("/api/conversations/{conv}/messages?scope=everyone")).await
+        }
+        "PATCH /api/conversations/{id}/messages/{messageId} (owner's)" => {
+            c.patch(&format!("/api/conversations/{conv}/messages/{message}"), json!({"content": "edited"})).await
+        }
+        "DELETE /api/conversations/{id}/messages/{messageId} (another's)" => {
+            let (conv, message) = match role {
+                Role::Blocked => (fx.direct, fx.direct_message),
+                Role::Participant => (fx.group, send(&fx.admin, fx.group, "the admin's").await),
+                _ => (fx.group, send(&fx.member, fx.group, "the member's").await),
+            };
+            c.delete(&format!("/api/conversations/{conv}/messages/{message}")).await
+        }
+        "DELETE /api/conversations/{id}/messages/{messageId} (own)" => {
+            let message = match fx.user(role) {
+                Some(user) => send(user, fx.group, "mine").await,
+                None => send(&fx.member, fx.group, "the member's").await,
+            };
+            c.delete(&format!("/api/conversations/{}/messages/{message}", fx.group)).await
+        }
+        "POST /api/messages/{id}/forward" => {
+            c.post(&format!("/api/messages/{message}/forward"), json!({"conversationIds": [conv]})).await
+        }
+        "GET /api/messages/{id}/receipts" => c.get(&format!("/api/messages/{message}/receipts")).await,
+        "GET /api/users/{id}" => c.get(&format!("/api/users/{owner}")).await,
+        "GET /api/users/{id}/presence" => c.get(&format!("/api/users/{owner}/presence")).await,
+        "GET /api/presence?userIds=" => c.get(&format!("/api/presence?userIds={owner}")).await,
+        "GET /api/v1/presence/users?user_ids=" => c.get(&format!("/api/v1/presence/users?user_ids={owner}")).await,
+        "POST /api/users/{id}/follow" => c.post_empty(&format!("/api/users/{owner}/follow")).await,
+        "DELETE /api/users/{id}/follow" => c.delete(&format!("/api/users/{owner}/follow")).await,
+        "POST /api/users/{id}/block" => c.post_empty(&format!("/api/users/{owner}/block")).await,
+        "DELETE /api/users/{id}/block" => c.delete(&format!("/api/users/{owner}/block")).await,
+        other => panic!("no request for route {other:?}"),
+    }
+}
+
+/// `None` when the reply is what `expect` says, else why not.
+fn check(reply: &Reply, expect: Expect) -> Option<String> {
+    let got = format!("{} {}", reply.status.as_u16(), reply.code());
+    match expect {
+        Expect::Na => None,
+        Expect::Ok(status) if reply.status.as_u16() == status => None,
+        Expect::Err(status, code)
+            if reply.status.as_u16() == status && reply.code() == code && reply.body["error"]["message"].is_string() =>
+        {
+            None
+        }
+        Expect::Ok(status) => Some(format!("expected {status}, got {got}: {}", reply.body)),
+        Expect::Err(status, code) => Some(format!("expected {status} {code}, got {got}: {}", reply.body)),
+    }
+}
+
+async fn every_route_by_every_role(app: TestApp) {
+    let fx = Fixture::build(&app).await;
+    let (mut failures, mut assertions, mut not_applicable) = (Vec::new(), 0, 0);
+    let mut routes = std::collections::BTreeSet::new();
+    for (route, expectations) in table() {
+        routes.insert(route.split(" (").next().unwrap_or(route).split('?').next().unwrap_or(route).to_owned());
+        for (role, expect) in ROLES.iter().zip(expectations) {
+            if expect == NA {
+                not_applicable += 1;
+                continue;
+            }
+            let reply = call(&app, &fx, route, *role).await;
+            assertions += 1;
+            if let Some(why) = check(&reply, expect) {
+                failures.push(format!("{route} as {role:?}: {why}"));
+            }
+            // No response shows the email of a user other than the caller.
+            // (Signing in, refreshing and signing out show the member their own account.)
+            let viewer = match route {
+                "POST /api/auth/login" | "POST /api/auth/refresh" | "POST /api/auth/logout" => Some(fx.member.id),
+                _ => fx.user(*role).map(|u| u.id),
+            };
+            if let Some(leak) = fx.foreign_email(viewer, &reply.body) {
+                failures.push(format!("{route} as {role:?}: {leak}"));
+            }
+        }
+    }
+    // Every operation of the committed OpenAPI document has a row.
+    let openapi: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json")).expect("openapi.json"),
+    )
+    .expect("JSON");
+    for (path, item) in openapi["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            let operation = format!("{} {path}", method.to_uppercase());
+            if !routes.contains(&operation) {
+                failures.push(format!("{operation} (in openapi.json) has no row in the matrix"));
+            }
+        }
+    }
+    eprintln!(
+        "authorization matrix: {} rows ({} distinct method+path), {assertions} role assertions (+ as many email checks), {not_applicable} n/a",
+        table().len(),
+        routes.len()
+    );
+    assert!(failures.is_empty(), "{} of {assertions} rows failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Unknown ids are 404, malformed ones 400, a deleted conversation is 404 for its former
+/// participants, a message addressed through another conversation is 404.
+async fn unknown_deleted_and_foreign_resources(app: TestApp) {
+    let fx = Fixture::build(&app).await;
+    let member = &fx.member.client;
+    let unknown = Uuid::now_v7();
+    let deleted = fresh_group(&app, &fx).await;
+    let deleted_message = send(&fx.member, deleted, "soon gone").await;
+    fx.owner.client.delete(&format!("/api/conversations/{deleted}")).await.assert_status(204);
+    let in_direct = fx.direct_message;
+    let rows: Vec<(String, Reply, Expect)> = vec![
+        (format!("GET conversation {unknown}"), member.get(&format!("/api/conversations/{unknown}")).await, NOT_FOUND),
+        ("GET conversation not-a-uuid".into(), member.get("/api/conversations/not-a-uuid").await, INVALID),
+        ("GET deleted conversation".into(), member.get(&format!("/api/conversations/{deleted}")).await, NOT_FOUND),
+        (
+            "GET messages of a deleted conversation".into(),
+            member.get(&format!("/api/conversations/{deleted}/messages")).await,
+            NOT_FOUND,
+        ),
+        (
+            "POST message into a deleted conversation".into(),
+            member
+                .post(&format!("/api/conversations/{deleted}/messages"), json!({"clientMessageId": "z", "content": "late"}))
+                .await,
+            NOT_FOUND,
+        ),
+        (
+            "GET receipts of a message of a deleted conversation".into(),
+            member.get(&format!("/api/messages/{deleted_message}/receipts")).await,
+            NOT_FOUND,
+        ),
+        (
+            "POST message into an unknown conversation".into(),
+            member.post(&format!("/api/conversations/{unknown}/messages"), json!({"clientMessageId": "y", "content": "x"})).await,
+            NOT_FOUND,
+        ),
+        (
+            "PATCH a message of the direct conversation through the group (owner)".into(),
+            fx.owner
+                .client
+                .patch(&format!("/api/conversations/{}/messages/{in_direct}", fx.group), json!({"content": "x"}))
+                .await,
+            NOT_FOUND,
+        ),
+        (
+            "DELETE a message of the direct conversation through the group (owner)".into(),
+            fx.owner.client.delete(&format!("/api/conversations/{}/messages/{in_direct}", fx.group)).await,
+            NOT_FOUND,
+        ),
+        (
+            "read-status with a message of another conversation".into(),
+            fx.owner
+                .client
+                .put(&format!("/api/conversations/{}/read-status", fx.group), json!({"read": true, "messageId": in_direct}))
+                .await,
+            NOT_FOUND,
+        ),
+        (
+            "GET receipts of a message in a conversation the caller is not in".into(),
+            member.get(&format!("/api/messages/{in_direct}/receipts")).await,
+            NOT_IN,
+        ),
+        ("GET receipts of an unknown message".into(), member.get(&format!("/api/messages/{unknown}/receipts")).await, NOT_FOUND),
+        (
+            "forward an unknown message".into(),
+            member.post(&format!("/api/messages/{unknown}/forward"), json!({"conversationIds": [fx.group]})).await,
+            NOT_FOUND,
+        ),
+        (
+            "forward a message one can read into a conversation one is not in".into(),
+            member.post(&format!("/api/messages/{}/forward", fx.group_message), json!({"conversationIds": [fx.direct]})).await,
+            NOT_IN,
+        ),
+        ("GET unknown user".into(), member.get(&format!("/api/users/{unknown}")).await, NOT_FOUND),
+        ("GET unknown user's presence".into(), member.get(&format!("/api/users/{unknown}/presence")).await, NOT_FOUND),
+        ("follow unknown user".into(), member.post_empty(&format!("/api/users/{unknown}/follow")).await, NOT_FOUND),
+        ("block unknown user".into(), member.post_empty(&format!("/api/users/{unknown}/block")).await, NOT_FOUND),
+        (
+            "direct conversation with an unknown user".into(),
+            member.post("/api/conversations", json!({"type": "direct", "participantIds": [unknown]})).await,
+            NOT_FOUND,
+        ),
+        (
+            "the blocker opens a direct conversation with the blocked user".into(),
+            fx.owner.client.post("/api/conversations", json!({"type": "direct", "participantIds": [fx.blocked.id]})).await,
+            BLOCKED,
+        ),
+        (
+            "the blocker sends into the direct conversation".into(),
+            fx.owner
+                .client
+                .post(&format!("/api/conversations/{}/messages", fx.direct), json!({"clientMessageId": "b", "content": "x"}))
+                .await,
+            BLOCKED,
+        ),
+        (
+            "the blocker forwards into the direct conversation".into(),
+            fx.owner.client.post(&format!("/api/messages/{}/forward", fx.group_message), json!({"conversationIds": [fx.direct]})).await,
+            BLOCKED,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, reply, expect) in &rows {
+        if let Some(why) = check(reply, *expect) {
+            failures.push(format!("{what}: {why}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
+}
