@@ -43,6 +43,12 @@ mod embedded {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn logout_with_the_bearer_alone_ends_the_session() {
+        let app = super::spawn(crate::support::Mode::Embedded).await.expect("embedded app");
+        super::logout_with_the_bearer_alone_ends_the_session(app).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unknown_deleted_and_foreign_resources() {
         let app = super::spawn(crate::support::Mode::Embedded).await.expect("embedded app");
         super::unknown_deleted_and_foreign_resources(app).await
@@ -459,4 +465,19 @@ async fn unknown_deleted_and_foreign_resources(app: TestApp) {
         }
     }
     assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
+}
+
+/// SPEC §2 Auth: `POST /api/auth/logout` "revokes the refresh family and the access token's
+/// `jti`". Signed out with the access token alone (no refresh cookie or body reaches the
+/// route: another client, a cookie not sent), the session's refresh token must be dead too:
+/// the token's `sid` names the family.
+async fn logout_with_the_bearer_alone_ends_the_session(app: TestApp) {
+    let user = app.register("Leaver").await;
+    let device = app.client(); // holds this session's refresh cookie
+    let login = device.post("/api/auth/login", json!({"email": user.email, "password": user.password})).await;
+    let token = login.assert_status(200)["accessToken"].as_str().expect("token").to_owned();
+    app.client().with_token(&token).post_empty("/api/auth/logout").await.assert_status(204);
+    app.client().with_token(&token).get("/api/auth/me").await.assert_error(401, "TOKEN_REVOKED");
+    let refreshed = device.post_empty("/api/auth/refresh").await;
+    refreshed.assert_error(401, "AUTH_FAILED");
 }
