@@ -3,8 +3,9 @@
 # (release), starts the server(s) on a free port with a fresh database, waits for
 # /health/ready, runs the scenario, stops the server(s) and removes what the run created.
 #
-#   bench/run.sh <idle|storm|chat|fanout|rest> [sqlite|postgres|replicas] [generator args…]
+#   bench/run.sh <idle|storm|chat|fanout|rest|soak> [sqlite|postgres|replicas] [generator args…]
 #   bench/run.sh users [sqlite|postgres]          (register the users ahead of time)
+# The exit status is the generator's: non-zero when a soak's checks fail (CI runs one).
 #
 # Backends: sqlite (embedded, the default), postgres (PostgreSQL + in-process state, one
 # server), replicas (two servers on PostgreSQL + Redis; the generator spreads its clients
@@ -38,7 +39,7 @@ PIDS=()          # the servers started
 URLS=()          # their base URLs
 
 usage() {
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -188,7 +189,7 @@ main() {
     (($# >= 1)) || usage
     local scenario=$1 backend=sqlite family
     shift
-    case $scenario in idle | storm | chat | fanout | rest | users) ;; *) usage ;; esac
+    case $scenario in idle | storm | chat | fanout | rest | soak | users) ;; *) usage ;; esac
     if (($# >= 1)) && [[ $1 == sqlite || $1 == postgres || $1 == replicas ]]; then
         backend=$1
         shift
@@ -211,7 +212,7 @@ main() {
         args+=(--users-file "$WORK/users.json")
         start_backend "$backend" yes
     fi
-    if [[ $scenario == idle ]]; then
+    if [[ $scenario == idle || $scenario == soak ]]; then
         local pid
         for pid in "${PIDS[@]}"; do args+=(--server-pid "$pid"); done
     fi

@@ -8,6 +8,7 @@ mod api;
 mod crowd;
 mod pool;
 mod procfs;
+mod prom;
 mod report;
 mod scenarios;
 mod socket;
@@ -38,6 +39,9 @@ enum Command {
     Fanout(scenarios::fanout::Args),
     /// Concurrent REST reads for a user in 1,000 conversations.
     Rest(scenarios::rest::Args),
+    /// Bounded soak: churn, sends and typing at a steady rate; RSS, tasks and typing state
+    /// watched, checks fail the run.
+    Soak(scenarios::soak::Args),
 }
 
 /// Where the server is and where the results go: shared by every scenario.
@@ -72,5 +76,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Chat(args) => scenarios::chat::run(args).await,
         Command::Fanout(args) => scenarios::fanout::run(args).await,
         Command::Rest(args) => scenarios::rest::run(args).await,
+        Command::Soak(args) => scenarios::soak::run(args).await,
     }
 }

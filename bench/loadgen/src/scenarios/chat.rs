@@ -95,7 +95,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Creates a direct conversation per pair (users 2k and 2k+1); returns each user's.
-async fn pair(target: &Target, users: &[User]) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn pair(target: &Target, users: &[User]) -> anyhow::Result<Vec<String>> {
     let api = target.api();
     let pairs: Vec<(String, String)> = users.chunks(2).map(|pair| (pair[0].token.clone(), pair[1].id.clone())).collect();
     let created = run_bounded(pairs, 16, |(token, peer)| {

@@ -4,4 +4,5 @@ pub mod chat;
 pub mod fanout;
 pub mod idle;
 pub mod rest;
+pub mod soak;
 pub mod storm;
