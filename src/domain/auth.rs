@@ -240,6 +240,8 @@ impl AuthService {
                 .revoke(&claims.jti, expires_at)
                 .await
                 .map_err(|e| AppError::Internal(e.into()))?;
+            // The session's refresh tokens go too, even when the client sent none of them.
+            self.storage.revoke_refresh_family(claims.sid, self.clock.now()).await?;
             user = Some(claims.sub);
         }
         if let Some(token) = refresh_token {

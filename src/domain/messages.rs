@@ -379,7 +379,7 @@ impl MessageService {
         self.flush_delivered_for(user).await;
         let mut batches = Vec::new();
         for pending in self.storage.pending_deliveries(user).await? {
-            let floor = pending.last_delivered_seq.max(pending.cleared_seq);
+            let floor = pending.last_delivered_seq.max(pending.cleared_seq).max(pending.hidden_seq);
             let query = HistoryQuery::After { seq: floor };
             let mut rows = self.storage.history(pending.conversation_id, floor, query, REPLAY_LIMIT as i64 + 1).await?;
             let truncated = rows.len() > REPLAY_LIMIT;

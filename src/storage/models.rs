@@ -355,4 +355,6 @@ pub struct PendingDelivery {
     pub last_seq: i64,
     pub last_delivered_seq: i64,
     pub cleared_seq: i64,
+    /// Where the user hid the conversation (0 if never): what came before stays dismissed.
+    pub hidden_seq: i64,
 }

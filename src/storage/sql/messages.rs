@@ -267,10 +267,12 @@ macro_rules! sql_messages {
 
             async fn pending_deliveries(&self, user: uuid::Uuid) -> StorageResult<Vec<PendingDelivery>> {
                 let rows = sqlx::query_as::<$db, PendingDelivery>(
-                    "SELECT c.id AS conversation_id, c.last_seq, p.last_delivered_seq, p.cleared_seq \
+                    "SELECT c.id AS conversation_id, c.last_seq, p.last_delivered_seq, p.cleared_seq, \
+                     COALESCE(p.hidden_seq, 0) AS hidden_seq \
                      FROM conversation_participants p JOIN conversations c ON c.id = p.conversation_id \
                      WHERE p.user_id = $1 AND c.deleted_at IS NULL \
                      AND c.last_seq > p.last_delivered_seq AND c.last_seq > p.cleared_seq \
+                     AND (p.hidden_seq IS NULL OR c.last_seq > p.hidden_seq) \
                      ORDER BY c.last_activity_at, c.id",
                 )
                 .bind(user)
