@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the e2e tests (node --test, npm socket.io-client) against a real Parley binary:
 # once embedded (SQLite, in-process state), once in production mode (PostgreSQL + Redis)
-# when they are reachable (required with CI=true).
+# when they are reachable (required with CI=true); then the Socket.IO protocol tests
+# (conformance.test.mjs) against `parley conformance`, also through nginx when installed.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(cd .. && pwd)
@@ -16,8 +17,10 @@ WORK=$(mktemp -d)
 SERVER_PID=
 E2E_DB=
 
+NGINX_PID=
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null || true
   [ -n "$E2E_DB" ] && psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $E2E_DB WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -25,13 +28,16 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_server <label> [VAR=value ...]: starts parley in the background, waits for readiness.
+# start_server <label> [VAR=value ...] [-- parley arguments]: starts parley in the background,
+# waits for readiness.
 start_server() {
   local label=$1
   shift
-  local port
+  local port vars=() args=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do vars+=("$1"); shift; done
+  [ "${1:-}" = -- ] && shift && args=("$@")
   port=$(free_port)
-  env PARLEY_ADDR="127.0.0.1:$port" PARLEY_DATA_DIR="$WORK/$label" RUST_LOG=warn "$@" "$BIN" >"$WORK/$label.log" 2>&1 &
+  env PARLEY_ADDR="127.0.0.1:$port" PARLEY_DATA_DIR="$WORK/$label" RUST_LOG=warn "${vars[@]}" "$BIN" "${args[@]}" >"$WORK/$label.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do
     if curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; then
@@ -70,3 +76,43 @@ elif [ "${CI:-}" = true ]; then
 else
   echo "SKIPPED: production e2e (PostgreSQL or Redis not reachable)"
 fi
+
+# The Socket.IO protocol: `parley conformance` serves the official socket.io-protocol suite's
+# namespaces, handlers and timings (src/conformance.rs); conformance.test.mjs is our own test
+# of it, raw and with engine.io-client / socket.io-client.
+echo "=== e2e: Socket.IO protocol conformance (parley conformance)"
+start_server conformance -- conformance
+export PARLEY_CONFORMANCE_URL=$PARLEY_URL
+if command -v nginx >/dev/null; then
+  # nginx/parley.conf with one loopback upstream, so the upgrade is also tested through it.
+  NGINX_PORT=$(free_port)
+  sed -e "s/server app1:3000 /server ${PARLEY_URL#http://} /" -e '/server app2:3000/d' \
+    -e "s/listen 80;/listen 127.0.0.1:$NGINX_PORT;/" "$ROOT/nginx/parley.conf" >"$WORK/site.conf"
+  cat >"$WORK/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx-body;
+  proxy_temp_path $WORK/nginx-proxy;
+  include $WORK/site.conf;
+}
+EOF
+  nginx -p "$WORK" -c "$WORK/nginx.conf" -g 'daemon off;' &
+  NGINX_PID=$!
+  for _ in $(seq 50); do
+    curl -fs "http://127.0.0.1:$NGINX_PORT/health/ready" >/dev/null && break
+    kill -0 "$NGINX_PID" 2>/dev/null || { cat "$WORK/nginx-error.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  export PARLEY_CONFORMANCE_NGINX_URL="http://127.0.0.1:$NGINX_PORT"
+elif [ "${CI:-}" = true ]; then
+  echo "FATAL: nginx is required for the conformance run under CI=true" >&2
+  exit 1
+else
+  echo "SKIPPED: conformance through nginx (nginx not installed)"
+fi
+node --test --test-concurrency=1 --test-timeout=60000 conformance.test.mjs
+stop_server

@@ -1,4 +1,5 @@
-//! `parley` serves (default); `parley openapi` prints the OpenAPI document.
+//! `parley` serves (default); `parley openapi` prints the OpenAPI document; `parley conformance`
+//! serves only the Socket.IO protocol test stack (see `parley::conformance`).
 
 use std::process::ExitCode;
 
@@ -16,12 +17,19 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("conformance") => match parley::conformance::run(shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Some("openapi") => {
             print!("{}", parley::http::openapi_json());
             ExitCode::SUCCESS
         }
         Some(other) => {
-            eprintln!("unknown command `{other}`; usage: parley [serve | openapi]");
+            eprintln!("unknown command `{other}`; usage: parley [serve | openapi | conformance]");
             ExitCode::from(2)
         }
     }
