@@ -195,12 +195,7 @@ impl Application {
         let background = spawn_background(&self.state, &self.realtime, stop_rx.clone());
         let mut graceful = stop_rx.clone();
         let io = self.realtime.clone();
-        // Small frames (acks, events) go out at once instead of waiting on the peer's delayed ACK.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "TCP_NODELAY not set");
-            }
-        });
+        let listener = self.listener.tap_io(set_nodelay);
         let server = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = graceful.wait_for(|stop| *stop).await;
@@ -232,11 +227,19 @@ impl Application {
 /// dropped handshake costs the client a one-second SYN retry.
 const LISTEN_BACKLOG: u32 = 8192;
 
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// For every accepted connection: small frames (acks, events) go out at once instead of
+/// waiting on the peer's delayed ACK.
+pub(crate) fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %err, "TCP_NODELAY not set");
+    }
 }
 
 /// Periodic housekeeping; each task ends when the stop signal fires.

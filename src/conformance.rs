@@ -29,7 +29,6 @@ use socketioxide::{
     SocketIo,
     extract::{AckSender, Data, SocketRef},
 };
-use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::{Config, ProcessEnv, VarSource};
 
@@ -43,21 +42,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 pub const MAX_PAYLOAD: usize = 1_000_000;
 /// How long the `ask` handler waits for the client's ack.
 pub const ACK_TIMEOUT: Duration = Duration::from_millis(1000);
-/// Same as the main server (`app.rs`): a reconnect storm must not overflow tokio's default 1,024.
-const LISTEN_BACKLOG: u32 = 8192;
 
 /// Serves the conformance stack on `PARLEY_ADDR` (default 127.0.0.1:3000) until `shutdown`.
 pub async fn run(shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let config = Config::load(&ConformanceEnv)?;
     crate::telemetry::init_logging(config.log_format);
     let router = crate::http::with_edges(router(), &config);
-    let listener = listen(config.addr).with_context(|| format!("binding {}", config.addr))?;
+    let listener = crate::app::listen(config.addr).with_context(|| format!("binding {}", config.addr))?;
     tracing::info!(addr = %listener.local_addr()?, "conformance server listening");
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "TCP_NODELAY not set");
-        }
-    });
+    let listener = listener.tap_io(crate::app::set_nodelay);
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -125,17 +118,6 @@ impl VarSource for ConformanceEnv {
             _ => ProcessEnv.var(name),
         }
     }
-}
-
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
 }
 
 /// All the arguments of an event or ack, any number of them. Serialized as a tuple, which

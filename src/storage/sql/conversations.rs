@@ -219,11 +219,17 @@ macro_rules! sql_conversations {
             ) -> StorageResult<Vec<ConversationSummaryRecord>> {
                 let rows = sqlx::query_as::<$db, ConversationSummaryRecord>(concat!(
                     select_summaries!(),
-                    " WHERE p.user_id = $1 AND c.deleted_at IS NULL \
-                     AND (p.archived_at IS NOT NULL) = $2 \
-                     AND (p.hidden_seq IS NULL OR c.last_seq > p.hidden_seq) \
-                     AND ($3 IS NULL OR (c.last_activity_at, c.id) < ($3, $4)) \
-                     ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5"
+                    // The page is chosen first, without the per-row counts; only its rows get
+                    // them (a user in 1,000 conversations would otherwise count them all).
+                    " WHERE p.user_id = $1 AND p.conversation_id IN (\
+                     SELECT pp.conversation_id FROM conversation_participants pp \
+                     JOIN conversations pc ON pc.id = pp.conversation_id \
+                     WHERE pp.user_id = $1 AND pc.deleted_at IS NULL \
+                     AND (pp.archived_at IS NOT NULL) = $2 \
+                     AND (pp.hidden_seq IS NULL OR pc.last_seq > pp.hidden_seq) \
+                     AND ($3 IS NULL OR (pc.last_activity_at, pc.id) < ($3, $4)) \
+                     ORDER BY pc.last_activity_at DESC, pc.id DESC LIMIT $5) \
+                     ORDER BY c.last_activity_at DESC, c.id DESC"
                 ))
                 .bind(user)
                 .bind(archived)
