@@ -147,8 +147,8 @@ impl Application {
         let addr = config.addr;
         let builder = SocketIo::builder()
             .max_buffer_size(realtime::SOCKET_BUFFER)
-            .max_payload(realtime::SOCKET_MAX_PAYLOAD as u64)
-            .ws_max_message_size(realtime::SOCKET_MAX_PAYLOAD)
+            .max_payload(config.socket_max_payload as u64)
+            .ws_max_message_size(config.socket_max_payload)
             .ws_read_buffer_size(realtime::SOCKET_READ_BUFFER);
         let (state, router, realtime): (AppState, Router, Arc<dyn RealtimeHandle>) = match config.redis_url.clone() {
             None => {

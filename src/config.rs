@@ -62,6 +62,15 @@ pub struct Config {
     pub trust_proxy: bool,
     /// Largest accepted REST request body, in bytes.
     pub body_limit: usize,
+    /// Largest Socket.IO packet a client may send (a websocket message or a polling body).
+    pub socket_max_payload: usize,
+    /// Concurrent `/chat` connections per client address on this replica (0: no limit).
+    pub max_connections_per_ip: u32,
+    /// Sustained client events per second per socket (0: no limit), and the burst above it.
+    pub socket_events_per_sec: u32,
+    pub socket_events_burst: u32,
+    /// Conversation rooms one socket may be subscribed to (0: no limit).
+    pub max_subscriptions_per_socket: u32,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
 }
@@ -100,6 +109,11 @@ pub const VARIABLES: &[&str] = &[
     "CORS_ORIGINS",
     "TRUST_PROXY",
     "BODY_LIMIT_BYTES",
+    "SOCKET_MAX_PAYLOAD_BYTES",
+    "MAX_CONNECTIONS_PER_IP",
+    "SOCKET_EVENTS_PER_SEC",
+    "SOCKET_EVENTS_BURST",
+    "MAX_SUBSCRIPTIONS_PER_SOCKET",
     "LEGACY_EVENTS",
     "PRESENCE_GRACE_SECS",
     "AUTH_TIMEOUT_MS",
@@ -166,6 +180,11 @@ impl Config {
             message_rate_per_min: parse_or(&get, "MESSAGE_RATE_PER_MIN", 30)?,
             trust_proxy: parse_or(&get, "TRUST_PROXY", false)?,
             body_limit: parse_or(&get, "BODY_LIMIT_BYTES", 64 * 1024)?,
+            socket_max_payload: parse_or(&get, "SOCKET_MAX_PAYLOAD_BYTES", 256 * 1024)?,
+            max_connections_per_ip: parse_or(&get, "MAX_CONNECTIONS_PER_IP", 256)?,
+            socket_events_per_sec: parse_or(&get, "SOCKET_EVENTS_PER_SEC", 20)?,
+            socket_events_burst: parse_or(&get, "SOCKET_EVENTS_BURST", 120)?,
+            max_subscriptions_per_socket: parse_or(&get, "MAX_SUBSCRIPTIONS_PER_SOCKET", 100)?,
             access_token_ttl: Duration::from_secs(parse_or(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
             refresh_token_ttl: Duration::from_secs(parse_or(
                 &get,
@@ -297,6 +316,10 @@ mod tests {
         assert!(config.database_url.expose().ends_with("parley.db"));
         assert!(config.redis_url.is_none());
         assert_eq!(config.message_rate_per_min, 30);
+        assert_eq!(config.socket_max_payload, 256 * 1024);
+        assert_eq!(config.max_connections_per_ip, 256);
+        assert_eq!((config.socket_events_per_sec, config.socket_events_burst), (20, 120));
+        assert_eq!(config.max_subscriptions_per_socket, 100);
         assert_eq!(config.presence_grace, Duration::from_secs(5));
         assert!(config.legacy_events);
     }

@@ -13,7 +13,11 @@ use socketioxide::{
 };
 use uuid::Uuid;
 
-use super::{EventQueue, Gateway, ack, typing};
+use super::{
+    EventQueue, Gateway, ack,
+    limits::{self, ConnectionSlot, TooManyConnections},
+    typing,
+};
 use crate::{
     app::AppState,
     domain::{tokens::AccessClaims, views::Message},
@@ -37,9 +41,24 @@ impl From<&AccessClaims> for Session {
     }
 }
 
-/// Before the `connect` packet (a middleware, see [`super::register`]): the socket's room,
-/// its event dispatcher, its queue, and the handshake authentication as the queue's first job.
-pub fn prepare<A: Adapter>(socket: &SocketRef<A>, gateway: &Arc<Gateway<A>>, auth: Value) {
+/// Before the `connect` packet (a middleware, see [`super::register`]): the place in the
+/// client address's connection count (none left: the namespace connect is refused), the
+/// socket's room, its event dispatcher, its queue, and the handshake authentication as the
+/// queue's first job.
+pub fn prepare<A: Adapter>(socket: &SocketRef<A>, gateway: &Arc<Gateway<A>>, auth: Value) -> Result<(), TooManyConnections> {
+    let ip = limits::client_ip(socket.req_parts(), gateway.state.config.trust_proxy);
+    match gateway.connections.acquire(ip) {
+        // Given back on disconnect, or with the socket if it never connects.
+        Ok(Some(slot)) => {
+            socket.extensions.insert(slot);
+        }
+        Ok(None) => {}
+        Err(refusal) => {
+            metrics::counter!("parley_rate_limited_total", "scope" => "connections_per_ip").increment(1);
+            tracing::info!(?ip, limit = refusal.limit, "connection refused: too many from this address");
+            return Err(refusal);
+        }
+    }
     socket.join(socket_room(&socket.id.to_string()));
     let queue = EventQueue::default();
     // Taken back by `connected`, which starts it.
@@ -54,6 +73,8 @@ pub fn prepare<A: Adapter>(socket: &SocketRef<A>, gateway: &Arc<Gateway<A>>, aut
     socket.on_disconnect({
         let gateway = gateway.clone();
         move |socket: SocketRef<A>, reason: DisconnectReason| {
+            // At once, before anything is awaited: the address may connect again.
+            socket.extensions.remove::<Arc<ConnectionSlot>>();
             let state = gateway.state.clone();
             async move { on_disconnect(socket, state, reason).await }
         }
@@ -66,6 +87,7 @@ pub fn prepare<A: Adapter>(socket: &SocketRef<A>, gateway: &Arc<Gateway<A>>, aut
             }
         });
     }
+    Ok(())
 }
 
 /// After the `connect` packet: start the queue; without a token, start the clock for `auth`.

@@ -5,6 +5,7 @@
 mod ack;
 mod connect;
 mod extras;
+mod limits;
 mod messages;
 mod presence;
 mod receipts;
@@ -47,9 +48,6 @@ pub use connect::Session;
 
 /// Packets the server may have waiting for one socket.
 pub const SOCKET_BUFFER: usize = 1024;
-/// The largest packet a client may send (polling body or websocket message).
-pub const SOCKET_MAX_PAYLOAD: usize = 256 * 1024;
-
 /// Bytes tungstenite reads from a websocket at a time (and keeps allocated per socket);
 /// engineioxide's default is 4 KiB. Chat packets are far smaller; a larger message takes
 /// more reads.
@@ -71,8 +69,7 @@ pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, state: AppState) 
     let gateway = Arc::new(Gateway::new(state));
     let prepare_gateway = gateway.clone();
     let prepare = move |socket: SocketRef<A>, socketioxide::extract::TryData(auth): socketioxide::extract::TryData<Value>| {
-        connect::prepare(&socket, &prepare_gateway, auth.unwrap_or(Value::Null));
-        std::future::ready(Ok::<(), std::convert::Infallible>(()))
+        std::future::ready(connect::prepare(&socket, &prepare_gateway, auth.unwrap_or(Value::Null)))
     };
     let connected = move |socket: SocketRef<A>| {
         connect::connected(&socket, &gateway.state);
@@ -95,6 +92,8 @@ struct QueueState {
     started: bool,
     /// A task is draining `jobs`.
     running: bool,
+    /// The socket's event rate limit (see [`limits::EventBudget`]).
+    budget: limits::EventBudget,
 }
 
 impl EventQueue {
@@ -114,6 +113,10 @@ impl EventQueue {
         queue.jobs.push_back(Box::pin(job));
         self.run_if_idle(&mut queue);
         true
+    }
+
+    fn take_budget(&self, rate: limits::EventRate) -> limits::Verdict {
+        crate::sync::lock(&self.0).budget.take(rate)
     }
 
     fn is_full(&self) -> bool {
@@ -188,6 +191,10 @@ impl<A: Adapter> Events<A> {
 pub struct Gateway<A: Adapter> {
     pub state: AppState,
     events: Events<A>,
+    /// `/chat` connections per client address on this replica (`MAX_CONNECTIONS_PER_IP`).
+    connections: Arc<limits::ConnectionCounts>,
+    /// `SOCKET_EVENTS_PER_SEC` / `SOCKET_EVENTS_BURST`.
+    rate: limits::EventRate,
 }
 
 impl<A: Adapter> Gateway<A> {
@@ -199,11 +206,31 @@ impl<A: Adapter> Gateway<A> {
         receipts::register(&mut events);
         typing::register(&mut events);
         extras::register(&mut events);
-        Self { state, events }
+        let config = &state.config;
+        let connections = limits::ConnectionCounts::new(config.max_connections_per_ip);
+        let rate = limits::EventRate::new(config.socket_events_per_sec, config.socket_events_burst);
+        Self { state, events, connections, rate }
     }
 
-    /// One client event: `auth`, a registered event (queued), or an unknown one (refused).
+    /// One client event: over the socket's rate refused (a flood disconnects), else `auth`, a
+    /// registered event (queued), or an unknown one (refused).
     fn dispatch(&self, socket: SocketRef<A>, event: String, payload: Option<Value>, ack: AckSender<A>, queue: &EventQueue) {
+        match queue.take_budget(self.rate) {
+            limits::Verdict::Run => {}
+            limits::Verdict::Refused(retry_after) => {
+                metrics::counter!("parley_rate_limited_total", "scope" => "socket_event_rate").increment(1);
+                let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after }));
+                return;
+            }
+            limits::Verdict::Flood => {
+                metrics::counter!("parley_rate_limited_total", "scope" => "socket_flood").increment(1);
+                tracing::warn!(sid = %socket.id, "socket floods events; disconnecting it");
+                let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after: Duration::from_secs(1) }));
+                let _ = socket.disconnect();
+                return;
+            }
+            limits::Verdict::Dropped => return,
+        }
         if event == "auth" {
             return connect::auth_event(socket, &self.state, payload, ack, queue);
         }

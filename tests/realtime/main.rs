@@ -6,6 +6,7 @@ mod support;
 
 mod authz;
 mod connecting;
+mod limits;
 mod sending;
 mod presence;
 mod reads;
