@@ -86,9 +86,9 @@ fn uuid_forms() -> impl Strategy<Value = (Uuid, String)> {
     })
 }
 
-/// Content the parser accepts: 1..=4000 characters (any Unicode), not only whitespace.
+/// Content the parser accepts: 1..=4000 characters (any Unicode but NUL), not only whitespace.
 fn valid_content() -> impl Strategy<Value = String> {
-    (".{0,60}", "[^\\s]", 0..=CONTENT_MAX_CHARS).prop_map(|(text, anchor, pad): (String, String, usize)| {
+    ("[^\\x00]{0,60}", "[^\\s\\x00]", 0..=CONTENT_MAX_CHARS).prop_map(|(text, anchor, pad): (String, String, usize)| {
         let mut content: String = format!("{anchor}{text}");
         let have = content.chars().count();
         if have < pad {
@@ -173,7 +173,7 @@ proptest! {
 
     /// Content: accepted exactly when 1..=4000 characters (not bytes) and not blank.
     #[test]
-    fn content_length_boundary(ch in "[^\\s]", len in 0usize..=CONTENT_MAX_CHARS + 2, blank in any::<bool>()) {
+    fn content_length_boundary(ch in "[^\\s\\x00]", len in 0usize..=CONTENT_MAX_CHARS + 2, blank in any::<bool>()) {
         let content: String = if blank { " ".repeat(len) } else { ch.repeat(len) };
         let result = parse_content(Some(&json!(content)));
         let should_pass = !blank && (1..=CONTENT_MAX_CHARS).contains(&len);
@@ -181,6 +181,13 @@ proptest! {
         if let Err(err) = result {
             prop_assert!(is_validation_error(&err, "content"));
         }
+    }
+
+    /// Content holding NUL anywhere is refused (PostgreSQL cannot store it: it was a 500).
+    #[test]
+    fn content_with_nul_is_refused(before in "[^\\x00]{0,40}", after in "[^\\x00]{0,40}") {
+        let err = parse_content(Some(&json!(format!("x{before}\u{0}{after}")))).unwrap_err();
+        prop_assert!(is_validation_error(&err, "content"));
     }
 
     /// clientMessageId: 1..=128 characters; more, blank or with control characters is refused.
@@ -237,10 +244,9 @@ proptest! {
         use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
         let candidates = [junk, URL_SAFE_NO_PAD.encode(&bytes), URL_SAFE_NO_PAD.encode(value.to_string())];
         for candidate in &candidates {
-            for result in [cursor::decode::<HistoryPosition>(candidate).err(), cursor::decode::<ListPosition>(candidate).err()] {
-                if let Some(err) = result {
-                    prop_assert!(is_validation_error(&err, "cursor"), "{candidate}: {err:?}");
-                }
+            let errors = [cursor::decode::<HistoryPosition>(candidate).err(), cursor::decode::<ListPosition>(candidate).err()];
+            for err in errors.into_iter().flatten() {
+                prop_assert!(is_validation_error(&err, "cursor"), "{candidate}: {err:?}");
             }
         }
     }

@@ -149,7 +149,9 @@ impl AuthService {
                 return Err(err);
             }
         };
-        let user = self.storage.user_by_email(&email).await?;
+        // No account's email holds NUL (`Email::parse` refuses control characters), and
+        // PostgreSQL cannot even compare with one: a lookup would be a 500.
+        let user = if email.contains('\0') { None } else { self.storage.user_by_email(&email).await? };
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         if !self.hasher.verify(password, hash).await? {
             metrics::counter!("parley_login_failures_total").increment(1);

@@ -137,7 +137,7 @@ impl Username {
     }
 }
 
-/// An `http(s)` URL of at most 2048 bytes.
+/// An `http(s)` URL of at most 2048 bytes, without whitespace or control characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AvatarUrl(String);
 
@@ -146,7 +146,7 @@ impl AvatarUrl {
         let url = raw.trim();
         let has_scheme = url.starts_with("https://") || url.starts_with("http://");
         let host_present = url.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
-        if !has_scheme || !host_present || url.len() > 2048 || url.chars().any(char::is_whitespace) {
+        if !has_scheme || !host_present || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(AppError::invalid_field("avatarUrl", "must be an http(s) URL"));
         }
         Ok(Self(url.to_owned()))
@@ -157,10 +157,11 @@ impl AvatarUrl {
     }
 }
 
-/// A search prefix: trimmed, lower-cased, 1 to 64 characters.
+/// A search prefix: trimmed, lower-cased, 1 to 64 characters, no control characters (a NUL
+/// reached PostgreSQL and was a 500; no name holds one, so nothing is lost).
 pub fn search_prefix(raw: &str) -> Result<String, AppError> {
     let query = raw.trim().to_lowercase();
-    if query.is_empty() || query.chars().count() > 64 {
+    if query.is_empty() || query.chars().count() > 64 || query.chars().any(char::is_control) {
         return Err(AppError::invalid_field("query", "must be 1 to 64 characters"));
     }
     Ok(query)
@@ -214,9 +215,17 @@ mod tests {
     }
 
     #[test]
+    fn search_prefixes_refuse_control_characters() {
+        assert_eq!(search_prefix(" Ann ").unwrap(), "ann");
+        for bad in ["", "   ", "a\u{0}b", "a\u{7}", &"a".repeat(65)] {
+            assert!(search_prefix(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
     fn avatar_urls_must_be_http() {
         assert!(AvatarUrl::parse("https://cdn.example.com/a.png").is_ok());
-        for bad in ["ftp://x", "javascript:alert(1)", "https://", "https://a b"] {
+        for bad in ["ftp://x", "javascript:alert(1)", "https://", "https://a b", "https://a.b/\u{0}"] {
             assert!(AvatarUrl::parse(bad).is_err(), "{bad} should be refused");
         }
     }

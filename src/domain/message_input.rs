@@ -88,17 +88,22 @@ pub fn parse_uuid(field: &str, value: Option<&Value>) -> Result<Uuid, AppError> 
     Uuid::parse_str(raw).map_err(|_| AppError::invalid_field(field, "must be a UUID"))
 }
 
-/// Message content: 1 to 4000 characters, not only whitespace.
+/// Message content: 1 to 4000 characters, not only whitespace, without NUL (U+0000, which
+/// PostgreSQL cannot store in text or jsonb: it failed the whole group commit with a 500).
 pub fn parse_content(value: Option<&Value>) -> Result<String, AppError> {
     let content = text("content", value)?.ok_or_else(|| AppError::invalid_field("content", "is required"))?;
     if content.trim().is_empty() || content.chars().count() > CONTENT_MAX_CHARS {
         return Err(AppError::invalid_field("content", "must be 1 to 4000 characters"));
     }
+    if content.contains('\0') {
+        return Err(AppError::invalid_field("content", "must not contain NUL characters"));
+    }
     Ok(content.to_owned())
 }
 
 /// Media: up to 10 objects `{url, type?, thumbnail?, width?, height?, size?, duration?,
-/// mimeType?, name?}`; URLs are http(s); nothing else is kept.
+/// mimeType?, name?}`; URLs are http(s); nothing else is kept. No string may hold NUL
+/// (PostgreSQL's jsonb refuses U+0000).
 fn parse_media(value: &Value) -> Result<Value, AppError> {
     let invalid = |why: &str| AppError::invalid_field("media", why.to_owned());
     let items = value.as_array().ok_or_else(|| invalid("must be an array"))?;
@@ -114,7 +119,9 @@ fn parse_media(value: &Value) -> Result<Value, AppError> {
                 "url" | "thumbnail" => value.as_str().is_some_and(is_http_url),
                 "type" => matches!(value.as_str(), Some("image" | "video" | "file" | "audio")),
                 "width" | "height" | "size" | "duration" => value.as_u64().is_some() || value.as_f64().is_some_and(|f| f >= 0.0),
-                "mimeType" | "name" => value.as_str().is_some_and(|s| s.chars().count() <= TEXT_FIELD_MAX_CHARS),
+                "mimeType" | "name" => value
+                    .as_str()
+                    .is_some_and(|s| s.chars().count() <= TEXT_FIELD_MAX_CHARS && !s.contains('\0')),
                 _ => return Err(invalid(&format!("unknown media field `{key}`"))),
             };
             if !ok {
@@ -134,7 +141,7 @@ fn is_http_url(url: &str) -> bool {
     (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() <= URL_MAX_BYTES
         && url.len() > "https://".len()
-        && !url.chars().any(char::is_whitespace)
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]
@@ -185,6 +192,10 @@ mod tests {
             (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": [{"url": "ftp://x"}]}), "media"),
             (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": [{"url": "https://a.b/c", "evil": 1}]}), "media"),
             (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": []}), "media"),
+            // NUL, which PostgreSQL cannot store (it was a 500 failing the whole group commit).
+            (json!({"conversationId": id, "content": "a\u{0}b", "clientMessageId": "c"}), "content"),
+            (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": [{"url": "https://a.b/\u{0}"}]}), "media"),
+            (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": [{"url": "https://a.b/c", "name": "\u{0}"}]}), "media"),
         ];
         for (payload, field) in cases {
             let err = OutgoingMessage::from_payload(&payload).unwrap_err();
@@ -192,6 +203,8 @@ mod tests {
             assert!(err.to_string().contains(field), "{payload}: {err}");
         }
         let max = json!({"conversationId": id, "content": "é".repeat(4000), "clientMessageId": "c"});
+        let multiline = json!({"conversationId": id, "content": "a\n\tb", "clientMessageId": "c"});
+        assert!(OutgoingMessage::from_payload(&multiline).is_ok(), "newlines and tabs are content");
         assert!(OutgoingMessage::from_payload(&max).is_ok(), "4000 characters, not bytes");
     }
 }

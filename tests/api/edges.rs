@@ -17,6 +17,7 @@ in_both_modes!(
     health_reports_every_dependency,
     metrics_label_requests_by_matched_route,
     openapi_and_swagger_ui_are_served,
+    nul_characters_are_validation_errors_not_500s,
 );
 
 async fn malformed_json_is_a_validation_error_that_changes_nothing(app: TestApp) {
@@ -197,4 +198,31 @@ mod every_route {
         assert_eq!(before, after);
         user.client.get("/api/auth/me").await.assert_status(200);
     }
+}
+
+/// U+0000 in text PostgreSQL would store or compare (found by fuzzing, issue 8): each was a
+/// 500 there, and a NUL message failed its whole group commit. Now refused, or matching
+/// nobody, in both modes.
+async fn nul_characters_are_validation_errors_not_500s(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let reply = ann.client.post("/api/conversations", json!({"type": "group", "title": "Crew", "participantIds": [bob.id]})).await;
+    let group = reply.assert_status(201)["id"].as_str().expect("conversation id").to_owned();
+    let messages = format!("/api/conversations/{group}/messages");
+    let file = |media: serde_json::Value| json!({"content": "f", "clientMessageId": "m", "contentType": "file", "media": media});
+    for body in [
+        json!({"content": "a\u{0}b", "clientMessageId": "nul-1"}),
+        file(json!([{"url": "https://cdn.example/\u{0}"}])),
+        file(json!([{"url": "https://cdn.example/a", "name": "a\u{0}"}])),
+    ] {
+        ann.client.post(&messages, body).await.assert_error(400, "VALIDATION_ERROR");
+    }
+    ann.client.get("/api/users?query=a%00b").await.assert_error(400, "VALIDATION_ERROR");
+    ann.client.patch("/api/users/me", json!({"avatarUrl": "https://cdn.example/\u{0}"})).await.assert_error(400, "VALIDATION_ERROR");
+    app.client()
+        .post("/api/auth/login", json!({"email": "a\u{0}@example.com", "password": PASSWORD}))
+        .await
+        .assert_error(401, "INVALID_CREDENTIALS");
+    // The conversation still takes messages: nothing was left half-written.
+    ann.client.post(&messages, json!({"content": "after", "clientMessageId": "ok-1"})).await.assert_status(201);
 }
