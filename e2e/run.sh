@@ -3,6 +3,7 @@
 # once embedded (SQLite, in-process state), once in production mode (PostgreSQL + Redis)
 # when they are reachable (required with CI=true); then the Socket.IO protocol tests
 # (conformance.test.mjs) against `parley conformance`, also through nginx when installed.
+# schemathesis.sh fuzzes the REST API from openapi/openapi.json in both modes.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(cd .. && pwd)
@@ -63,12 +64,21 @@ start_server embedded
 npm test --silent
 stop_server
 
+# REST fuzzing from the OpenAPI contract on a fresh embedded server: fails on any 5xx.
+# (The production run below fuzzes its server too, after its npm tests.)
+echo "=== e2e: schemathesis (REST API fuzzed from openapi/openapi.json)"
+start_server schemathesis
+bash schemathesis.sh
+stop_server
+
 if psql "$PG_ADMIN" -Atc 'SELECT 1' >/dev/null 2>&1 && [ "$(redis-cli -u "$REDIS" ping 2>/dev/null)" = PONG ]; then
   E2E_DB="parley_test_e2e_$$"
   psql "$PG_ADMIN" -qc "CREATE DATABASE $E2E_DB"
   echo "=== e2e: production (PostgreSQL + Redis)"
   start_server production DATABASE_URL="${PG_ADMIN%/*}/$E2E_DB" REDIS_URL="$REDIS" REDIS_KEY_PREFIX="parley-e2e-$$:"
   npm test --silent
+  # PostgreSQL refuses what SQLite stores (NUL in text was a 500 only here): fuzz it too.
+  bash schemathesis.sh
   stop_server
 elif [ "${CI:-}" = true ]; then
   echo "FATAL: PostgreSQL and Redis are required for the production e2e run under CI=true" >&2
