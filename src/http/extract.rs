@@ -122,18 +122,20 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        if state.config.trust_proxy {
-            let forwarded = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
-            if let Some(ip) = forwarded {
-                return Ok(Self(ip.to_string()));
-            }
-        }
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        Ok(Self(peer.map_or_else(|| "unknown".into(), |ip| ip.to_string())))
+        let ip = client_ip(parts, state.config.trust_proxy);
+        Ok(Self(ip.map_or_else(|| "unknown".into(), |ip| ip.to_string())))
     }
+}
+
+/// The address a request (or a Socket.IO handshake) comes from, as [`ClientIp`] describes; the
+/// per-address connection limit of the socket gateway counts by it too.
+pub fn client_ip(parts: &Parts, trust_proxy: bool) -> Option<IpAddr> {
+    let forwarded = || {
+        let header = parts.headers.get("x-forwarded-for")?.to_str().ok()?;
+        header.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
+    };
+    trust_proxy
+        .then(forwarded)
+        .flatten()
+        .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{
     EventQueue, Gateway, ack,
-    limits::{self, ConnectionSlot, TooManyConnections},
+    limits::{ConnectionSlot, TooManyConnections},
     typing,
 };
 use crate::{
@@ -46,7 +46,7 @@ impl From<&AccessClaims> for Session {
 /// socket's room, its event dispatcher, its queue, and the handshake authentication as the
 /// queue's first job.
 pub fn prepare<A: Adapter>(socket: &SocketRef<A>, gateway: &Arc<Gateway<A>>, auth: Value) -> Result<(), TooManyConnections> {
-    let ip = limits::client_ip(socket.req_parts(), gateway.state.config.trust_proxy);
+    let ip = crate::http::extract::client_ip(socket.req_parts(), gateway.state.config.trust_proxy);
     match gateway.connections.acquire(ip) {
         // Given back on disconnect, or with the socket if it never connects.
         Ok(Some(slot)) => {

@@ -5,30 +5,15 @@
 use std::{
     collections::HashMap,
     fmt,
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
-use axum::{extract::ConnectInfo, http::request::Parts};
 
 /// A socket sending more than this many times its event rate, beyond this many times its
 /// burst, is disconnected.
 pub const FLOOD_FACTOR: f32 = 10.0;
-
-/// The address connections are counted by: the peer, or behind a trusted proxy the last
-/// `X-Forwarded-For` hop, as for REST (`crate::http::extract::ClientIp`): earlier hops are
-/// client-controlled, and counting by them would let a client pick a fresh address per socket.
-pub fn client_ip(parts: &Parts, trust_proxy: bool) -> Option<IpAddr> {
-    let forwarded = || {
-        let header = parts.headers.get("x-forwarded-for")?.to_str().ok()?;
-        header.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
-    };
-    trust_proxy
-        .then(forwarded)
-        .flatten()
-        .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
-}
 
 /// Live `/chat` connections per client address on this replica.
 pub struct ConnectionCounts {
