@@ -65,13 +65,7 @@ async fn run(storage: Arc<dyn Storage>, mut queue: mpsc::Receiver<PendingSend>) 
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         metrics::histogram!("parley_send_batch_size").record(batch.len() as f64);
         let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch.drain(..).map(|p| (p.message, p.reply)).unzip();
-        let answers = match store_batch(storage.as_ref(), messages).await {
-            Ok(answers) => answers,
-            Err(err) => {
-                tracing::error!(error = %err, sends = replies.len(), "a batch of messages was not stored");
-                replies.iter().map(|_| Err(AppError::Internal(anyhow::anyhow!("message not stored: {err}")))).collect()
-            }
-        };
+        let answers = store_isolating_failures(storage.as_ref(), &messages).await;
         for (reply, answer) in replies.into_iter().zip(answers) {
             // A sender that went away (its socket closed) no longer waits; the message stays stored.
             let _ = reply.send(answer);
@@ -79,16 +73,38 @@ async fn run(storage: Arc<dyn Storage>, mut queue: mpsc::Receiver<PendingSend>) 
     }
 }
 
+/// [`store_batch`]; when the batch's transaction fails, each message is tried alone, so one
+/// message the database refuses does not take the others of its batch down with it.
+async fn store_isolating_failures(storage: &dyn Storage, messages: &[NewMessage]) -> Vec<AppResult<Stored>> {
+    let err = match store_batch(storage, messages).await {
+        Ok(answers) => return answers,
+        Err(err) => err,
+    };
+    tracing::error!(error = %err, sends = messages.len(), "a batch of messages was not stored; storing them one by one");
+    let mut answers = Vec::with_capacity(messages.len());
+    for message in messages {
+        let answer = match store_batch(storage, std::slice::from_ref(message)).await {
+            Ok(mut one) => one.pop().unwrap_or_else(|| Err(AppError::Internal(anyhow::anyhow!("no outcome")))),
+            Err(err) => {
+                tracing::error!(error = %err, "a message was not stored");
+                Err(AppError::Internal(anyhow::anyhow!("message not stored: {err}")))
+            }
+        };
+        answers.push(answer);
+    }
+    answers
+}
+
 /// Checks every send of the batch, stores those that pass, and answers each in order.
-async fn store_batch(storage: &dyn Storage, messages: Vec<NewMessage>) -> Result<Vec<AppResult<Stored>>, StorageError> {
-    let checks = check_senders(storage, &messages).await?;
+async fn store_batch(storage: &dyn Storage, messages: &[NewMessage]) -> Result<Vec<AppResult<Stored>>, StorageError> {
+    let checks = check_senders(storage, messages).await?;
     let mut accepted = Vec::with_capacity(messages.len());
     let mut answers: Vec<Option<AppResult<Stored>>> = Vec::with_capacity(messages.len());
     let mut participants = Vec::with_capacity(messages.len());
-    for (message, check) in messages.into_iter().zip(checks) {
+    for (message, check) in messages.iter().zip(checks) {
         match check {
             Ok(members) => {
-                accepted.push(message);
+                accepted.push(message.clone());
                 participants.push(members);
                 answers.push(None);
             }
