@@ -5,7 +5,10 @@
 //! "acked means stored" holds, while the database sees one transaction per batch instead of
 //! one per message. An idle server commits a lone message at once: no timer holds it back.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -127,19 +130,23 @@ async fn check_senders(storage: &dyn Storage, messages: &[NewMessage]) -> Result
     let mut ids: Vec<Uuid> = messages.iter().map(|m| m.conversation_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let contexts = storage.send_contexts(&ids).await?;
+    let contexts: HashMap<Uuid, SendContext> =
+        storage.send_contexts(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
     let mut direct_members: Vec<Uuid> =
-        contexts.iter().filter(|c| c.kind == ConversationKind::Direct).flat_map(|c| c.members.iter().copied()).collect();
+        contexts.values().filter(|c| c.kind == ConversationKind::Direct).flat_map(|c| c.members.iter().copied()).collect();
     direct_members.sort_unstable();
     direct_members.dedup();
     let blocks: HashSet<(Uuid, Uuid)> = storage.blocks_among(&direct_members).await?.into_iter().collect();
     Ok(messages.iter().map(|message| check_sender(&contexts, &blocks, message)).collect())
 }
 
-fn check_sender(contexts: &[SendContext], blocks: &HashSet<(Uuid, Uuid)>, message: &NewMessage) -> AppResult<Vec<Uuid>> {
+fn check_sender(
+    contexts: &HashMap<Uuid, SendContext>,
+    blocks: &HashSet<(Uuid, Uuid)>,
+    message: &NewMessage,
+) -> AppResult<Vec<Uuid>> {
     let sender = message.sender_id;
-    let context =
-        contexts.iter().find(|c| c.id == message.conversation_id).ok_or(AppError::NotFound("conversation"))?;
+    let context = contexts.get(&message.conversation_id).ok_or(AppError::NotFound("conversation"))?;
     if !context.members.contains(&sender) {
         return Err(AppError::NotInConversation);
     }

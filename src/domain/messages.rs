@@ -213,14 +213,15 @@ impl MessageService {
             forwarded_from,
             created_at: self.clock.now(),
         };
-        let (stored, participants) = match self.writer.store(new.clone()).await {
+        let client_message_id = new.client_message_id.clone();
+        let (stored, participants) = match self.writer.store(new).await {
             Ok(Stored::Created { record, participants }) => (record, participants),
             Ok(Stored::Duplicate(original)) => {
                 metrics::counter!("parley_messages_deduplicated_total").increment(1);
                 return Ok(Sent { message: Message::from(&original), created: false });
             }
             Err(refusal @ (AppError::NotFound(_) | AppError::NotInConversation | AppError::Blocked(_))) => {
-                return self.original_or(sender, &new.client_message_id, refusal).await;
+                return self.original_or(sender, &client_message_id, refusal).await;
             }
             Err(other) => return Err(other),
         };
@@ -266,10 +267,9 @@ impl MessageService {
     /// Participants with a socket on this replica got the message just now: their delivered
     /// watermark moves past it (gathered here, written by [`Self::flush_delivered`] every
     /// [`DELIVERED_FLUSH`] and before the user's next replay), so a later reconnect does not
-    /// replay it. Everyone else's
-    /// moves when their own replica vouches for it ([`Self::settle_delivery`]); until then a
-    /// reconnect replays it (clients de-duplicate by id), and nothing is lost if that replica
-    /// dies.
+    /// replay it. Everyone else's moves when their own replica vouches for it
+    /// ([`Self::settle_delivery`]); until then a reconnect replays it (clients de-duplicate by
+    /// id), and nothing is lost if that replica dies.
     fn record_delivery(&self, message: &MessageRecord, participants: &[Uuid]) {
         let here = self.local.connected(participants);
         if here.is_empty() {
@@ -285,19 +285,14 @@ impl MessageService {
     /// Writes the delivered watermarks gathered since the last flush, in one statement.
     pub async fn flush_delivered(&self) {
         let pending = std::mem::take(&mut *lock(&self.delivered));
-        let marks: Vec<DeliveredMark> = pending
-            .into_iter()
-            .flat_map(|(user, seqs)| seqs.into_iter().map(move |(conversation, seq)| DeliveredMark { conversation, user, seq }))
-            .collect();
+        let marks: Vec<DeliveredMark> = pending.into_iter().flat_map(|(user, seqs)| marks_of(user, seqs)).collect();
         self.write_delivered(&marks).await;
     }
 
     /// Writes `user`'s gathered watermarks now, before their replay is computed.
     async fn flush_delivered_for(&self, user: Uuid) {
         let Some(seqs) = lock(&self.delivered).remove(&user) else { return };
-        let marks: Vec<DeliveredMark> =
-            seqs.into_iter().map(|(conversation, seq)| DeliveredMark { conversation, user, seq }).collect();
-        self.write_delivered(&marks).await;
+        self.write_delivered(&marks_of(user, seqs).collect::<Vec<_>>()).await;
     }
 
     async fn write_delivered(&self, marks: &[DeliveredMark]) {
@@ -438,6 +433,11 @@ impl MessageService {
         replay.messages.extend(rows.iter().map(Message::from));
         Ok(())
     }
+}
+
+/// `user`'s gathered watermarks (conversation → seq) as marks to write.
+fn marks_of(user: Uuid, seqs: HashMap<Uuid, i64>) -> impl Iterator<Item = DeliveredMark> {
+    seqs.into_iter().map(move |(conversation, seq)| DeliveredMark { conversation, user, seq })
 }
 
 fn parse_time(field: &str, raw: &str) -> AppResult<DateTime<Utc>> {

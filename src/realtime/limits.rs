@@ -10,7 +10,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-
 /// A socket sending more than this many times its event rate, beyond this many times its
 /// burst, is disconnected.
 pub const FLOOD_FACTOR: f32 = 10.0;

@@ -15,7 +15,7 @@ pub(crate) const SEND_ATTEMPTS: usize = 3;
 
 pub(crate) struct BatchPlan {
     /// Per batch entry: known once the entry is a stored duplicate or has been created.
-    pub outcomes: Vec<Option<SendOutcome>>,
+    outcomes: Vec<Option<SendOutcome>>,
     /// Entries to insert: the first of each new (sender, clientMessageId) key.
     pub fresh: Vec<usize>,
     /// Later entries with the key of an earlier fresh entry: (entry, that earlier entry).
@@ -32,15 +32,15 @@ pub(crate) struct ConversationGroup {
 }
 
 /// Sorts out a batch given the stored messages that match any of its keys.
-pub(crate) fn plan_batch(batch: &[NewMessage], stored: Vec<MessageRecord>) -> BatchPlan {
-    let stored: HashMap<(Uuid, String), MessageRecord> =
-        stored.into_iter().map(|m| ((m.sender_id, m.client_message_id.clone()), m)).collect();
+pub(crate) fn plan_batch(batch: &[NewMessage], stored: &[MessageRecord]) -> BatchPlan {
+    let stored: HashMap<(Uuid, &str), &MessageRecord> =
+        stored.iter().map(|m| ((m.sender_id, m.client_message_id.as_str()), m)).collect();
     let mut first_of: HashMap<(Uuid, &str), usize> = HashMap::new();
     let mut plan = BatchPlan { outcomes: vec![None; batch.len()], fresh: Vec::new(), repeats: Vec::new() };
     for (i, message) in batch.iter().enumerate() {
         let key = (message.sender_id, message.client_message_id.as_str());
-        if let Some(original) = stored.get(&(message.sender_id, message.client_message_id.clone())) {
-            plan.outcomes[i] = Some(SendOutcome::Duplicate(original.clone()));
+        if let Some(original) = stored.get(&key) {
+            plan.outcomes[i] = Some(SendOutcome::Duplicate((*original).clone()));
         } else if let Some(first) = first_of.get(&key) {
             plan.repeats.push((i, *first));
         } else {
@@ -71,6 +71,16 @@ impl BatchPlan {
         let mut groups: Vec<ConversationGroup> = groups.into_values().collect();
         groups.sort_by_key(|g| g.conversation);
         groups
+    }
+
+    /// Records the messages the batch's insert stored, as its entries' outcomes.
+    pub fn created(&mut self, batch: &[NewMessage], records: Vec<MessageRecord>) {
+        let mut records: HashMap<Uuid, MessageRecord> = records.into_iter().map(|m| (m.id, m)).collect();
+        for (i, message) in batch.iter().enumerate() {
+            if let Some(record) = records.remove(&message.id) {
+                self.outcomes[i] = Some(SendOutcome::Created(record));
+            }
+        }
     }
 
     /// Every entry's outcome: repeats answer with what their first entry became, and fresh

@@ -246,7 +246,10 @@ pub trait MessageRepo: Send + Sync {
     /// Conversations with messages past `user`'s delivered watermark (and past what they cleared).
     async fn pending_deliveries(&self, user: Uuid) -> StorageResult<Vec<PendingDelivery>>;
     /// Moves the delivered watermark of `users` in `conversation` forward to `seq` (never back).
-    async fn mark_delivered(&self, conversation: Uuid, users: &[Uuid], seq: i64) -> StorageResult<()>;
+    async fn mark_delivered(&self, conversation: Uuid, users: &[Uuid], seq: i64) -> StorageResult<()> {
+        let marks: Vec<DeliveredMark> = users.iter().map(|&user| DeliveredMark { conversation, user, seq }).collect();
+        self.mark_delivered_many(&marks).await
+    }
     /// [`Self::mark_delivered`] for many (conversation, user, seq) marks at once.
     async fn mark_delivered_many(&self, marks: &[DeliveredMark]) -> StorageResult<()>;
     /// Moves each of `users`' delivered watermarks forward past every message created at or

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
 use serde_json::json;
 
 use crate::in_both_modes;
-use crate::support::{JWT_SECRET, TestApp, http::PASSWORD};
+use crate::support::{JWT_SECRET, TestApp, authz::Claims, http::PASSWORD};
 
 in_both_modes!(
     register_login_and_me_round_trip,
@@ -238,39 +238,20 @@ async fn logout_without_credentials_is_refused(app: TestApp) {
         .assert_error(401, "AUTH_FAILED");
 }
 
-#[derive(serde::Serialize)]
-struct Claims {
-    sub: String,
-    sid: String,
-    jti: String,
-    iat: i64,
-    exp: i64,
-}
-
-fn sign(claims: &Claims, secret: &[u8], alg: Algorithm) -> String {
-    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
-}
-
 async fn me_refuses_missing_malformed_expired_forged_and_unsigned_tokens(app: TestApp) {
     let user = app.register("Tokens").await;
     let now = chrono::Utc::now().timestamp();
-    let claims = |iat: i64, exp: i64| Claims {
-        sub: user.id.to_string(),
-        sid: uuid::Uuid::new_v4().to_string(),
-        jti: uuid::Uuid::new_v4().to_string(),
-        iat,
-        exp,
-    };
-    let expired = sign(&claims(now - 3600, now - 60), JWT_SECRET.as_bytes(), Algorithm::HS256);
-    let forged = sign(&claims(now, now + 900), b"some-other-secret-some-other-secret", Algorithm::HS256);
-    let wrong_alg = sign(&claims(now, now + 900), JWT_SECRET.as_bytes(), Algorithm::HS512);
+    let claims = |iat: i64, exp: i64| Claims::of(user.id, iat, exp);
+    let expired = claims(now - 3600, now - 60).sign(JWT_SECRET.as_bytes(), Algorithm::HS256);
+    let forged = claims(now, now + 900).sign(b"some-other-secret-some-other-secret", Algorithm::HS256);
+    let wrong_alg = claims(now, now + 900).sign(JWT_SECRET.as_bytes(), Algorithm::HS512);
     let header = base64_url(r#"{"alg":"none","typ":"JWT"}"#);
     let payload = base64_url(&serde_json::to_string(&claims(now, now + 900)).unwrap());
     let unsigned = format!("{header}.{payload}.");
     let valid_but_unknown_user = {
         let mut c = claims(now, now + 900);
         c.sub = uuid::Uuid::now_v7().to_string();
-        sign(&c, JWT_SECRET.as_bytes(), Algorithm::HS256)
+        c.sign(JWT_SECRET.as_bytes(), Algorithm::HS256)
     };
 
     let anon = app.client();

@@ -213,28 +213,34 @@ pub async fn make_admin(app: &TestApp, conversation: Uuid, user: Uuid) {
     assert_eq!(updated, 1, "admin not promoted");
 }
 
+/// The claims of an access token, for tokens the tests make themselves.
 #[derive(serde::Serialize)]
-struct Claims {
-    sub: String,
-    sid: String,
-    jti: String,
-    iat: i64,
-    exp: i64,
+pub struct Claims {
+    pub sub: String,
+    pub sid: String,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+impl Claims {
+    /// `user`'s claims in a session of its own.
+    pub fn of(user: Uuid, iat: i64, exp: i64) -> Self {
+        Self { sub: user.to_string(), sid: Uuid::new_v4().to_string(), jti: Uuid::new_v4().to_string(), iat, exp }
+    }
+
+    pub fn sign(&self, secret: &[u8], alg: jsonwebtoken::Algorithm) -> String {
+        let header = jsonwebtoken::Header::new(alg);
+        jsonwebtoken::encode(&header, self, &jsonwebtoken::EncodingKey::from_secret(secret)).expect("sign")
+    }
 }
 
 /// An access token of `user` signed with the server's secret, expiring `exp_in_secs` from
 /// now (negative: already expired, beyond the 5 s leeway).
 pub fn mint_token(user: Uuid, exp_in_secs: i64) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = Claims {
-        sub: user.to_string(),
-        sid: Uuid::new_v4().to_string(),
-        jti: Uuid::new_v4().to_string(),
-        iat: now.min(now + exp_in_secs) - 60,
-        exp: now + exp_in_secs,
-    };
-    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes())).expect("sign")
+    Claims::of(user, now.min(now + exp_in_secs) - 60, now + exp_in_secs)
+        .sign(JWT_SECRET.as_bytes(), jsonwebtoken::Algorithm::HS256)
 }
 
 /// A fresh login session of `user`: its access token.

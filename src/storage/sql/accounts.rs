@@ -68,12 +68,8 @@ macro_rules! sql_accounts {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut select = sqlx::QueryBuilder::<$db>::new(concat!("SELECT ", user_columns!(), " FROM users WHERE id IN ("));
-                let mut list = select.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                select.push(")");
+                let mut select = sqlx::QueryBuilder::<$db>::new(concat!("SELECT ", user_columns!(), " FROM users WHERE id IN "));
+                push_id_list(&mut select, ids.iter().copied());
                 Ok(select.build_query_as::<UserRecord>().fetch_all(self.reader()).await?)
             }
 
@@ -390,17 +386,10 @@ macro_rules! sql_accounts {
                 if users.len() < 2 {
                     return Ok(Vec::new());
                 }
-                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT blocker_id, blocked_id FROM blocks WHERE blocker_id IN (");
-                let mut list = query.separated(", ");
-                for user in users {
-                    list.push_bind(*user);
-                }
-                query.push(") AND blocked_id IN (");
-                let mut list = query.separated(", ");
-                for user in users {
-                    list.push_bind(*user);
-                }
-                query.push(")");
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT blocker_id, blocked_id FROM blocks WHERE blocker_id IN ");
+                push_id_list(&mut query, users.iter().copied());
+                query.push(" AND blocked_id IN ");
+                push_id_list(&mut query, users.iter().copied());
                 Ok(query.build_query_as().fetch_all(self.reader()).await?)
             }
 

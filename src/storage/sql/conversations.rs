@@ -186,28 +186,23 @@ macro_rules! sql_conversations {
                 let mut query = sqlx::QueryBuilder::<$db>::new(
                     "SELECT c.id, c.kind, p.user_id FROM conversations c \
                      LEFT JOIN conversation_participants p ON p.conversation_id = c.id \
-                     WHERE c.deleted_at IS NULL AND c.id IN (",
+                     WHERE c.deleted_at IS NULL AND c.id IN ",
                 );
-                let mut list = query.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                query.push(")");
+                push_id_list(&mut query, ids.iter().copied());
                 let rows: Vec<(uuid::Uuid, String, Option<uuid::Uuid>)> = query.build_query_as().fetch_all(self.reader()).await?;
-                let mut contexts: Vec<SendContext> = Vec::new();
+                let mut contexts: std::collections::HashMap<uuid::Uuid, SendContext> = std::collections::HashMap::new();
                 for (id, kind, member) in rows {
-                    let index = match contexts.iter().position(|c| c.id == id) {
-                        Some(index) => index,
-                        None => {
+                    let context = match contexts.entry(id) {
+                        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(entry) => {
                             let kind = ConversationKind::try_from(kind)
                                 .map_err(|err| StorageError::Database(sqlx::Error::Decode(Box::new(err))))?;
-                            contexts.push(SendContext { id, kind, members: Vec::new() });
-                            contexts.len() - 1
+                            entry.insert(SendContext { id, kind, members: Vec::new() })
                         }
                     };
-                    contexts[index].members.extend(member);
+                    context.members.extend(member);
                 }
-                Ok(contexts)
+                Ok(contexts.into_values().collect())
             }
 
             async fn conversations_of(

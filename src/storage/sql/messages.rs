@@ -50,8 +50,6 @@ macro_rules! sql_messages {
             pool: &sqlx::Pool<$db>,
             batch: &[NewMessage],
         ) -> StorageResult<Option<Vec<SendOutcome>>> {
-            use std::collections::HashMap;
-
             if batch.is_empty() {
                 return Ok(Some(Vec::new()));
             }
@@ -67,54 +65,51 @@ macro_rules! sql_messages {
             }
             lookup.push(")");
             let stored: Vec<MessageRecord> = lookup.build_query_as().fetch_all(&mut *tx).await?;
-            let mut plan = crate::storage::batch::plan_batch(batch, stored);
-            if !plan.fresh.is_empty() {
-                let seqs = assign_seqs(&mut tx, batch, &plan).await?;
-                let mut insert = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO messages (id, conversation_id, seq, sender_id, client_message_id, \
-                     content, content_type, media, forwarded_from, created_at, updated_at) ",
-                );
-                let rows: Vec<(&NewMessage, i64)> =
-                    plan.fresh.iter().filter_map(|i| seqs.get(i).map(|seq| (&batch[*i], *seq))).collect();
-                if !rows.is_empty() {
-                    insert.push_values(&rows, |mut row, (message, seq)| {
-                        row.push_bind(message.id)
-                            .push_bind(message.conversation_id)
-                            .push_bind(*seq)
-                            .push_bind(message.sender_id)
-                            .push_bind(&message.client_message_id)
-                            .push_bind(&message.content)
-                            .push_bind(message.content_type.as_str())
-                            .push_bind(message.media.clone().map(sqlx::types::Json))
-                            .push_bind(message.forwarded_from)
-                            .push_bind(message.created_at)
-                            .push_bind(message.created_at);
-                    });
-                    insert.push(" ON CONFLICT (sender_id, client_message_id) DO NOTHING");
-                    let inserted = insert.build().execute(&mut *tx).await?.rows_affected();
-                    if inserted < rows.len() as u64 {
-                        // Dropping the transaction rolls it back, `seq` numbers included.
-                        return Ok(None);
-                    }
-                    let mut reread = sqlx::QueryBuilder::<$db>::new(concat!(select_messages!(), " WHERE m.id IN ("));
-                    let mut ids = reread.separated(", ");
-                    for (message, _) in &rows {
-                        ids.push_bind(message.id);
-                    }
-                    reread.push(")");
-                    let created: Vec<MessageRecord> = reread.build_query_as().fetch_all(&mut *tx).await?;
-                    let created: HashMap<uuid::Uuid, MessageRecord> = created.into_iter().map(|m| (m.id, m)).collect();
-                    for (i, message) in batch.iter().enumerate() {
-                        if let Some(record) = created.get(&message.id) {
-                            plan.outcomes[i] = Some(SendOutcome::Created(record.clone()));
-                        }
-                    }
-                }
-                tx.commit().await?;
-            } else {
-                tx.commit().await?;
+            let mut plan = crate::storage::batch::plan_batch(batch, &stored);
+            let seqs = if plan.fresh.is_empty() { Default::default() } else { assign_seqs(&mut tx, batch, &plan).await? };
+            let rows: Vec<(&NewMessage, i64)> =
+                plan.fresh.iter().filter_map(|i| seqs.get(i).map(|seq| (&batch[*i], *seq))).collect();
+            if !rows.is_empty() {
+                let Some(created) = insert_messages(&mut tx, &rows).await? else {
+                    // Dropping the transaction rolls it back, `seq` numbers included.
+                    return Ok(None);
+                };
+                plan.created(batch, created);
             }
+            tx.commit().await?;
             Ok(Some(plan.finish(batch)))
+        }
+
+        /// Inserts `rows` (message, seq) and reads them back as stored; `None` when a
+        /// concurrent writer stored one of their keys first.
+        async fn insert_messages(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            rows: &[(&NewMessage, i64)],
+        ) -> StorageResult<Option<Vec<MessageRecord>>> {
+            let mut insert = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO messages (id, conversation_id, seq, sender_id, client_message_id, \
+                 content, content_type, media, forwarded_from, created_at, updated_at) ",
+            );
+            insert.push_values(rows, |mut row, (message, seq)| {
+                row.push_bind(message.id)
+                    .push_bind(message.conversation_id)
+                    .push_bind(*seq)
+                    .push_bind(message.sender_id)
+                    .push_bind(&message.client_message_id)
+                    .push_bind(&message.content)
+                    .push_bind(message.content_type.as_str())
+                    .push_bind(message.media.clone().map(sqlx::types::Json))
+                    .push_bind(message.forwarded_from)
+                    .push_bind(message.created_at)
+                    .push_bind(message.created_at);
+            });
+            insert.push(" ON CONFLICT (sender_id, client_message_id) DO NOTHING");
+            if insert.build().execute(&mut **tx).await?.rows_affected() < rows.len() as u64 {
+                return Ok(None);
+            }
+            let mut reread = sqlx::QueryBuilder::<$db>::new(concat!(select_messages!(), " WHERE m.id IN "));
+            push_id_list(&mut reread, rows.iter().map(|(message, _)| message.id));
+            Ok(Some(reread.build_query_as().fetch_all(&mut **tx).await?))
         }
 
         /// Bumps `last_seq` once per conversation of the batch (row locks taken in id order)
@@ -294,12 +289,8 @@ macro_rules! sql_messages {
                     );
                     update.push_bind(cutoff);
                     update.push("), last_delivered_seq) WHERE last_delivered_seq < (SELECT c.last_seq FROM conversations c \
-                         WHERE c.id = conversation_participants.conversation_id) AND user_id IN (");
-                    let mut ids = update.separated(", ");
-                    for user in chunk {
-                        ids.push_bind(*user);
-                    }
-                    update.push(")");
+                         WHERE c.id = conversation_participants.conversation_id) AND user_id IN ");
+                    push_id_list(&mut update, chunk.iter().copied());
                     update.build().execute(self.writer()).await?;
                 }
                 Ok(())
@@ -323,29 +314,6 @@ macro_rules! sql_messages {
                     );
                     update.build().execute(self.writer()).await?;
                 }
-                Ok(())
-            }
-
-            async fn mark_delivered(
-                &self,
-                conversation: uuid::Uuid,
-                users: &[uuid::Uuid],
-                seq: i64,
-            ) -> StorageResult<()> {
-                if users.is_empty() {
-                    return Ok(());
-                }
-                let mut update = sqlx::QueryBuilder::<$db>::new("UPDATE conversation_participants SET last_delivered_seq = ");
-                update.push_bind(seq);
-                update.push(" WHERE conversation_id = ").push_bind(conversation);
-                update.push(" AND last_delivered_seq < ").push_bind(seq);
-                update.push(" AND user_id IN (");
-                let mut ids = update.separated(", ");
-                for user in users {
-                    ids.push_bind(*user);
-                }
-                update.push(")");
-                update.build().execute(self.writer()).await?;
                 Ok(())
             }
         }

@@ -68,6 +68,16 @@ macro_rules! sql_store {
             StorageResult, UserRepo, models::*,
         };
 
+        /// Appends `(id, id, …)`, the list of an `IN`.
+        fn push_id_list(query: &mut sqlx::QueryBuilder<$db>, ids: impl IntoIterator<Item = uuid::Uuid>) {
+            query.push("(");
+            let mut list = query.separated(", ");
+            for id in ids {
+                list.push_bind(id);
+            }
+            query.push(")");
+        }
+
         sql_accounts!($store, $db);
         sql_conversations!($store, $db);
         sql_messages!($store, $db);

@@ -65,13 +65,9 @@ macro_rules! sql_reads {
                          p.marked_unread \
                          FROM conversation_participants p JOIN conversations c ON c.id = p.conversation_id \
                          WHERE c.deleted_at IS NULL AND (p.hidden_seq IS NULL OR c.last_seq > p.hidden_seq) \
-                         AND p.user_id IN (",
+                         AND p.user_id IN ",
                     );
-                    let mut ids = query.separated(", ");
-                    for user in chunk {
-                        ids.push_bind(*user);
-                    }
-                    query.push(")");
+                    push_id_list(&mut query, chunk.iter().copied());
                     let rows: Vec<(uuid::Uuid, uuid::Uuid, i64, bool)> = query.build_query_as().fetch_all(self.reader()).await?;
                     counts.extend(rows.into_iter().map(|(user, conversation_id, unread, marked)| {
                         (user, UnreadCount { conversation_id, unread: if marked && unread == 0 { 1 } else { unread } })
