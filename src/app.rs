@@ -4,12 +4,15 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::{Router, serve::ListenerExt};
+use axum::{
+    Router,
+    serve::{ListenerExt, TapIo},
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 use socketioxide::SocketIo;
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::{
-    net::{TcpListener, TcpSocket},
+    net::{TcpListener, TcpSocket, TcpStream},
     sync::watch,
     task::JoinHandle,
 };
@@ -25,7 +28,11 @@ use crate::{
         users::UserService,
     },
     fanout::{Broadcaster, Fanout},
-    realtime::{self, RealtimeHandle, SocketIoBroadcaster, redis_driver::ReconnectingDriver},
+    realtime::{
+        self, RealtimeHandle, SocketIoBroadcaster,
+        first_ping::{self, FirstPingIo, FirstPingListener},
+        redis_driver::ReconnectingDriver,
+    },
     shared_state::{CONNECTION_RENEW, SharedState},
     storage::{self, Storage},
     telemetry,
@@ -195,7 +202,7 @@ impl Application {
         let background = spawn_background(&self.state, &self.realtime, stop_rx.clone());
         let mut graceful = stop_rx.clone();
         let io = self.realtime.clone();
-        let listener = self.listener.tap_io(set_nodelay);
+        let listener = accepting(self.listener);
         let server = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = graceful.wait_for(|stop| *stop).await;
@@ -234,10 +241,15 @@ pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// For every accepted connection: small frames (acks, events) go out at once instead of
+/// The listener `axum::serve` gets: accepted connections answer Engine.IO's first PING
+/// themselves ([`first_ping`]) and send small frames (acks, events) at once instead of
 /// waiting on the peer's delayed ACK.
-pub(crate) fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
-    if let Err(err) = tcp.set_nodelay(true) {
+pub(crate) fn accepting(listener: TcpListener) -> TapIo<FirstPingListener, fn(&mut FirstPingIo<TcpStream>)> {
+    FirstPingListener(listener).tap_io(set_nodelay)
+}
+
+fn set_nodelay(io: &mut FirstPingIo<TcpStream>) {
+    if let Err(err) = io.get_mut().set_nodelay(true) {
         tracing::debug!(error = %err, "TCP_NODELAY not set");
     }
 }
@@ -336,5 +348,5 @@ fn with_resp3(url: &str) -> String {
 /// Socket.IO requests reach the socketioxide layer with their URI and headers copied out of
 /// hyper's read buffer (see [`realtime::detach_handshake`]).
 fn detached(router: Router) -> Router {
-    router.layer(tower::util::MapRequestLayer::new(realtime::detach_handshake::<axum::body::Body>))
+    first_ping::with_polling_first_ping(router).layer(tower::util::MapRequestLayer::new(realtime::detach_handshake::<axum::body::Body>))
 }

@@ -156,7 +156,12 @@ pub fn router(state: AppState) -> Router {
 
 /// CORS and the panic guard, around everything (REST and Socket.IO long-polling alike).
 pub fn with_edges(router: Router, config: &Config) -> Router {
-    router.layer(cors(config)).layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+    catch_panics(router.layer(cors(config)))
+}
+
+/// A panicking handler answers 500 (the SPEC error shape) instead of dropping the connection.
+pub fn catch_panics(router: Router) -> Router {
+    router.layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
         AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
     }))
 }

@@ -9,6 +9,7 @@ mod limits;
 mod messages;
 mod presence;
 mod receipts;
+pub mod first_ping;
 pub mod redis_driver;
 mod rooms;
 mod typing;
