@@ -154,6 +154,8 @@ impl Application {
         let addr = config.addr;
         let builder = SocketIo::builder()
             .max_buffer_size(realtime::SOCKET_BUFFER)
+            .ping_interval(config.ping_interval)
+            .ping_timeout(config.ping_timeout)
             .max_payload(config.socket_max_payload as u64)
             .ws_max_message_size(config.socket_max_payload)
             .ws_read_buffer_size(realtime::SOCKET_READ_BUFFER);

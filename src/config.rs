@@ -64,6 +64,11 @@ pub struct Config {
     pub body_limit: usize,
     /// Largest Socket.IO packet a client may send (a websocket message or a polling body).
     pub socket_max_payload: usize,
+    /// Engine.IO heartbeat: the server pings every `ping_interval` (the first one
+    /// `ping_interval` after the handshake) and closes a session whose pong does not come
+    /// within `ping_timeout`.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
     /// Concurrent `/chat` connections per client address on this replica (0: no limit).
     pub max_connections_per_ip: u32,
     /// Sustained client events per second per socket (0: no limit), and the burst above it.
@@ -110,6 +115,8 @@ pub const VARIABLES: &[&str] = &[
     "TRUST_PROXY",
     "BODY_LIMIT_BYTES",
     "SOCKET_MAX_PAYLOAD_BYTES",
+    "SOCKET_PING_INTERVAL_MS",
+    "SOCKET_PING_TIMEOUT_MS",
     "MAX_CONNECTIONS_PER_IP",
     "SOCKET_EVENTS_PER_SEC",
     "SOCKET_EVENTS_BURST",
@@ -181,6 +188,8 @@ impl Config {
             trust_proxy: parse_or(&get, "TRUST_PROXY", false)?,
             body_limit: parse_or(&get, "BODY_LIMIT_BYTES", 64 * 1024)?,
             socket_max_payload: parse_or(&get, "SOCKET_MAX_PAYLOAD_BYTES", 256 * 1024)?,
+            ping_interval: Duration::from_millis(positive(parse_or(&get, "SOCKET_PING_INTERVAL_MS", 25_000)?, "SOCKET_PING_INTERVAL_MS")?),
+            ping_timeout: Duration::from_millis(positive(parse_or(&get, "SOCKET_PING_TIMEOUT_MS", 20_000)?, "SOCKET_PING_TIMEOUT_MS")?),
             max_connections_per_ip: parse_or(&get, "MAX_CONNECTIONS_PER_IP", 256)?,
             socket_events_per_sec: parse_or(&get, "SOCKET_EVENTS_PER_SEC", 20)?,
             socket_events_burst: parse_or(&get, "SOCKET_EVENTS_BURST", 120)?,
@@ -202,6 +211,14 @@ impl Config {
         let url = self.database_url.expose();
         url.starts_with("postgres://") || url.starts_with("postgresql://")
     }
+}
+
+/// `value`, or an error naming `name` when it is 0.
+fn positive(value: u64, name: &str) -> anyhow::Result<u64> {
+    if value == 0 {
+        bail!("{name} must be at least 1");
+    }
+    Ok(value)
 }
 
 fn parse_or<T: std::str::FromStr>(
@@ -320,6 +337,7 @@ mod tests {
         assert_eq!(config.max_connections_per_ip, 256);
         assert_eq!((config.socket_events_per_sec, config.socket_events_burst), (20, 120));
         assert_eq!(config.max_subscriptions_per_socket, 100);
+        assert_eq!((config.ping_interval, config.ping_timeout), (Duration::from_secs(25), Duration::from_secs(20)));
         assert_eq!(config.presence_grace, Duration::from_secs(5));
         assert!(config.legacy_events);
     }

@@ -1,11 +1,13 @@
 //! `parley conformance`: the Socket.IO server stack of Parley (axum + socketioxide behind the
-//! same CORS/panic edges, the same listen backlog and `TCP_NODELAY`) with the namespaces,
+//! same panic edge, the same listen backlog, `TCP_NODELAY` and first-PING handling, CORS for
+//! any origin as the suite's reference server) with the namespaces,
 //! handlers and timings that the official protocol test suite
 //! (<https://github.com/socketio/socket.io-protocol>, `test-suite/test-suite.js`) expects.
 //! No database, no Redis, no chat state: only the protocol.
 //!
 //! On both `/` and `/custom`:
-//! * on connect, the server emits `auth` with the handshake auth object (`{}` when none);
+//! * on connect, the server emits `auth` with the handshake auth object (`{}` when none),
+//!   [`AUTH_PAUSE`] after the CONNECT reply;
 //! * `message` is echoed as `message-back` with the same arguments, binary attachments included;
 //! * `message-with-ack` is acknowledged with its arguments;
 //! * `ask` (ours, never sent by the official suite, so it adds no packet there): the server emits

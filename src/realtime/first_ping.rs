@@ -493,6 +493,85 @@ mod tests {
         assert_eq!(head_end_in(b"\r\r\n\r\n", 0), Some(5));
     }
 
+    const REQUEST: &[u8] = b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+    const SWITCHING: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+
+    fn text_frame(payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![0x81, payload.len() as u8];
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// The server's end of a connection, and the client's.
+    fn connection() -> (FirstPingIo<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (server, client) = tokio::io::duplex(4096);
+        (FirstPingIo::new(server), client)
+    }
+
+    async fn read_some(io: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; 1024];
+        let n = io.read(&mut buf).await.unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    #[tokio::test]
+    async fn the_first_ping_is_answered_at_the_next_client_frame_boundary_and_later_ones_pass() {
+        use tokio::io::AsyncWriteExt;
+        let (mut server, mut client) = connection();
+        client.write_all(REQUEST).await.unwrap();
+        assert_eq!(read_some(&mut server).await, REQUEST);
+        server.write_all(SWITCHING).await.unwrap();
+        let open = text_frame(br#"0{"sid":"abc","upgrades":[],"pingInterval":300,"pingTimeout":200}"#);
+        server.write_all(&open).await.unwrap();
+        // The client is halfway through a masked `40` frame when the PING goes out.
+        let connect = [0x81, 0x82, 1, 2, 3, 4, b'4' ^ 1, b'0' ^ 2];
+        client.write_all(&connect[..4]).await.unwrap();
+        assert_eq!(read_some(&mut server).await, connect[..4]);
+        server.write_all(&PING_FRAME).await.unwrap();
+        server.flush().await.unwrap();
+        // The rest of the client's frame first, then the PONG.
+        client.write_all(&connect[4..]).await.unwrap();
+        assert_eq!(read_some(&mut server).await, connect[4..]);
+        assert_eq!(read_some(&mut server).await, PONG_FRAME);
+        // The next PING is the client's.
+        server.write_all(&PING_FRAME).await.unwrap();
+        let mut expected = SWITCHING.to_vec();
+        expected.extend_from_slice(&open);
+        expected.extend_from_slice(&PING_FRAME);
+        let mut seen = Vec::new();
+        while seen.len() < expected.len() {
+            seen.extend(read_some(&mut client).await);
+        }
+        assert_eq!(seen, expected);
+        client.write_all(&connect).await.unwrap();
+        assert_eq!(read_some(&mut server).await, connect);
+    }
+
+    #[tokio::test]
+    async fn other_connections_pass_through_untouched() {
+        use tokio::io::AsyncWriteExt;
+        // A plain response whose body looks like frames; an upgrade from long-polling
+        // (its first frame is `3probe`, not a handshake).
+        for (response, frames) in [
+            (&b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n"[..], PING_FRAME.to_vec()),
+            (SWITCHING, [text_frame(b"3probe"), PING_FRAME.to_vec()].concat()),
+        ] {
+            let (mut server, mut client) = connection();
+            client.write_all(REQUEST).await.unwrap();
+            read_some(&mut server).await;
+            server.write_all(response).await.unwrap();
+            server.write_all(&frames).await.unwrap();
+            let expected = [response, &frames[..]].concat();
+            let mut seen = Vec::new();
+            while seen.len() < expected.len() {
+                seen.extend(read_some(&mut client).await);
+            }
+            assert_eq!(seen, expected);
+        }
+    }
+
     #[test]
     fn polling_handshakes_are_recognised() {
         let handshake = |uri: &str| polling_handshake(&Request::get(uri).body(Body::empty()).unwrap());

@@ -113,6 +113,15 @@ async fn cors_admits_configured_origins_with_credentials(app: TestApp) {
         .header("access-control-request-method", "POST");
     let reply = anon.send(foreign).await;
     assert!(reply.header("access-control-allow-origin").is_none());
+
+    // Socket.IO long-polling goes through the same edge.
+    let polling = |origin: &str| anon.request(Method::GET, "/socket.io/?EIO=4&transport=polling").header("origin", origin);
+    let reply = anon.send(polling("http://localhost:5173")).await;
+    assert_eq!(reply.status.as_u16(), 200);
+    assert_eq!(reply.header("access-control-allow-origin"), Some("http://localhost:5173"));
+    assert_eq!(reply.header("access-control-allow-credentials"), Some("true"));
+    let reply = anon.send(polling("https://evil.example")).await;
+    assert!(reply.header("access-control-allow-origin").is_none());
 }
 
 async fn health_reports_every_dependency(app: TestApp) {

@@ -6,6 +6,7 @@ mod support;
 
 mod authz;
 mod connecting;
+mod heartbeat;
 mod limits;
 mod sending;
 mod presence;
