@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, MatchedPath, Request},
+    body::{Body, HttpBody},
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::{HeaderName, HeaderValue, Method, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -135,6 +136,7 @@ pub fn router(state: AppState) -> Router {
     api.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
         .fallback(|| async { AppError::NotFound("route") })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(config.body_limit, refuse_oversize))
         .layer(middleware::from_fn(record_http_metrics))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(
@@ -176,6 +178,42 @@ fn cors(config: &Config) -> CorsLayer {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("x-request-id")])
         .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
         .max_age(Duration::from_secs(600))
+}
+
+/// How much of a refused upload is read (and thrown away) after its 413, and for how long.
+const OVERSIZE_DRAIN: u64 = 8 * 1024 * 1024;
+const OVERSIZE_DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// A body whose `Content-Length` is over the limit gets its 413 at once, before the handler
+/// runs, and is then read and thrown away (up to [`OVERSIZE_DRAIN`] bytes, for at most
+/// [`OVERSIZE_DRAIN_TIME`]) while the answer goes out: closing a connection with an upload
+/// still arriving makes the kernel reset it, and the client may never see the 413. (A body
+/// without a length that turns out too big is refused when it is read, as before.)
+async fn refuse_oversize(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_none_or(|length| length <= limit as u64) {
+        return next.run(request).await;
+    }
+    tokio::spawn(drain(request.into_body()));
+    AppError::PayloadTooLarge("request body too large".into()).into_response()
+}
+
+async fn drain(body: Body) {
+    let mut body = std::pin::pin!(body);
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(OVERSIZE_DRAIN_TIME, async {
+        while read <= OVERSIZE_DRAIN {
+            match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |data| data.len() as u64),
+                Some(Err(_)) | None => break,
+            }
+        }
+    })
+    .await;
 }
 
 /// `http_request_duration_seconds{method, route, status}`, labelled by the matched route
