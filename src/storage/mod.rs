@@ -266,7 +266,8 @@ pub trait ReadRepo: Send + Sync {
     async fn mark_unread(&self, conversation: Uuid, user: Uuid) -> StorageResult<()>;
     /// Stores read marks (who read up to where, when), skipping ones already stored.
     async fn insert_read_marks(&self, marks: &[ReadMark]) -> StorageResult<()>;
-    /// Every live, visible conversation of `user` with its exact unread count.
+    /// The exact unread counts of `user`'s live, visible conversations; a conversation left
+    /// out has nothing unread (one with a count of 0 may be included).
     async fn unread_counts(&self, user: Uuid) -> StorageResult<Vec<UnreadCount>> {
         Ok(self.unread_counts_of(&[user]).await?.into_iter().map(|(_, count)| count).collect())
     }

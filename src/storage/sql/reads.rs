@@ -55,6 +55,8 @@ macro_rules! sql_reads {
             }
 
             async fn unread_counts_of(&self, users: &[uuid::Uuid]) -> StorageResult<Vec<(uuid::Uuid, UnreadCount)>> {
+                // Only conversations with a message past both watermarks (or marked unread)
+                // are counted: in the others nothing can be unread.
                 let mut counts = Vec::new();
                 for chunk in users.chunks(500) {
                     let mut query = sqlx::QueryBuilder::<$db>::new(
@@ -65,6 +67,7 @@ macro_rules! sql_reads {
                          p.marked_unread \
                          FROM conversation_participants p JOIN conversations c ON c.id = p.conversation_id \
                          WHERE c.deleted_at IS NULL AND (p.hidden_seq IS NULL OR c.last_seq > p.hidden_seq) \
+                         AND (p.marked_unread OR (c.last_seq > p.last_read_seq AND c.last_seq > p.cleared_seq)) \
                          AND p.user_id IN ",
                     );
                     push_id_list(&mut query, chunk.iter().copied());
