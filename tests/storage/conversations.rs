@@ -11,11 +11,11 @@ use parley::storage::{
 };
 use uuid::Uuid;
 
-fn at(secs: i64) -> DateTime<Utc> {
+pub(crate) fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_780_000_000 + secs, 0).unwrap()
 }
 
-async fn users(store: &Arc<dyn Storage>, n: usize) -> Vec<Uuid> {
+pub(crate) async fn users(store: &Arc<dyn Storage>, n: usize) -> Vec<Uuid> {
     let mut ids = Vec::new();
     for i in 0..n {
         let id = Uuid::now_v7();
@@ -35,7 +35,7 @@ async fn users(store: &Arc<dyn Storage>, n: usize) -> Vec<Uuid> {
     ids
 }
 
-fn conversation(kind: ConversationKind, creator: Uuid, secs: i64) -> NewConversation {
+pub(crate) fn conversation(kind: ConversationKind, creator: Uuid, secs: i64) -> NewConversation {
     NewConversation {
         id: Uuid::now_v7(),
         kind,
@@ -45,7 +45,7 @@ fn conversation(kind: ConversationKind, creator: Uuid, secs: i64) -> NewConversa
     }
 }
 
-fn message(conversation: Uuid, sender: Uuid, client_id: &str, secs: i64) -> NewMessage {
+pub(crate) fn message(conversation: Uuid, sender: Uuid, client_id: &str, secs: i64) -> NewMessage {
     NewMessage {
         id: Uuid::now_v7(),
         conversation_id: conversation,

@@ -7,6 +7,7 @@ mod support;
 
 mod contract;
 mod conversations;
+mod writer;
 
 use std::sync::Arc;
 

@@ -1,0 +1,91 @@
+//! The group-commit writer when the database refuses one message of a batch: the batch's
+//! transaction fails, each message is then stored alone, and only the refused one fails.
+//! The refusal is real: a trigger in the test's database rejects the content `poison`.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use parley::{
+    domain::message_writer::{MessageWriter, Stored},
+    error::AppError,
+    storage::{Storage, models::ConversationKind, postgres::PgStore, sqlite::SqliteStore},
+};
+use sqlx::{Connection, PgConnection, SqliteConnection};
+
+use crate::conversations::{conversation, message, users};
+
+const SENDS: usize = 20;
+const POISONED: usize = 7;
+
+#[tokio::test]
+async fn sqlite_one_refused_message_fails_alone_and_the_rest_of_its_batch_is_stored() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("writer.db").display());
+    let store = SqliteStore::connect(&url).await.expect("open SQLite");
+    let mut admin = SqliteConnection::connect(&url).await.expect("a second connection");
+    sqlx::raw_sql(
+        "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.content = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poison refused'); END;",
+    )
+    .execute(&mut admin)
+    .await
+    .expect("create the trigger");
+    one_refused_message_fails_alone(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn postgres_one_refused_message_fails_alone_and_the_rest_of_its_batch_is_stored() {
+    if !crate::support::postgres_available().await {
+        return;
+    }
+    let db = crate::support::PgDatabase::create().await;
+    let store = PgStore::connect(&db.url).await.expect("open PostgreSQL");
+    let mut admin = PgConnection::connect(&db.url).await.expect("a second connection");
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.content = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .execute(&mut admin)
+    .await
+    .expect("create the trigger");
+    one_refused_message_fails_alone(Arc::new(store)).await;
+}
+
+/// On the test's single-threaded runtime the writer task runs only once every send is
+/// queued, so the 20 sends are one batch.
+async fn one_refused_message_fails_alone(store: Arc<dyn Storage>) {
+    let u = users(&store, 2).await;
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
+    let writer = MessageWriter::spawn(store.clone());
+    let sends = (0..SENDS).map(|i| {
+        let mut send = message(group.id, u[i % 2], &format!("c{i}"), i as i64);
+        if i == POISONED {
+            send.content = "poison".into();
+        }
+        send
+    });
+    let answers = join_all(sends.map(|send| writer.store(send))).await;
+
+    let mut seqs = Vec::new();
+    for (i, answer) in answers.into_iter().enumerate() {
+        match answer {
+            Err(AppError::Internal(err)) if i == POISONED => assert!(err.to_string().contains("not stored"), "{err}"),
+            Ok(Stored::Created { record, participants }) if i != POISONED => {
+                assert_eq!(record.client_message_id, format!("c{i}"));
+                assert_eq!(participants.len(), 2);
+                seqs.push(record.seq);
+            }
+            Ok(_) => panic!("send {i}: unexpected outcome"),
+            Err(err) => panic!("send {i}: {err}"),
+        }
+    }
+    assert_eq!(seqs, (1..SENDS as i64).collect::<Vec<_>>(), "the others in order, gapless");
+    let stored = store
+        .history(group.id, 0, parley::storage::models::HistoryQuery::After { seq: 0 }, 100)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), SENDS - 1);
+    assert!(stored.iter().all(|m| m.content.as_deref() != Some("poison")));
+    assert_eq!(store.conversation(group.id).await.unwrap().unwrap().last_seq, SENDS as i64 - 1);
+}
