@@ -348,7 +348,8 @@ fn with_resp3(url: &str) -> String {
 }
 
 /// Socket.IO requests reach the socketioxide layer with their URI and headers copied out of
-/// hyper's read buffer (see [`realtime::detach_handshake`]).
+/// hyper's read buffer (see [`realtime::detach_handshake`]), and new long-polling sessions
+/// get their first PING answered (see [`first_ping`]).
 fn detached(router: Router) -> Router {
     first_ping::with_polling_first_ping(router).layer(tower::util::MapRequestLayer::new(realtime::detach_handshake::<axum::body::Body>))
 }

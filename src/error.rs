@@ -49,6 +49,11 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// A REST request body over `BODY_LIMIT_BYTES`.
+    pub fn body_too_large() -> Self {
+        Self::PayloadTooLarge("request body too large".into())
+    }
+
     pub fn validation(message: impl Into<String>) -> Self {
         Self::Validation { message: message.into(), details: None }
     }

@@ -31,7 +31,7 @@ impl<T: Serialize> IntoResponse for Json<T> {
 impl From<JsonRejection> for AppError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge("request body too large".into()),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::body_too_large(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 Self::UnsupportedMediaType("expected `Content-Type: application/json`".into())
             }
@@ -57,7 +57,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 impl From<BytesRejection> for AppError {
     fn from(rejection: BytesRejection) -> Self {
         match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge("request body too large".into()),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::body_too_large(),
             _ => Self::validation(rejection.body_text()),
         }
     }

@@ -199,7 +199,7 @@ async fn refuse_oversize(State(limit): State<usize>, request: Request, next: Nex
         return next.run(request).await;
     }
     tokio::spawn(drain(request.into_body()));
-    AppError::PayloadTooLarge("request body too large".into()).into_response()
+    AppError::body_too_large().into_response()
 }
 
 async fn drain(body: Body) {

@@ -10,7 +10,7 @@
 //! answered, and the client's first PING comes one `pingInterval` later, as specified. Every
 //! later PING reaches the client, and a client that does not answer is closed as before.
 //!
-//! * Long-polling: [`answer_polling_first_ping`] wraps the Engine.IO service. When it opens a
+//! * Long-polling: [`with_polling_first_ping`] wraps the Engine.IO service. When it opens a
 //!   session, the layer pulls that PING with a GET of its own and answers it with a POST `3`
 //!   before the handshake goes back to the client (the client cannot poll before it has the
 //!   sid, so it never races those requests).
@@ -45,6 +45,8 @@ use tokio::{
 };
 use tower::ServiceExt;
 
+/// How a `101 Switching Protocols` response head starts.
+const SWITCHING: &[u8] = b"HTTP/1.1 101 ";
 /// A PING frame from the server: FIN + text, unmasked, one byte `2`.
 const PING_FRAME: [u8; 3] = [0x81, 0x01, b'2'];
 /// A PONG frame as a client sends it: FIN + text, masked with the key 0, one byte `3`.
@@ -121,15 +123,15 @@ impl<T> FirstPingIo<T> {
             Watch::Off => Some(buf.len()),
             Watch::Http { head_end } => {
                 // Keep-alive connections (nginx's, say) may upgrade after other requests.
-                if head_end && buf.starts_with(b"HTTP/1.1 101 ") {
+                if head_end && buf.starts_with(SWITCHING) {
                     self.watch = Watch::UpgradeHead { matched: 0 };
                     self.inbound = Some(Frames::default());
-                    return head_end_in(buf, 0).or(Some(buf.len()));
+                    return Some(scan_head_end(buf, 0).unwrap_or(buf.len()));
                 }
                 Some(buf.len())
             }
             // At most up to the end of the head, so the frames start a write of their own.
-            Watch::UpgradeHead { matched } => head_end_in(buf, matched).or(Some(buf.len())),
+            Watch::UpgradeHead { matched } => Some(scan_head_end(buf, matched).unwrap_or(buf.len())),
             Watch::Handshake => {
                 let Some((header, payload)) = self.outbound.whole_frame(buf) else {
                     self.stop();
@@ -180,10 +182,10 @@ impl<T> FirstPingIo<T> {
     /// Notes that `written` bytes went out.
     fn after_write(&mut self, written: &[u8]) {
         match self.watch {
-            Watch::UpgradeHead { matched } => match head_end_in(written, matched) {
-                Some(end) if end == written.len() => self.watch = Watch::Handshake,
-                Some(_) => self.stop(),
-                None => self.watch = Watch::UpgradeHead { matched: trailing_match(written, matched) },
+            Watch::UpgradeHead { matched } => match scan_head_end(written, matched) {
+                Ok(end) if end == written.len() => self.watch = Watch::Handshake,
+                Ok(_) => self.stop(),
+                Err(matched) => self.watch = Watch::UpgradeHead { matched },
             },
             Watch::Handshake | Watch::Ping { .. } => self.outbound.advance(written),
             Watch::Http { .. } | Watch::Off => {}
@@ -198,8 +200,14 @@ impl<T> FirstPingIo<T> {
         }
     }
 
-    fn watching_writes(&self) -> bool {
-        !matches!(self.watch, Watch::Off | Watch::Http { .. })
+    /// Whether a write starting with `first` can go out as is (vectored): nothing to watch,
+    /// or plain HTTP that is not a 101.
+    fn passes_through(&self, first: &[u8]) -> bool {
+        match self.watch {
+            Watch::Off => true,
+            Watch::Http { head_end } => !(head_end && first.starts_with(SWITCHING)),
+            _ => false,
+        }
     }
 }
 
@@ -263,11 +271,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstPingIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
-        let upgrading = matches!(self.watch, Watch::Http { head_end: true }) && first.starts_with(b"HTTP/1.1 101 ");
-        if upgrading || self.watching_writes() {
-            return self.poll_write(cx, first);
+        if self.passes_through(first) {
+            return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        self.poll_write(cx, first)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -352,24 +359,17 @@ fn frame_lengths(header: &[u8]) -> Option<(usize, u64)> {
     Some((2 + extended + mask, payload))
 }
 
-/// Where the `\r\n\r\n` that ends a head ends in `buf`, given `matched` bytes of it already
-/// seen before `buf`.
-fn head_end_in(buf: &[u8], matched: usize) -> Option<usize> {
+/// Looks for the `\r\n\r\n` that ends a head, `matched` bytes of it seen before `buf`:
+/// `Ok` with where it ends in `buf`, or `Err` with how much of it the end of `buf` matches.
+fn scan_head_end(buf: &[u8], mut matched: usize) -> Result<usize, usize> {
     const END: &[u8] = b"\r\n\r\n";
-    let mut matched = matched;
     for (i, &byte) in buf.iter().enumerate() {
         matched = if byte == END[matched] { matched + 1 } else if byte == END[0] { 1 } else { 0 };
         if matched == END.len() {
-            return Some(i + 1);
+            return Ok(i + 1);
         }
     }
-    None
-}
-
-/// How much of `\r\n\r\n` the end of `buf` matches, given `matched` before it.
-fn trailing_match(buf: &[u8], matched: usize) -> usize {
-    const END: &[u8] = b"\r\n\r\n";
-    buf.iter().fold(matched, |m, &byte| if byte == END[m] { m + 1 } else if byte == END[0] { 1 } else { 0 })
+    Err(matched)
 }
 
 /// `pingInterval` from an Engine.IO handshake (`0{"sid":…,"pingInterval":25000,…}`).
@@ -379,20 +379,22 @@ fn ping_interval(handshake: &[u8]) -> Option<Duration> {
     Some(Duration::from_millis(value.get("pingInterval")?.as_u64()?))
 }
 
-/// `engine` (a router with the Socket.IO layer) behind [`answer_polling_first_ping`].
+/// `engine` (a router with the Socket.IO layer) with a middleware that answers the first
+/// PING of each new long-polling session before its handshake goes back (see the module docs).
 pub fn with_polling_first_ping(engine: Router) -> Router {
     let inner = engine.clone();
     engine.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-        answer_polling_first_ping(inner.clone(), request, next)
+        let handshake = polling_handshake(&request).map(|path| (inner.clone(), path));
+        async move {
+            match handshake {
+                Some((engine, path)) => answer_polling_first_ping(engine, &path, request, next).await,
+                None => next.run(request).await,
+            }
+        }
     }))
 }
 
-/// Middleware over the Engine.IO service `engine`: a long-polling session gets its first
-/// PING answered before its handshake goes back (see the module docs).
-pub async fn answer_polling_first_ping(engine: Router, request: Request, next: Next) -> Response {
-    let Some(path) = polling_handshake(&request) else {
-        return next.run(request).await;
-    };
+async fn answer_polling_first_ping(engine: Router, path: &str, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     if response.status() != StatusCode::OK {
         return response;
@@ -402,7 +404,7 @@ pub async fn answer_polling_first_ping(engine: Router, request: Request, next: N
         return Response::from_parts(parts, Body::empty());
     };
     if let Some(sid) = handshake_sid(&bytes) {
-        answer_first_ping(engine, &path, &sid).await;
+        answer_first_ping(engine, path, &sid).await;
     }
     Response::from_parts(parts, Body::from(bytes))
 }
@@ -410,7 +412,7 @@ pub async fn answer_polling_first_ping(engine: Router, request: Request, next: N
 /// The Engine.IO path of a long-polling handshake (`GET …?EIO=4&transport=polling`, no sid).
 fn polling_handshake(request: &Request) -> Option<String> {
     let uri = request.uri();
-    if request.method() != Method::GET || !uri.path().starts_with("/socket.io") {
+    if request.method() != Method::GET || !uri.path().starts_with(super::ENGINE_PATH) {
         return None;
     }
     let query = uri.query()?;
@@ -487,10 +489,10 @@ mod tests {
 
     #[test]
     fn head_end_is_found_across_writes() {
-        assert_eq!(head_end_in(b"HTTP/1.1 101 OK\r\nA: b\r\n\r\n", 0), Some(25));
-        assert_eq!(head_end_in(b"\r\n", 2), Some(2));
-        assert_eq!(trailing_match(b"HTTP/1.1 101 OK\r\n", 0), 2);
-        assert_eq!(head_end_in(b"\r\r\n\r\n", 0), Some(5));
+        assert_eq!(scan_head_end(b"HTTP/1.1 101 OK\r\nA: b\r\n\r\n", 0), Ok(25));
+        assert_eq!(scan_head_end(b"\r\n", 2), Ok(2));
+        assert_eq!(scan_head_end(b"HTTP/1.1 101 OK\r\n", 0), Err(2));
+        assert_eq!(scan_head_end(b"\r\r\n\r\n", 0), Ok(5));
     }
 
     const REQUEST: &[u8] = b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";

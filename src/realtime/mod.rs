@@ -47,6 +47,9 @@ use crate::{
 
 pub use connect::Session;
 
+/// Where Engine.IO requests go (socketioxide's default path).
+pub const ENGINE_PATH: &str = "/socket.io";
+
 /// Packets the server may have waiting for one socket.
 pub const SOCKET_BUFFER: usize = 1024;
 /// Bytes tungstenite reads from a websocket at a time (and keeps allocated per socket);
@@ -281,7 +284,7 @@ impl<A: Adapter> Ctx<A> {
 /// socket's lifetime: left alone, every socket pins that whole buffer. This copies the URI
 /// and the header values of Socket.IO requests into one buffer of their own size.
 pub fn detach_handshake<B>(req: Request<B>) -> Request<B> {
-    if !req.uri().path().starts_with("/socket.io") {
+    if !req.uri().path().starts_with(ENGINE_PATH) {
         return req;
     }
     let (mut parts, body) = req.into_parts();
