@@ -18,7 +18,7 @@ use crate::{
     fanout::Fanout,
     storage::{
         Storage,
-        models::{ConversationKind, ConversationRecord, NewConversation, ParticipantRecord},
+        models::{ConversationKind, ConversationRecord, NewConversation, ParticipantRecord, Visibility},
     },
 };
 
@@ -30,6 +30,8 @@ pub const GROUP_MAX_PARTICIPANTS: usize = 1000;
 pub struct CreateConversation {
     pub kind: ConversationKind,
     pub title: Option<String>,
+    /// Groups only; `private` when not given.
+    pub visibility: Option<Visibility>,
     pub participant_ids: Vec<Uuid>,
 }
 
@@ -104,6 +106,7 @@ impl ConversationService {
             id: Uuid::now_v7(),
             kind: input.kind,
             title: None,
+            visibility: Visibility::Private,
             created_by: user,
             created_at: self.clock.now(),
         };
@@ -118,7 +121,8 @@ impl ConversationService {
                     return Err(AppError::invalid_field("participantIds", "too many participants"));
                 }
                 let members: Vec<Uuid> = others.into_iter().collect();
-                let group = NewConversation { title: Some(title), ..new };
+                let visibility = input.visibility.unwrap_or_default();
+                let group = NewConversation { title: Some(title), visibility, ..new };
                 let created = self.storage.create_group(&group, &members).await.map_err(unknown_user)?;
                 (created, true)
             }
@@ -136,6 +140,9 @@ impl ConversationService {
     async fn direct_peer(&self, user: Uuid, input: &CreateConversation, others: &BTreeSet<Uuid>) -> AppResult<Uuid> {
         if input.title.is_some() {
             return Err(AppError::invalid_field("title", "direct conversations have no title"));
+        }
+        if input.visibility.is_some() {
+            return Err(AppError::invalid_field("visibility", "direct conversations have no visibility"));
         }
         let [other] = others.iter().copied().collect::<Vec<_>>()[..] else {
             return Err(AppError::invalid_field("participantIds", "a direct conversation has exactly one other participant"));
@@ -209,10 +216,15 @@ impl ConversationService {
         Ok(())
     }
 
+    /// Joins a public group. A private group is joined only by being added: knowing its id
+    /// is not an invitation (403, and nothing changes). A member "joining" again is a no-op.
     pub async fn join(&self, user: Uuid, id: Uuid) -> AppResult<ConversationDetail> {
         let conversation = self.live(id).await?;
         if conversation.kind != ConversationKind::Group {
             return Err(AppError::validation("only groups can be joined"));
+        }
+        if conversation.visibility != Visibility::Public && self.storage.participant(id, user).await?.is_none() {
+            return Err(AppError::Forbidden("this group is private: ask a member to add you"));
         }
         if self.storage.join(id, user, self.clock.now()).await? {
             for member in self.storage.member_ids(id).await? {

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::time::Timestamp;
 use crate::storage::models::{
     ContentType, ConversationKind, ConversationSummaryRecord, MessageRecord, PresenceSharing, Role,
-    UserRecord,
+    UserRecord, Visibility,
 };
 
 /// `User` from the SPEC: `email` only when you look at yourself.
@@ -151,6 +151,9 @@ pub struct Conversation {
     #[serde(rename = "type")]
     pub kind: ConversationKind,
     pub title: Option<String>,
+    /// Groups only: `public` groups can be joined by anyone who knows the id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub participant_count: i64,
@@ -185,6 +188,7 @@ impl From<&ConversationSummaryRecord> for Conversation {
             id: c.id,
             kind: c.kind,
             title: c.title.clone(),
+            visibility: (c.kind == ConversationKind::Group).then_some(c.visibility),
             created_at: c.created_at.into(),
             updated_at: c.updated_at.into(),
             participant_count: s.participant_count,

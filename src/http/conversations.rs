@@ -15,7 +15,7 @@ use crate::{
         views::{Conversation, ConversationDetail},
     },
     error::{AppError, AppResult, ErrorResponse},
-    storage::models::ConversationKind,
+    storage::models::{ConversationKind, Visibility},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -72,6 +72,9 @@ pub struct CreateRequest {
     kind: ConversationKind,
     /// Required for groups; not allowed for direct conversations.
     title: Option<String>,
+    /// Groups only, default `private`: a `public` group can be joined by anyone who knows
+    /// its id; a `private` one only by being added.
+    visibility: Option<Visibility>,
     /// The other participants: exactly one for `direct`.
     participant_ids: Vec<Uuid>,
 }
@@ -91,7 +94,12 @@ async fn create(
     auth: AuthUser,
     Json(body): Json<CreateRequest>,
 ) -> AppResult<(StatusCode, Json<ConversationDetail>)> {
-    let input = CreateConversation { kind: body.kind, title: body.title, participant_ids: body.participant_ids };
+    let input = CreateConversation {
+        kind: body.kind,
+        title: body.title,
+        visibility: body.visibility,
+        participant_ids: body.participant_ids,
+    };
     let (detail, created) = state.conversations.create(auth.id, input).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(detail)))
@@ -138,10 +146,11 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Join a group.
+/// Join a public group (a member joining again gets the detail, nothing changes).
 #[utoipa::path(post, path = "/api/conversations/{id}/join", tag = "Conversations", params(("id" = Uuid, Path)),
     security(("bearerAuth" = [])),
     responses((status = 200, body = ConversationDetail), (status = 400, description = "Not a group", body = ErrorResponse),
+        (status = 403, description = "`FORBIDDEN`: a private group", body = ErrorResponse),
         (status = 404, body = ErrorResponse)))]
 async fn join(
     State(state): State<AppState>,

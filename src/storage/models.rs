@@ -153,6 +153,17 @@ pub enum ConversationKind {
 }
 text_enum!(ConversationKind { Direct => "direct", Group => "group" });
 
+/// Who may join a group without being added: anyone who knows its id (`public`), or
+/// nobody (`private`, the default). Direct conversations are always `private`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    #[default]
+    Private,
+    Public,
+}
+text_enum!(Visibility { Private => "private", Public => "public" });
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -185,6 +196,8 @@ pub struct ConversationRecord {
     #[sqlx(try_from = "String")]
     pub kind: ConversationKind,
     pub title: Option<String>,
+    #[sqlx(try_from = "String")]
+    pub visibility: Visibility,
     pub created_by: Option<Uuid>,
     pub last_seq: i64,
     pub last_message_id: Option<Uuid>,
@@ -199,6 +212,7 @@ pub struct NewConversation {
     pub id: Uuid,
     pub kind: ConversationKind,
     pub title: Option<String>,
+    pub visibility: Visibility,
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
 }

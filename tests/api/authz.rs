@@ -16,7 +16,7 @@ use crate::support::{
     Mode, TestApp,
     authz::{
         AUTH_FAILED, BLOCKED, Expect, FORBIDDEN, Fixture, INVALID, NA, NOT_FOUND, NOT_IN, ROLES, Role, TOKEN_REVOKED,
-        create_group, make_admin, send,
+        create_group, id_of, make_admin, send,
     },
     http::{Client, Reply},
 };
@@ -109,8 +109,9 @@ fn table() -> Vec<(&'static str, [Expect; 8])> {
         ("GET /api/conversations/{id}", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
         ("DELETE /api/conversations/{id}", signed_in(NOT_IN, FORBIDDEN, FORBIDDEN, FORBIDDEN, ok(204))),
         ("DELETE /api/conversations/{id}?scope=me", signed_in(NOT_IN, ok(204), ok(204), ok(204), ok(204))),
-        // SPEC: `join` (groups only) has no invitation rule: anyone who knows the id may join.
-        ("POST /api/conversations/{id}/join", signed_in(ok(200), INVALID, ok(200), ok(200), ok(200))),
+        // SPEC §4.1: only public groups can be joined; a private group's id is no invitation.
+        ("POST /api/conversations/{id}/join", signed_in(FORBIDDEN, INVALID, ok(200), ok(200), ok(200))),
+        ("POST /api/conversations/{id}/join (public group)", signed_in(ok(200), INVALID, ok(200), ok(200), ok(200))),
         ("DELETE /api/conversations/{id}/leave", signed_in(NOT_IN, INVALID, ok(204), ok(204), ok(204))),
         ("PUT /api/conversations/{id}/archive", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
         ("PUT /api/conversations/{id}/read-status", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
@@ -151,6 +152,15 @@ fn table() -> Vec<(&'static str, [Expect; 8])> {
 /// A group like the fixture's (owner, admin, member), for rows that destroy their target.
 async fn fresh_group(app: &TestApp, fx: &Fixture) -> Uuid {
     let group = create_group(app, &fx.owner, &[&fx.admin, &fx.member]).await;
+    make_admin(app, group, fx.admin.id).await;
+    group
+}
+
+/// A public group with the fixture's owner, admin and member.
+async fn public_group(app: &TestApp, fx: &Fixture) -> Uuid {
+    let ids = [fx.admin.id, fx.member.id];
+    let body = json!({"type": "group", "title": "Open", "visibility": "public", "participantIds": ids});
+    let group = id_of(&fx.owner.client.post("/api/conversations", body).await.assert_status(201)["id"]);
     make_admin(app, group, fx.admin.id).await;
     group
 }
@@ -227,6 +237,13 @@ async fn call(app: &TestApp, fx: &Fixture, route: &str, role: Role) -> Reply {
         }
         "POST /api/conversations/{id}/join" => {
             let conv = target(app, fx, role).await;
+            c.post_empty(&format!("/api/conversations/{conv}/join")).await
+        }
+        "POST /api/conversations/{id}/join (public group)" => {
+            let conv = match role {
+                Role::Blocked => fx.direct,
+                _ => public_group(app, fx).await,
+            };
             c.post_empty(&format!("/api/conversations/{conv}/join")).await
         }
         "DELETE /api/conversations/{id}/leave" => {

@@ -15,6 +15,7 @@ in_both_modes!(
     lists_page_by_last_activity_with_opaque_cursors,
     only_the_owner_deletes_for_everyone_and_anyone_can_hide_for_themselves,
     joining_and_leaving_groups_hands_ownership_on,
+    a_private_group_cannot_be_joined_by_knowing_its_id,
     history_pages_newest_first_and_polls_oldest_first,
     the_http_send_validates_and_deduplicates,
 );
@@ -28,8 +29,15 @@ async fn create_direct(a: &TestUser, b: &TestUser) -> Uuid {
 }
 
 async fn create_group(owner: &TestUser, members: &[&TestUser]) -> Uuid {
+    create_group_with(owner, members, json!({})).await
+}
+
+/// A group with extra creation fields (`visibility`).
+async fn create_group_with(owner: &TestUser, members: &[&TestUser], extra: Value) -> Uuid {
     let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();
-    let reply = owner.client.post("/api/conversations", json!({"type": "group", "title": "Crew", "participantIds": ids})).await;
+    let mut body = json!({"type": "group", "title": "Crew", "participantIds": ids});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    let reply = owner.client.post("/api/conversations", body).await;
     id_of(reply.assert_status(201))
 }
 
@@ -189,7 +197,7 @@ async fn joining_and_leaving_groups_hands_ownership_on(app: TestApp) {
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
     let cat = app.register("Cat").await;
-    let conversation = create_group(&ann, &[&bob]).await;
+    let conversation = create_group_with(&ann, &[&bob], json!({"visibility": "public"})).await;
     post_message(&ann, conversation, "before-cat").await;
     let joined = cat.client.post_empty(&format!("/api/conversations/{conversation}/join")).await;
     assert_eq!(joined.assert_status(200)["participantCount"], 3);
@@ -204,6 +212,31 @@ async fn joining_and_leaving_groups_hands_ownership_on(app: TestApp) {
     let direct = create_direct(&ann, &bob).await;
     ann.client.post_empty(&format!("/api/conversations/{direct}/join")).await.assert_error(400, "VALIDATION_ERROR");
     ann.client.delete(&format!("/api/conversations/{direct}/leave")).await.assert_error(400, "VALIDATION_ERROR");
+}
+
+async fn a_private_group_cannot_be_joined_by_knowing_its_id(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let eve = app.register("Eve").await;
+    let conversation = create_group(&ann, &[&bob]).await;
+    post_message(&ann, conversation, "secret").await;
+    let detail = ann.client.get(&format!("/api/conversations/{conversation}")).await;
+    assert_eq!(detail.assert_status(200)["visibility"], "private", "groups are private unless made public");
+
+    eve.client.post_empty(&format!("/api/conversations/{conversation}/join")).await.assert_error(403, "FORBIDDEN");
+    eve.client.get(&format!("/api/conversations/{conversation}")).await.assert_error(403, "NOT_IN_CONVERSATION");
+    eve.client.get(&format!("/api/conversations/{conversation}/messages")).await.assert_error(403, "NOT_IN_CONVERSATION");
+    let after = ann.client.get(&format!("/api/conversations/{conversation}")).await;
+    assert_eq!(after.assert_status(200)["participantCount"], 2, "the refused join changed nothing");
+    bob.client.post_empty(&format!("/api/conversations/{conversation}/join")).await.assert_status(200);
+
+    let direct = create_direct(&ann, &bob).await;
+    let shown = ann.client.get(&format!("/api/conversations/{direct}")).await;
+    assert!(shown.assert_status(200).get("visibility").is_none(), "direct conversations have no visibility");
+    let bad = json!({"type": "direct", "participantIds": [eve.id], "visibility": "public"});
+    ann.client.post("/api/conversations", bad).await.assert_error(400, "VALIDATION_ERROR");
+    let bad = json!({"type": "group", "title": "x", "participantIds": [], "visibility": "secret"});
+    ann.client.post("/api/conversations", bad).await.assert_error(400, "VALIDATION_ERROR");
 }
 
 async fn history_pages_newest_first_and_polls_oldest_first(app: TestApp) {

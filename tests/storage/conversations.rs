@@ -7,6 +7,7 @@ use parley::storage::{
     Storage, StorageError,
     models::{
         ContentType, ConversationKind, DeliveredMark, HistoryQuery, NewConversation, NewMessage, NewUser, SendOutcome,
+        Visibility,
     },
 };
 use uuid::Uuid;
@@ -40,6 +41,7 @@ pub(crate) fn conversation(kind: ConversationKind, creator: Uuid, secs: i64) -> 
         id: Uuid::now_v7(),
         kind,
         title: (kind == ConversationKind::Group).then(|| "Team".to_owned()),
+        visibility: Visibility::Private,
         created_by: creator,
         created_at: at(secs),
     }

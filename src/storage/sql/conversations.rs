@@ -37,13 +37,14 @@ macro_rules! sql_conversations {
             direct_key: Option<&str>,
         ) -> StorageResult<u64> {
             let done = sqlx::query::<$db>(
-                "INSERT INTO conversations (id, kind, title, direct_key, created_by, \
-                 last_activity_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $6) \
+                "INSERT INTO conversations (id, kind, title, visibility, direct_key, created_by, \
+                 last_activity_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) \
                  ON CONFLICT (direct_key) DO NOTHING",
             )
             .bind(conversation.id)
             .bind(conversation.kind.as_str())
             .bind(conversation.title.as_deref())
+            .bind(conversation.visibility.as_str())
             .bind(direct_key)
             .bind(conversation.created_by)
             .bind(conversation.created_at)

@@ -26,7 +26,7 @@ macro_rules! user_columns_u {
 /// Columns of [`ConversationRecord`](super::models::ConversationRecord) qualified with `c`.
 macro_rules! conversation_columns_c {
     () => {
-        "c.id, c.kind, c.title, c.created_by, c.last_seq, c.last_message_id, \
+        "c.id, c.kind, c.title, c.visibility, c.created_by, c.last_seq, c.last_message_id, \
          c.last_activity_at, c.created_at, c.updated_at, c.deleted_at"
     };
 }
