@@ -18,13 +18,18 @@ use tokio::{
 };
 
 use crate::{
-    domain::unread::UNREAD_TICK,
     clock::{SharedClock, SystemClock},
     config::Config,
+    domain::unread::UNREAD_TICK,
     domain::{
-        auth::AuthService, conversations::ConversationService, messages::{DELIVERED_FLUSH, MessageService},
+        auth::AuthService,
+        conversations::ConversationService,
         delivery::{LocalSockets, SILENT_LOSS_MARGIN},
-        presence::PresenceService, reads::ReadService, typing::TypingService, unread::UnreadNotifier,
+        messages::{DELIVERED_FLUSH, MessageService},
+        presence::PresenceService,
+        reads::ReadService,
+        typing::TypingService,
+        unread::UnreadNotifier,
         users::UserService,
     },
     fanout::{Broadcaster, Fanout},
@@ -71,14 +76,8 @@ pub struct AppState {
 
 impl AppState {
     /// `broadcaster` reaches the sockets (see [`crate::fanout`]).
-    pub async fn build(
-        config: Config,
-        clock: SharedClock,
-        broadcaster: Arc<dyn Broadcaster>,
-    ) -> anyhow::Result<Self> {
-        let storage = storage::connect(config.database_url.expose())
-            .await
-            .context("opening the database")?;
+    pub async fn build(config: Config, clock: SharedClock, broadcaster: Arc<dyn Broadcaster>) -> anyhow::Result<Self> {
+        let storage = storage::connect(config.database_url.expose()).await.context("opening the database")?;
         let shared = match &config.redis_url {
             Some(url) => SharedState::redis(url.expose(), &config.redis_key_prefix, clock.clone())
                 .await
@@ -119,7 +118,12 @@ impl AppState {
         Ok(Self {
             instance: uuid::Uuid::new_v4(),
             users: Arc::new(UserService::new(storage.clone(), presence.clone(), clock.clone())),
-            conversations: Arc::new(ConversationService::new(storage.clone(), fanout.clone(), typing.clone(), clock.clone())),
+            conversations: Arc::new(ConversationService::new(
+                storage.clone(),
+                fanout.clone(),
+                typing.clone(),
+                clock.clone(),
+            )),
             messages: Arc::new(messages),
             presence,
             typing,
@@ -169,12 +173,14 @@ impl Application {
             Some(url) => {
                 // Broadcasts reach the sockets of every replica through Redis pub/sub.
                 let client = redis::Client::open(with_resp3(url.expose())).context("REDIS_URL")?;
-                let driver = ReconnectingDriver::connect(&client).await.context("connecting the Socket.IO adapter to Redis")?;
+                let driver =
+                    ReconnectingDriver::connect(&client).await.context("connecting the Socket.IO adapter to Redis")?;
                 let driver = RedisAdapterCtr::new_with_driver(
                     driver,
                     RedisAdapterConfig::new().with_prefix(format!("{}socket.io", config.redis_key_prefix)),
                 );
-                let (layer, io) = builder.with_adapter::<CustomRedisAdapter<_, ReconnectingDriver>>(driver).build_layer();
+                let (layer, io) =
+                    builder.with_adapter::<CustomRedisAdapter<_, ReconnectingDriver>>(driver).build_layer();
                 let state = AppState::build(config, clock, Arc::new(SocketIoBroadcaster::new(io.clone()))).await?;
                 realtime::register(&io, state.clone()).await.map_err(|e| anyhow::anyhow!("Socket.IO adapter: {e}"))?;
                 (state.clone(), detached(crate::http::router(state).layer(layer)), Arc::new(io))
@@ -351,5 +357,6 @@ fn with_resp3(url: &str) -> String {
 /// hyper's read buffer (see [`realtime::detach_handshake`]), and new long-polling sessions
 /// get their first PING answered (see [`first_ping`]).
 fn detached(router: Router) -> Router {
-    first_ping::with_polling_first_ping(router).layer(tower::util::MapRequestLayer::new(realtime::detach_handshake::<axum::body::Body>))
+    first_ping::with_polling_first_ping(router)
+        .layer(tower::util::MapRequestLayer::new(realtime::detach_handshake::<axum::body::Body>))
 }

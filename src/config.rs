@@ -188,18 +188,20 @@ impl Config {
             trust_proxy: parse_or(&get, "TRUST_PROXY", false)?,
             body_limit: parse_or(&get, "BODY_LIMIT_BYTES", 64 * 1024)?,
             socket_max_payload: parse_or(&get, "SOCKET_MAX_PAYLOAD_BYTES", 256 * 1024)?,
-            ping_interval: Duration::from_millis(positive(parse_or(&get, "SOCKET_PING_INTERVAL_MS", 25_000)?, "SOCKET_PING_INTERVAL_MS")?),
-            ping_timeout: Duration::from_millis(positive(parse_or(&get, "SOCKET_PING_TIMEOUT_MS", 20_000)?, "SOCKET_PING_TIMEOUT_MS")?),
+            ping_interval: Duration::from_millis(positive(
+                parse_or(&get, "SOCKET_PING_INTERVAL_MS", 25_000)?,
+                "SOCKET_PING_INTERVAL_MS",
+            )?),
+            ping_timeout: Duration::from_millis(positive(
+                parse_or(&get, "SOCKET_PING_TIMEOUT_MS", 20_000)?,
+                "SOCKET_PING_TIMEOUT_MS",
+            )?),
             max_connections_per_ip: parse_or(&get, "MAX_CONNECTIONS_PER_IP", 256)?,
             socket_events_per_sec: parse_or(&get, "SOCKET_EVENTS_PER_SEC", 20)?,
             socket_events_burst: parse_or(&get, "SOCKET_EVENTS_BURST", 120)?,
             max_subscriptions_per_socket: parse_or(&get, "MAX_SUBSCRIPTIONS_PER_SOCKET", 100)?,
             access_token_ttl: Duration::from_secs(parse_or(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
-            refresh_token_ttl: Duration::from_secs(parse_or(
-                &get,
-                "REFRESH_TOKEN_TTL_SECS",
-                7 * 24 * 3600,
-            )?),
+            refresh_token_ttl: Duration::from_secs(parse_or(&get, "REFRESH_TOKEN_TTL_SECS", 7 * 24 * 3600)?),
         })
     }
 
@@ -221,20 +223,13 @@ fn positive(value: u64, name: &str) -> anyhow::Result<u64> {
     Ok(value)
 }
 
-fn parse_or<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    default: T,
-) -> anyhow::Result<T>
+fn parse_or<T: std::str::FromStr>(get: &impl Fn(&str) -> Option<String>, name: &str, default: T) -> anyhow::Result<T>
 where
     T::Err: fmt::Display,
 {
     match get(name) {
         None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{name}: cannot parse `{raw}`: {e}")),
+        Some(raw) => raw.trim().parse().map_err(|e| anyhow::anyhow!("{name}: cannot parse `{raw}`: {e}")),
     }
 }
 
@@ -248,13 +243,11 @@ fn load_or_create_secret(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> 
             return Ok(existing.as_bytes().to_vec());
         }
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let mut bytes = [0u8; 48];
     rand::rng().fill_bytes(&mut bytes);
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, secret.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
+    write_private(&path, secret.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(secret.into_bytes())
 }
 
@@ -307,8 +300,7 @@ mod tests {
     fn production_without_jwt_secret_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_str().unwrap();
-        let err = Config::load(&[("PARLEY_ENV", "production"), ("PARLEY_DATA_DIR", data_dir)])
-            .unwrap_err();
+        let err = Config::load(&[("PARLEY_ENV", "production"), ("PARLEY_DATA_DIR", data_dir)]).unwrap_err();
         assert!(err.to_string().contains("JWT_SECRET is required"), "{err}");
     }
 

@@ -22,7 +22,6 @@ use std::{fmt, future::Future, net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use axum::{Router, routing::get};
-use tower_http::cors::CorsLayer;
 use serde::{
     Deserialize, Deserializer, Serialize, Serializer,
     de::{MapAccess, SeqAccess, Visitor},
@@ -32,6 +31,7 @@ use socketioxide::{
     SocketIo,
     extract::{AckSender, Data, SocketRef},
 };
+use tower_http::cors::CorsLayer;
 
 use crate::config::{Config, ProcessEnv, VarSource};
 
@@ -60,13 +60,10 @@ pub async fn run(shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow:
     let router = crate::http::catch_panics(router().layer(CorsLayer::permissive()));
     let listener = crate::app::listen(config.addr).with_context(|| format!("binding {}", config.addr))?;
     tracing::info!(addr = %listener.local_addr()?, "conformance server listening");
-    axum::serve(
-        crate::app::accepting(listener),
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP")
+    axum::serve(crate::app::accepting(listener), router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")
 }
 
 /// The Socket.IO layer with the suite's timings and handlers, plus `GET /health/ready` (200)
@@ -88,18 +85,12 @@ pub fn router() -> Router {
 }
 
 async fn on_connect(socket: SocketRef, Data(auth): Data<Arg>) {
-    socket.on(
-        "message",
-        async |socket: SocketRef, Data(args): Data<Args>| {
-            socket.emit("message-back", &args).ok();
-        },
-    );
-    socket.on(
-        "message-with-ack",
-        async |Data(args): Data<Args>, ack: AckSender| {
-            ack.send(&args).ok();
-        },
-    );
+    socket.on("message", async |socket: SocketRef, Data(args): Data<Args>| {
+        socket.emit("message-back", &args).ok();
+    });
+    socket.on("message-with-ack", async |Data(args): Data<Args>, ack: AckSender| {
+        ack.send(&args).ok();
+    });
     socket.on("ask", async |socket: SocketRef, Data(args): Data<Args>| {
         let answer = match socket.emit_with_ack::<_, Args>("question", &args) {
             Ok(stream) => stream.await.map_err(|e| e.to_string()),
@@ -107,9 +98,7 @@ async fn on_connect(socket: SocketRef, Data(auth): Data<Arg>) {
         };
         match answer {
             Ok(args) => socket.emit("answer", &args).ok(),
-            Err(error) => socket
-                .emit("answer", &serde_json::json!({ "error": error }))
-                .ok(),
+            Err(error) => socket.emit("answer", &serde_json::json!({ "error": error })).ok(),
         };
     });
     // The CONNECT reply is out (or on its way); `auth` follows in a write of its own.
@@ -236,9 +225,7 @@ impl<'de> Visitor<'de> for ArgVisitor {
         Ok(Arg::Number(v.into()))
     }
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Arg, E> {
-        serde_json::Number::from_f64(v)
-            .map(Arg::Number)
-            .ok_or_else(|| E::custom("not a JSON number"))
+        serde_json::Number::from_f64(v).map(Arg::Number).ok_or_else(|| E::custom("not a JSON number"))
     }
     fn visit_str<E>(self, v: &str) -> Result<Arg, E> {
         Ok(Arg::String(v.to_owned()))

@@ -90,12 +90,8 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation { .. } => StatusCode::BAD_REQUEST,
-            Self::AuthFailed(_) | Self::InvalidCredentials | Self::TokenRevoked => {
-                StatusCode::UNAUTHORIZED
-            }
-            Self::Forbidden(_) | Self::NotInConversation | Self::Blocked(_) => {
-                StatusCode::FORBIDDEN
-            }
+            Self::AuthFailed(_) | Self::InvalidCredentials | Self::TokenRevoked => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) | Self::NotInConversation | Self::Blocked(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::EmailTaken | Self::UsernameTaken => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -161,9 +157,7 @@ impl From<StorageError> for AppError {
         match err {
             StorageError::NotFound(what) => Self::NotFound(what),
             StorageError::Conflict(constraint) if constraint.contains("email") => Self::EmailTaken,
-            StorageError::Conflict(constraint) if constraint.contains("username") => {
-                Self::UsernameTaken
-            }
+            StorageError::Conflict(constraint) if constraint.contains("username") => Self::UsernameTaken,
             other => Self::Internal(other.into()),
         }
     }

@@ -132,7 +132,6 @@ pub struct Fanout {
     legacy: bool,
 }
 
-
 fn user_rooms(users: &[Uuid]) -> Vec<String> {
     users.iter().copied().map(user_room).collect()
 }
@@ -228,7 +227,14 @@ impl Fanout {
     }
 
     /// `receipt:updated` (and legacy `message.read_update`) to `others`' sockets.
-    pub async fn receipt_updated(&self, conversation: Uuid, message: Uuid, reader: Uuid, at: crate::domain::time::Timestamp, others: &[Uuid]) {
+    pub async fn receipt_updated(
+        &self,
+        conversation: Uuid,
+        message: Uuid,
+        reader: Uuid,
+        at: crate::domain::time::Timestamp,
+        others: &[Uuid],
+    ) {
         let audience = Audience::rooms(user_rooms(others));
         let payload = json!({ "conversationId": conversation, "messageId": message, "userId": reader, "readAt": at });
         self.broadcaster.emit(audience.clone(), events::RECEIPT_UPDATED, &payload).await;

@@ -2,8 +2,8 @@
 
 pub mod app;
 pub mod clock;
-pub mod conformance;
 pub mod config;
+pub mod conformance;
 pub mod domain;
 pub mod error;
 pub mod fanout;

@@ -15,7 +15,9 @@ use parley::{
         conversations::page_limit,
         cursor,
         input::{AvatarUrl, DisplayName, Email, Password, Username, search_prefix},
-        message_input::{CLIENT_ID_MAX_CHARS, CONTENT_MAX_CHARS, MEDIA_MAX_ITEMS, OutgoingMessage, parse_content, parse_uuid},
+        message_input::{
+            CLIENT_ID_MAX_CHARS, CONTENT_MAX_CHARS, MEDIA_MAX_ITEMS, OutgoingMessage, parse_content, parse_uuid,
+        },
     },
     error::AppError,
     storage::models::ContentType,
@@ -29,7 +31,10 @@ use uuid::Uuid;
 const CASES: u32 = 4096;
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(CASES), ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(CASES),
+        ..ProptestConfig::default()
+    }
 }
 
 /// The documented failure: a `VALIDATION_ERROR` (400) whose message names `field`
@@ -54,7 +59,8 @@ fn any_json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 48, 8, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..12).prop_map(Value::Array),
-            prop::collection::vec((json_key(), inner), 0..8).prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            prop::collection::vec((json_key(), inner), 0..8)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
         ]
     })
 }
@@ -62,8 +68,22 @@ fn any_json() -> impl Strategy<Value = Value> {
 fn json_key() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "conversationId", "conversation_id", "content", "clientMessageId", "tempId", "contentType", "type",
-            "media", "url", "thumbnail", "width", "height", "size", "duration", "mimeType", "name",
+            "conversationId",
+            "conversation_id",
+            "content",
+            "clientMessageId",
+            "tempId",
+            "contentType",
+            "type",
+            "media",
+            "url",
+            "thumbnail",
+            "width",
+            "height",
+            "size",
+            "duration",
+            "mimeType",
+            "name",
         ])
         .prop_map(str::to_owned),
         ".{0,12}",

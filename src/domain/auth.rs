@@ -191,11 +191,7 @@ impl AuthService {
     /// the whole family is revoked and the caller must sign in again.
     pub async fn refresh(&self, refresh_token: &str) -> AppResult<Session> {
         let invalid = AppError::AuthFailed("invalid refresh token");
-        let record = self
-            .storage
-            .refresh_token_by_hash(&hash_refresh_token(refresh_token))
-            .await?
-            .ok_or(invalid)?;
+        let record = self.storage.refresh_token_by_hash(&hash_refresh_token(refresh_token)).await?.ok_or(invalid)?;
         let now = self.clock.now();
         if record.rotated_at.is_some() || record.revoked_at.is_some() {
             self.revoke_family_after_reuse(record.family_id, now).await?;
@@ -204,11 +200,8 @@ impl AuthService {
         if record.expires_at <= now {
             return Err(AppError::AuthFailed("refresh token expired"));
         }
-        let user = self
-            .storage
-            .user_by_id(record.user_id)
-            .await?
-            .ok_or(AppError::AuthFailed("invalid refresh token"))?;
+        let user =
+            self.storage.user_by_id(record.user_id).await?.ok_or(AppError::AuthFailed("invalid refresh token"))?;
         let (successor, token) = self.new_refresh_token(user.id, record.family_id, now);
         if !self.storage.rotate_refresh_token(record.id, &successor).await? {
             // Another request rotated it first: same treatment as a replay.
@@ -227,21 +220,13 @@ impl AuthService {
 
     /// Revokes the access token (until it would have expired) and the refresh family, and
     /// disconnects the session's sockets. Returns the user that was signed out.
-    pub async fn logout(
-        &self,
-        access: Option<&AccessClaims>,
-        refresh_token: Option<&str>,
-    ) -> AppResult<Uuid> {
+    pub async fn logout(&self, access: Option<&AccessClaims>, refresh_token: Option<&str>) -> AppResult<Uuid> {
         let mut user = None;
         let mut sessions = Vec::new();
         if let Some(claims) = access {
             sessions.push(claims.sid);
             let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now);
-            self.shared
-                .revocations
-                .revoke(&claims.jti, expires_at)
-                .await
-                .map_err(|e| AppError::Internal(e.into()))?;
+            self.shared.revocations.revoke(&claims.jti, expires_at).await.map_err(|e| AppError::Internal(e.into()))?;
             // The session's refresh tokens go too, even when the client sent none of them.
             self.storage.revoke_refresh_family(claims.sid, self.clock.now()).await?;
             user = Some(claims.sub);
@@ -283,12 +268,7 @@ impl AuthService {
         self.finish_session(user, family, token, record.expires_at)
     }
 
-    fn new_refresh_token(
-        &self,
-        user: Uuid,
-        family: Uuid,
-        now: DateTime<Utc>,
-    ) -> (NewRefreshToken, String) {
+    fn new_refresh_token(&self, user: Uuid, family: Uuid, now: DateTime<Utc>) -> (NewRefreshToken, String) {
         let token = new_refresh_token();
         let ttl = chrono::Duration::from_std(self.refresh_ttl).unwrap_or(chrono::Duration::days(7));
         let record = NewRefreshToken {

@@ -145,7 +145,10 @@ impl ConversationService {
             return Err(AppError::invalid_field("visibility", "direct conversations have no visibility"));
         }
         let [other] = others.iter().copied().collect::<Vec<_>>()[..] else {
-            return Err(AppError::invalid_field("participantIds", "a direct conversation has exactly one other participant"));
+            return Err(AppError::invalid_field(
+                "participantIds",
+                "a direct conversation has exactly one other participant",
+            ));
         };
         self.storage.user_by_id(other).await?.ok_or(AppError::NotFound("user"))?;
         let relation = self.storage.relationship(user, other).await?;
@@ -161,11 +164,8 @@ impl ConversationService {
     }
 
     async fn detail_of(&self, user: Uuid, conversation: &ConversationRecord) -> AppResult<ConversationDetail> {
-        let summary = self
-            .storage
-            .conversation_summary(user, conversation.id)
-            .await?
-            .ok_or(AppError::NotInConversation)?;
+        let summary =
+            self.storage.conversation_summary(user, conversation.id).await?.ok_or(AppError::NotInConversation)?;
         let members = self.storage.members(conversation.id).await?;
         let participants = members
             .iter()

@@ -3,11 +3,7 @@
 //! the socket's end, minus a margin for what may still have been in flight). A replica that
 //! dies vouches for nothing more, so its users get the gap replayed when they come back.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use uuid::Uuid;
 

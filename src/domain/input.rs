@@ -146,7 +146,8 @@ impl AvatarUrl {
         let url = raw.trim();
         let has_scheme = url.starts_with("https://") || url.starts_with("http://");
         let host_present = url.split("://").nth(1).is_some_and(|rest| !rest.is_empty());
-        if !has_scheme || !host_present || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if !has_scheme || !host_present || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(AppError::invalid_field("avatarUrl", "must be an http(s) URL"));
         }
         Ok(Self(url.to_owned()))

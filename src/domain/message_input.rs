@@ -118,10 +118,12 @@ fn parse_media(value: &Value) -> Result<Value, AppError> {
             let ok = match key.as_str() {
                 "url" | "thumbnail" => value.as_str().is_some_and(is_http_url),
                 "type" => matches!(value.as_str(), Some("image" | "video" | "file" | "audio")),
-                "width" | "height" | "size" | "duration" => value.as_u64().is_some() || value.as_f64().is_some_and(|f| f >= 0.0),
-                "mimeType" | "name" => value
-                    .as_str()
-                    .is_some_and(|s| s.chars().count() <= TEXT_FIELD_MAX_CHARS && !s.contains('\0')),
+                "width" | "height" | "size" | "duration" => {
+                    value.as_u64().is_some() || value.as_f64().is_some_and(|f| f >= 0.0)
+                }
+                "mimeType" | "name" => {
+                    value.as_str().is_some_and(|s| s.chars().count() <= TEXT_FIELD_MAX_CHARS && !s.contains('\0'))
+                }
                 _ => return Err(invalid(&format!("unknown media field `{key}`"))),
             };
             if !ok {
@@ -157,7 +159,9 @@ mod tests {
     #[test]
     fn a_text_message_parses_with_defaults() {
         let id = conversation();
-        let parsed = OutgoingMessage::from_payload(&json!({"conversationId": id, "content": "hi", "clientMessageId": "c-1"})).unwrap();
+        let parsed =
+            OutgoingMessage::from_payload(&json!({"conversationId": id, "content": "hi", "clientMessageId": "c-1"}))
+                .unwrap();
         assert_eq!(parsed.content_type, ContentType::Text);
         assert_eq!(parsed.client_message_id, "c-1");
         assert!(parsed.media.is_none());
@@ -186,16 +190,37 @@ mod tests {
             (json!({"conversationId": id, "content": 5, "clientMessageId": "c"}), "content"),
             (json!({"conversationId": id, "content": "x"}), "clientMessageId"),
             (json!({"conversationId": id, "content": "x", "clientMessageId": "c".repeat(129)}), "clientMessageId"),
-            (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "gif"}), "contentType"),
+            (
+                json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "gif"}),
+                "contentType",
+            ),
             (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "image"}), "media"),
-            (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "media": [{"url": "https://a.b/c"}]}), "media"),
-            (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": [{"url": "ftp://x"}]}), "media"),
-            (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": [{"url": "https://a.b/c", "evil": 1}]}), "media"),
-            (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": []}), "media"),
+            (
+                json!({"conversationId": id, "content": "x", "clientMessageId": "c", "media": [{"url": "https://a.b/c"}]}),
+                "media",
+            ),
+            (
+                json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": [{"url": "ftp://x"}]}),
+                "media",
+            ),
+            (
+                json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": [{"url": "https://a.b/c", "evil": 1}]}),
+                "media",
+            ),
+            (
+                json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": []}),
+                "media",
+            ),
             // NUL, which PostgreSQL cannot store (it was a 500 failing the whole group commit).
             (json!({"conversationId": id, "content": "a\u{0}b", "clientMessageId": "c"}), "content"),
-            (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": [{"url": "https://a.b/\u{0}"}]}), "media"),
-            (json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": [{"url": "https://a.b/c", "name": "\u{0}"}]}), "media"),
+            (
+                json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": [{"url": "https://a.b/\u{0}"}]}),
+                "media",
+            ),
+            (
+                json!({"conversationId": id, "content": "x", "clientMessageId": "c", "contentType": "file", "media": [{"url": "https://a.b/c", "name": "\u{0}"}]}),
+                "media",
+            ),
         ];
         for (payload, field) in cases {
             let err = OutgoingMessage::from_payload(&payload).unwrap_err();

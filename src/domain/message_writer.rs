@@ -126,14 +126,20 @@ async fn store_batch(storage: &dyn Storage, messages: &[NewMessage]) -> Result<V
 
 /// Per send: the conversation's members when the sender may post there, or the refusal
 /// (unknown or deleted conversation, not a member, a block between the two of a direct chat).
-async fn check_senders(storage: &dyn Storage, messages: &[NewMessage]) -> Result<Vec<AppResult<Vec<Uuid>>>, StorageError> {
+async fn check_senders(
+    storage: &dyn Storage,
+    messages: &[NewMessage],
+) -> Result<Vec<AppResult<Vec<Uuid>>>, StorageError> {
     let mut ids: Vec<Uuid> = messages.iter().map(|m| m.conversation_id).collect();
     ids.sort_unstable();
     ids.dedup();
     let contexts: HashMap<Uuid, SendContext> =
         storage.send_contexts(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
-    let mut direct_members: Vec<Uuid> =
-        contexts.values().filter(|c| c.kind == ConversationKind::Direct).flat_map(|c| c.members.iter().copied()).collect();
+    let mut direct_members: Vec<Uuid> = contexts
+        .values()
+        .filter(|c| c.kind == ConversationKind::Direct)
+        .flat_map(|c| c.members.iter().copied())
+        .collect();
     direct_members.sort_unstable();
     direct_members.dedup();
     let blocks: HashSet<(Uuid, Uuid)> = storage.blocks_among(&direct_members).await?.into_iter().collect();

@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::{
     conversations::{membership, message_in, page_limit},
     cursor,
-    message_input::{OutgoingMessage, parse_content},
     delivery::LocalSockets,
+    message_input::{OutgoingMessage, parse_content},
     message_writer::{MessageWriter, Stored},
     typing::TypingService,
     unread::UnreadNotifier,
@@ -155,7 +155,8 @@ impl MessageService {
         }
         let original = self.storage.message(message).await?.ok_or(AppError::NotFound("message"))?;
         membership(self.storage.as_ref(), user, original.conversation_id).await?;
-        let content = original.content.clone().filter(|_| original.deleted_at.is_none()).ok_or(AppError::NotFound("message"))?;
+        let content =
+            original.content.clone().filter(|_| original.deleted_at.is_none()).ok_or(AppError::NotFound("message"))?;
         for target in &unique {
             membership(self.storage.as_ref(), user, *target).await?;
         }
@@ -319,14 +320,22 @@ impl MessageService {
         let has_more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_cursor = match query {
-            HistoryQuery::Before { .. } if has_more => rows.last().map(|m| cursor::encode(&HistoryPosition { s: m.seq })),
+            HistoryQuery::Before { .. } if has_more => {
+                rows.last().map(|m| cursor::encode(&HistoryPosition { s: m.seq }))
+            }
             _ => None,
         };
         Ok(HistoryPage { messages: rows.iter().map(Message::from).collect(), next_cursor, has_more })
     }
 
     /// Edits the caller's own message.
-    pub async fn edit(&self, user: Uuid, conversation: Uuid, message: Uuid, content: Option<&serde_json::Value>) -> AppResult<Message> {
+    pub async fn edit(
+        &self,
+        user: Uuid,
+        conversation: Uuid,
+        message: Uuid,
+        content: Option<&serde_json::Value>,
+    ) -> AppResult<Message> {
         let content = parse_content(content)?;
         membership(self.storage.as_ref(), user, conversation).await?;
         let existing = self.message_in(conversation, message).await?;

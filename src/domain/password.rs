@@ -20,10 +20,7 @@ pub struct PasswordHasher {
 
 /// Verified against when the email is unknown, so that case takes as long as a wrong password.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    Argon2::default()
-        .hash_password(b"parley-timing-equaliser")
-        .map(|h| h.to_string())
-        .unwrap_or_default()
+    Argon2::default().hash_password(b"parley-timing-equaliser").map(|h| h.to_string()).unwrap_or_default()
 });
 
 impl PasswordHasher {
@@ -59,11 +56,8 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
     ) -> Result<T, AppError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("hasher closed: {e}")))?;
+        let _permit =
+            self.permits.acquire().await.map_err(|e| AppError::Internal(anyhow::anyhow!("hasher closed: {e}")))?;
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing task failed: {e}")))?

@@ -56,7 +56,13 @@ pub struct PresenceService {
 }
 
 impl PresenceService {
-    pub fn new(storage: Arc<dyn Storage>, shared: SharedState, fanout: Fanout, clock: SharedClock, grace: Duration) -> Self {
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        shared: SharedState,
+        fanout: Fanout,
+        clock: SharedClock,
+        grace: Duration,
+    ) -> Self {
         Self { storage, shared, fanout, clock, grace, departures: Mutex::default() }
     }
 
@@ -89,7 +95,12 @@ impl PresenceService {
         for ((user, before), after) in users.iter().zip(before).zip(after) {
             let lost: Vec<Uuid> = before.difference(&after).copied().collect();
             let gained: Vec<Uuid> = after.difference(&before).copied().collect();
-            let hidden = PresenceView { user_id: *user, status: PresenceStatus::Offline, last_activity: None, last_seen_at: None };
+            let hidden = PresenceView {
+                user_id: *user,
+                status: PresenceStatus::Offline,
+                last_activity: None,
+                last_seen_at: None,
+            };
             self.fanout.presence_changed(&hidden, &lost).await;
             if gained.is_empty() {
                 continue;
@@ -173,7 +184,8 @@ impl PresenceService {
         }
         let Some(record) = self.storage.user_by_id(user).await? else { return Ok(()) };
         let last_seen = if live.status == PresenceStatus::Offline {
-            let at = live.last_activity_ms.and_then(DateTime::from_timestamp_millis).unwrap_or_else(|| self.clock.now());
+            let at =
+                live.last_activity_ms.and_then(DateTime::from_timestamp_millis).unwrap_or_else(|| self.clock.now());
             self.storage.set_last_seen(user, at).await?;
             Some(at)
         } else {
@@ -184,7 +196,11 @@ impl PresenceService {
         let view = PresenceView {
             user_id: user,
             status: live.status,
-            last_activity: live.last_activity_ms.and_then(DateTime::from_timestamp_millis).map(Timestamp).filter(|_| !hide_times),
+            last_activity: live
+                .last_activity_ms
+                .and_then(DateTime::from_timestamp_millis)
+                .map(Timestamp)
+                .filter(|_| !hide_times),
             last_seen_at: last_seen.filter(|_| record.show_last_seen).map(Timestamp),
         };
         self.fanout.presence_changed(&view, &audience).await;
@@ -224,7 +240,10 @@ impl PresenceService {
         let ids: BTreeSet<Uuid> = contacts.friends.iter().chain(&contacts.direct_peers).copied().collect();
         let ids: Vec<Uuid> = ids.into_iter().filter(|id| !contacts.blocked_either.contains(id)).collect();
         let views = self.views_of(viewer, &ids, &contacts.friends, &contacts.blocked_either).await?;
-        Ok(views.into_iter().filter_map(|(view, visibility)| (visibility == Visibility::Full).then_some(view)).collect())
+        Ok(views
+            .into_iter()
+            .filter_map(|(view, visibility)| (visibility == Visibility::Full).then_some(view))
+            .collect())
     }
 
     /// One user's presence for `viewer`: 403 when they share with friends only.
@@ -232,11 +251,8 @@ impl PresenceService {
         let relation = self.storage.relationship(viewer, target).await?;
         let friends = if relation.is_friend() { vec![target] } else { Vec::new() };
         let blocked = if relation.blocking || relation.blocked_by { vec![target] } else { Vec::new() };
-        let (view, visibility) = self
-            .views_of(viewer, &[target], &friends, &blocked)
-            .await?
-            .pop()
-            .ok_or(AppError::NotFound("user"))?;
+        let (view, visibility) =
+            self.views_of(viewer, &[target], &friends, &blocked).await?.pop().ok_or(AppError::NotFound("user"))?;
         match visibility {
             Visibility::Forbidden => Err(AppError::Forbidden("this user shares presence with friends only")),
             _ => Ok(view),
@@ -289,7 +305,12 @@ impl PresenceService {
 
 fn present(record: &UserRecord, live: LiveState, visibility: Visibility, viewer: Uuid) -> PresenceView {
     if visibility != Visibility::Full {
-        return PresenceView { user_id: record.id, status: PresenceStatus::Offline, last_activity: None, last_seen_at: None };
+        return PresenceView {
+            user_id: record.id,
+            status: PresenceStatus::Offline,
+            last_activity: None,
+            last_seen_at: None,
+        };
     }
     let own = record.id == viewer;
     let last_seen_visible = own || record.show_last_seen;

@@ -9,7 +9,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{conversations::{membership, message_in}, time::Timestamp, unread::UnreadNotifier, views::{Conversation, User}};
+use super::{
+    conversations::{membership, message_in},
+    time::Timestamp,
+    unread::UnreadNotifier,
+    views::{Conversation, User},
+};
 use crate::{
     clock::SharedClock,
     error::{AppError, AppResult},
@@ -62,7 +67,13 @@ pub struct ReadService {
 }
 
 impl ReadService {
-    pub fn new(storage: Arc<dyn Storage>, shared: SharedState, fanout: Fanout, unread: Arc<UnreadNotifier>, clock: SharedClock) -> Self {
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        shared: SharedState,
+        fanout: Fanout,
+        unread: Arc<UnreadNotifier>,
+        clock: SharedClock,
+    ) -> Self {
         Self { storage, shared, fanout, unread, clock }
     }
 
@@ -84,7 +95,12 @@ impl ReadService {
             None => {
                 self.storage.mark_read(conversation, user, 0, self.clock.now()).await?;
                 self.unread.changed(&[user], conversation);
-                Ok(ReadOutcome { conversation_id: conversation, seq: 0, read_at: Timestamp(self.clock.now()), unread_count: 0 })
+                Ok(ReadOutcome {
+                    conversation_id: conversation,
+                    seq: 0,
+                    read_at: Timestamp(self.clock.now()),
+                    unread_count: 0,
+                })
             }
         }
     }
@@ -170,10 +186,15 @@ impl ReadService {
         let record = self.storage.message(message).await?.ok_or(AppError::NotFound("message"))?;
         membership(self.storage.as_ref(), user, record.conversation_id).await?;
         let readers = self.storage.readers(record.conversation_id, record.seq, record.sender_id).await?;
-        let total_count = self.storage.member_ids(record.conversation_id).await?.iter().filter(|p| **p != record.sender_id).count();
+        let total_count =
+            self.storage.member_ids(record.conversation_id).await?.iter().filter(|p| **p != record.sender_id).count();
         let receipts: Vec<Receipt> = readers
             .iter()
-            .map(|r| Receipt { user_id: r.user.id, user: User::seen_by(&r.user, user), read_at: r.read_at.map(Timestamp) })
+            .map(|r| Receipt {
+                user_id: r.user.id,
+                user: User::seen_by(&r.user, user),
+                read_at: r.read_at.map(Timestamp),
+            })
             .collect();
         Ok(Receipts { read_count: receipts.len(), receipts, total_count })
     }
@@ -191,7 +212,13 @@ impl ReadService {
     }
 
     /// `PUT …/read-status {read, messageId?}`.
-    pub async fn set_read_status(&self, user: Uuid, conversation: Uuid, read: bool, message: Option<Uuid>) -> AppResult<ReadOutcome> {
+    pub async fn set_read_status(
+        &self,
+        user: Uuid,
+        conversation: Uuid,
+        read: bool,
+        message: Option<Uuid>,
+    ) -> AppResult<ReadOutcome> {
         let outcome = match (read, message) {
             (true, Some(message)) => self.read_up_to(user, conversation, message).await?,
             (true, None) => self.read_all(user, conversation).await?,

@@ -40,12 +40,7 @@ impl AccessTokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
-        Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-            ttl,
-        }
+        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation, ttl }
     }
 
     /// Issues a token for `user` in login session `session` at `now_secs` (Unix seconds).
@@ -65,12 +60,12 @@ impl AccessTokens {
     /// Checks signature, algorithm and expiry. Says nothing about revocation.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, AppError> {
         use jsonwebtoken::errors::ErrorKind;
-        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
+        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(
+            |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AppError::AuthFailed("access token expired"),
                 _ => AppError::AuthFailed("invalid access token"),
-            })
+            },
+        )
     }
 }
 

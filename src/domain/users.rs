@@ -65,12 +65,7 @@ impl UserService {
                 .map(DisplayName::parse)
                 .transpose()?
                 .map(DisplayName::into_inner),
-            username: change
-                .username
-                .as_deref()
-                .map(Username::parse)
-                .transpose()?
-                .map(|u| u.as_str().to_owned()),
+            username: change.username.as_deref().map(Username::parse).transpose()?.map(|u| u.as_str().to_owned()),
             avatar_url: match change.avatar_url {
                 None => None,
                 Some(None) => Some(None),

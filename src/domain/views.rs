@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::time::Timestamp;
 use crate::storage::models::{
-    ContentType, ConversationKind, ConversationSummaryRecord, MessageRecord, PresenceSharing, Role,
-    UserRecord, Visibility,
+    ContentType, ConversationKind, ConversationSummaryRecord, MessageRecord, PresenceSharing, Role, UserRecord,
+    Visibility,
 };
 
 /// `User` from the SPEC: `email` only when you look at yourself.

@@ -166,11 +166,7 @@ async fn join(
     security(("bearerAuth" = [])),
     responses((status = 204, description = "Left"), (status = 400, description = "Not a group", body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
-async fn leave(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    Path(id): Path<Uuid>,
-) -> AppResult<StatusCode> {
+async fn leave(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Uuid>) -> AppResult<StatusCode> {
     state.conversations.leave(auth.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::{
     body::Bytes,
     extract::{
-        ConnectInfo, Request, FromRequest, FromRequestParts,
+        ConnectInfo, FromRequest, FromRequestParts, Request,
         rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection},
     },
     http::{HeaderMap, StatusCode, header, request::Parts},
@@ -74,10 +74,7 @@ impl From<PathRejection> for AppError {
 }
 
 fn invalid_part(message: &str, reason: String) -> AppError {
-    AppError::Validation {
-        message: message.into(),
-        details: Some(serde_json::json!({ "reason": reason })),
-    }
+    AppError::Validation { message: message.into(), details: Some(serde_json::json!({ "reason": reason })) }
 }
 
 #[derive(FromRequestParts)]

@@ -65,10 +65,8 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let redis = tokio::time::timeout(CHECK_TIMEOUT, state.shared.health()).await.unwrap_or("error");
     let healthy = database == "ok" && redis != "error";
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = Readiness {
-        status: if healthy { "ready" } else { "not_ready" },
-        checks: ReadinessChecks { database, redis },
-    };
+    let body =
+        Readiness { status: if healthy { "ready" } else { "not_ready" }, checks: ReadinessChecks { database, redis } };
     (status, axum::Json(body))
 }
 
@@ -76,8 +74,5 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "Health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
 }

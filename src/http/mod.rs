@@ -97,7 +97,10 @@ impl Modify for UnauthorizedResponses {
                 op.responses.responses.entry("401".into()).or_insert_with(|| {
                     ResponseBuilder::new()
                         .description("`AUTH_FAILED` (missing, invalid or expired token) or `TOKEN_REVOKED`")
-                        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorResponse"))).build())
+                        .content(
+                            "application/json",
+                            ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorResponse"))).build(),
+                        )
                         .build()
                         .into()
                 });
@@ -169,8 +172,7 @@ pub fn catch_panics(router: Router) -> Router {
 }
 
 fn cors(config: &Config) -> CorsLayer {
-    let origins: Vec<HeaderValue> =
-        config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let origins: Vec<HeaderValue> = config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)
@@ -221,10 +223,8 @@ async fn drain(body: Body) {
 async fn record_http_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     metrics::histogram!(
         "http_request_duration_seconds",

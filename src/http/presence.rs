@@ -148,4 +148,3 @@ async fn typing(
     state.typing.set(auth.id, id, body.is_typing).await?;
     Ok(StatusCode::NO_CONTENT)
 }
-

@@ -63,11 +63,7 @@ async fn search_users(
 #[utoipa::path(get, path = "/api/users/{id}", tag = "Users", params(("id" = Uuid, Path)),
     security(("bearerAuth" = [])),
     responses((status = 200, body = User), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
-async fn get_user(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    Path(id): Path<Uuid>,
-) -> AppResult<Json<User>> {
+async fn get_user(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Uuid>) -> AppResult<Json<User>> {
     let user = state.users.get(id).await?;
     Ok(Json(User::seen_by(&user, auth.id)))
 }
@@ -104,11 +100,8 @@ async fn update_me(
     auth: AuthUser,
     Json(body): Json<UpdateProfileRequest>,
 ) -> AppResult<Json<User>> {
-    let change = ProfileChange {
-        display_name: body.display_name,
-        username: body.username,
-        avatar_url: body.avatar_url,
-    };
+    let change =
+        ProfileChange { display_name: body.display_name, username: body.username, avatar_url: body.avatar_url };
     let user = state.users.update_profile(auth.id, change).await?;
     Ok(Json(User::own(&user)))
 }
@@ -230,11 +223,7 @@ async fn follow(
 #[utoipa::path(delete, path = "/api/users/{id}/follow", tag = "Friends", params(("id" = Uuid, Path)),
     security(("bearerAuth" = [])),
     responses((status = 204, description = "Not following any more"), (status = 404, body = ErrorResponse)))]
-async fn unfollow(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    Path(id): Path<Uuid>,
-) -> AppResult<StatusCode> {
+async fn unfollow(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Uuid>) -> AppResult<StatusCode> {
     state.users.unfollow(auth.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -269,11 +258,7 @@ pub struct BlockList {
 #[utoipa::path(post, path = "/api/users/{id}/block", tag = "Blocks", params(("id" = Uuid, Path)),
     security(("bearerAuth" = [])),
     responses((status = 204, description = "Blocked"), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
-async fn block(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    Path(id): Path<Uuid>,
-) -> AppResult<StatusCode> {
+async fn block(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Uuid>) -> AppResult<StatusCode> {
     state.users.block(auth.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -282,11 +267,7 @@ async fn block(
 #[utoipa::path(delete, path = "/api/users/{id}/block", tag = "Blocks", params(("id" = Uuid, Path)),
     security(("bearerAuth" = [])),
     responses((status = 204, description = "Not blocked any more"), (status = 404, body = ErrorResponse)))]
-async fn unblock(
-    State(state): State<AppState>,
-    auth: AuthUser,
-    Path(id): Path<Uuid>,
-) -> AppResult<StatusCode> {
+async fn unblock(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Uuid>) -> AppResult<StatusCode> {
     state.users.unblock(auth.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

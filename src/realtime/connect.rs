@@ -20,11 +20,11 @@ use super::{
 };
 use crate::{
     app::AppState,
+    domain::delivery::{CLEAN_CLOSE_MARGIN, SILENT_LOSS_MARGIN},
     domain::{tokens::AccessClaims, views::Message},
     error::AppError,
     fanout::{events, session_room, socket_room, user_room},
     shared_state::PresenceStatus,
-    domain::delivery::{CLEAN_CLOSE_MARGIN, SILENT_LOSS_MARGIN},
 };
 
 /// The authenticated identity of a socket, kept in its extensions.
@@ -45,7 +45,11 @@ impl From<&AccessClaims> for Session {
 /// client address's connection count (none left: the namespace connect is refused), the
 /// socket's room, its event dispatcher, its queue, and the handshake authentication as the
 /// queue's first job.
-pub fn prepare<A: Adapter>(socket: &SocketRef<A>, gateway: &Arc<Gateway<A>>, auth: Value) -> Result<(), TooManyConnections> {
+pub fn prepare<A: Adapter>(
+    socket: &SocketRef<A>,
+    gateway: &Arc<Gateway<A>>,
+    auth: Value,
+) -> Result<(), TooManyConnections> {
     let ip = crate::http::extract::client_ip(socket.req_parts(), gateway.state.config.trust_proxy);
     match gateway.connections.acquire(ip) {
         // Given back on disconnect, or with the socket if it never connects.
@@ -105,7 +109,13 @@ pub fn connected<A: Adapter>(socket: &SocketRef<A>, state: &AppState) {
 }
 
 /// The `auth` event, queued behind the socket's earlier events.
-pub fn auth_event<A: Adapter>(socket: SocketRef<A>, state: &AppState, payload: Option<Value>, ack: AckSender<A>, queue: &EventQueue) {
+pub fn auth_event<A: Adapter>(
+    socket: SocketRef<A>,
+    state: &AppState,
+    payload: Option<Value>,
+    ack: AckSender<A>,
+    queue: &EventQueue,
+) {
     let state = state.clone();
     let queued = queue.push(async move {
         let result = on_auth(&socket, &state, payload.unwrap_or(Value::Null)).await;
@@ -127,9 +137,10 @@ fn handshake_token<A: Adapter>(socket: &SocketRef<A>, auth: &Value) -> Option<St
         return Some(token.to_owned());
     }
     let parts = socket.req_parts();
-    let from_query = parts.uri.query().and_then(|query| {
-        query.split('&').find_map(|pair| pair.strip_prefix("token=")).filter(|t| !t.is_empty())
-    });
+    let from_query = parts
+        .uri
+        .query()
+        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("token=")).filter(|t| !t.is_empty()));
     if let Some(token) = from_query {
         return Some(token.to_owned());
     }
@@ -190,7 +201,10 @@ async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, user: Uuid)
         Ok(batches) => batches,
         Err(err) => {
             tracing::error!(error = %err, "replay failed");
-            let _ = socket.emit(events::SYNC_COMPLETE, &json!({ "messages": 0, "conversations": 0, "truncated": [], "error": "INTERNAL" }));
+            let _ = socket.emit(
+                events::SYNC_COMPLETE,
+                &json!({ "messages": 0, "conversations": 0, "truncated": [], "error": "INTERNAL" }),
+            );
             return;
         }
     };
@@ -252,7 +266,8 @@ fn refuse<A: Adapter>(socket: &SocketRef<A>, err: &AppError) {
 /// The socket's session, refused when missing or past the access token's expiry (the client
 /// sends `auth` with a refreshed token to continue).
 pub fn current_session<A: Adapter>(socket: &SocketRef<A>, state: &AppState) -> Result<Session, AppError> {
-    let session = socket.extensions.get::<Session>().ok_or(AppError::AuthFailed("authenticate first: send `auth {token}`"))?;
+    let session =
+        socket.extensions.get::<Session>().ok_or(AppError::AuthFailed("authenticate first: send `auth {token}`"))?;
     if session.expires_at <= state.clock.now().timestamp() {
         return Err(AppError::AuthFailed("access token expired; send `auth` with a fresh token"));
     }

@@ -109,7 +109,14 @@ pub struct FirstPingIo<T> {
 
 impl<T> FirstPingIo<T> {
     pub fn new(inner: T) -> Self {
-        Self { inner, watch: Watch::Http { head_end: false }, outbound: Frames::default(), inbound: None, pong: None, reader: None }
+        Self {
+            inner,
+            watch: Watch::Http { head_end: false },
+            outbound: Frames::default(),
+            inbound: None,
+            pong: None,
+            reader: None,
+        }
     }
 
     pub fn get_mut(&mut self) -> &mut T {
@@ -364,7 +371,13 @@ fn frame_lengths(header: &[u8]) -> Option<(usize, u64)> {
 fn scan_head_end(buf: &[u8], mut matched: usize) -> Result<usize, usize> {
     const END: &[u8] = b"\r\n\r\n";
     for (i, &byte) in buf.iter().enumerate() {
-        matched = if byte == END[matched] { matched + 1 } else if byte == END[0] { 1 } else { 0 };
+        matched = if byte == END[matched] {
+            matched + 1
+        } else if byte == END[0] {
+            1
+        } else {
+            0
+        };
         if matched == END.len() {
             return Ok(i + 1);
         }

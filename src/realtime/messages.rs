@@ -6,7 +6,10 @@ use uuid::Uuid;
 
 use super::{Ctx, Events};
 use crate::{
-    domain::{message_input::{OutgoingMessage, parse_uuid}, messages::Replay},
+    domain::{
+        message_input::{OutgoingMessage, parse_uuid},
+        messages::Replay,
+    },
     error::AppError,
     fanout::{MessageSent, events},
 };
@@ -23,11 +26,8 @@ pub fn register<A: Adapter>(events: &mut Events<A>) {
 /// Stores the message, then `message:sent` to this socket (after commit) — or
 /// `message:error` — and the ack carries the same.
 async fn send<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {
-    let client_message_id = payload
-        .get("clientMessageId")
-        .or_else(|| payload.get("tempId"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let client_message_id =
+        payload.get("clientMessageId").or_else(|| payload.get("tempId")).and_then(Value::as_str).map(str::to_owned);
     let sid = ctx.socket.id.to_string();
     let result = match OutgoingMessage::from_payload(&payload) {
         Ok(message) => ctx.state.messages.send(ctx.user(), message, Some(&sid)).await,
@@ -79,7 +79,10 @@ fn sync_points(payload: &Value) -> Result<Vec<(Uuid, i64)>, AppError> {
             let conversation = parse_uuid("conversationId", entry.get("conversationId"))?;
             let after = match entry.get("afterSeq") {
                 None | Some(Value::Null) => 0,
-                Some(value) => value.as_i64().filter(|n| *n >= 0).ok_or_else(|| AppError::invalid_field("afterSeq", "must be a non-negative integer"))?,
+                Some(value) => value
+                    .as_i64()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| AppError::invalid_field("afterSeq", "must be a non-negative integer"))?,
             };
             Ok((conversation, after))
         })
@@ -89,4 +92,3 @@ fn sync_points(payload: &Value) -> Result<Vec<(Uuid, i64)>, AppError> {
 fn replay_body(replay: &Replay) -> Value {
     json!({ "messages": replay.messages, "conversations": replay.conversations, "truncated": replay.truncated })
 }
-

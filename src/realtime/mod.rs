@@ -5,11 +5,11 @@
 mod ack;
 mod connect;
 mod extras;
+pub mod first_ping;
 mod limits;
 mod messages;
 mod presence;
 mod receipts;
-pub mod first_ping;
 pub mod redis_driver;
 mod rooms;
 mod typing;
@@ -28,15 +28,15 @@ use axum::{
     extract::OriginalUri,
     http::{HeaderMap, HeaderValue, Request, Uri},
 };
-use socketioxide::handler::ConnectHandler;
-use tracing::Instrument;
 use serde_json::Value;
+use socketioxide::handler::ConnectHandler;
 use socketioxide::{
     SocketIo,
     adapter::Adapter,
     extract::{AckSender, SocketRef},
 };
 use socketioxide_core::adapter::DefinedAdapter;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -72,7 +72,8 @@ pub const EVENT_QUEUE: usize = 256;
 pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, state: AppState) -> A::InitRes {
     let gateway = Arc::new(Gateway::new(state));
     let prepare_gateway = gateway.clone();
-    let prepare = move |socket: SocketRef<A>, socketioxide::extract::TryData(auth): socketioxide::extract::TryData<Value>| {
+    let prepare = move |socket: SocketRef<A>,
+                        socketioxide::extract::TryData(auth): socketioxide::extract::TryData<Value>| {
         std::future::ready(connect::prepare(&socket, &prepare_gateway, auth.unwrap_or(Value::Null)))
     };
     let connected = move |socket: SocketRef<A>| {
@@ -218,7 +219,14 @@ impl<A: Adapter> Gateway<A> {
 
     /// One client event: over the socket's rate refused (a flood disconnects), else `auth`, a
     /// registered event (queued), or an unknown one (refused).
-    fn dispatch(&self, socket: SocketRef<A>, event: String, payload: Option<Value>, ack: AckSender<A>, queue: &EventQueue) {
+    fn dispatch(
+        &self,
+        socket: SocketRef<A>,
+        event: String,
+        payload: Option<Value>,
+        ack: AckSender<A>,
+        queue: &EventQueue,
+    ) {
         match queue.take_budget(self.rate) {
             limits::Verdict::Run => {}
             limits::Verdict::Refused(retry_after) => {
@@ -239,7 +247,8 @@ impl<A: Adapter> Gateway<A> {
             return connect::auth_event(socket, &self.state, payload, ack, queue);
         }
         let Some((&event, handler)) = self.events.handlers.get_key_value(event.as_str()) else {
-            let refusal = AppError::validation(format!("unknown event `{}`", event.chars().take(64).collect::<String>()));
+            let refusal =
+                AppError::validation(format!("unknown event `{}`", event.chars().take(64).collect::<String>()));
             let _ = ack.send(&ack::error(&refusal));
             return;
         };

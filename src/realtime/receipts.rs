@@ -5,11 +5,7 @@ use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
 
 use super::{Ctx, Events};
-use crate::{
-    domain::message_input::parse_uuid,
-    error::AppError,
-    fanout::events,
-};
+use crate::{domain::message_input::parse_uuid, error::AppError, fanout::events};
 
 pub fn register<A: Adapter>(events: &mut Events<A>) {
     events.on("receipt:read", read);
@@ -27,6 +23,7 @@ async fn legacy_read_all<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Valu
     let field = payload.get("conversationId").or_else(|| payload.get("conversation_id"));
     let conversation = parse_uuid("conversationId", field)?;
     let outcome = ctx.state.reads.read_all(ctx.user(), conversation).await?;
-    let _ = ctx.socket.emit(events::LEGACY_READ_ACK, &json!({ "conversationId": conversation, "readAt": outcome.read_at }));
+    let _ =
+        ctx.socket.emit(events::LEGACY_READ_ACK, &json!({ "conversationId": conversation, "readAt": outcome.read_at }));
     Ok(json!(outcome))
 }

@@ -35,7 +35,9 @@ fn check_subscription_limit<A: Adapter>(ctx: &Ctx<A>, room: &str) -> Result<(), 
         return Ok(());
     }
     Err(AppError::Validation {
-        message: format!("conversationId: this socket is subscribed to {limit} conversations, the most allowed; unsubscribe from one first"),
+        message: format!(
+            "conversationId: this socket is subscribed to {limit} conversations, the most allowed; unsubscribe from one first"
+        ),
         details: Some(json!({ "field": "conversationId", "limit": limit })),
     })
 }

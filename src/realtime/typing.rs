@@ -30,11 +30,7 @@ pub fn register<A: Adapter>(events: &mut Events<A>) {
 
 /// The conversations `socket` typed in (and forgets them).
 pub fn typed_in<A: Adapter>(socket: &SocketRef<A>) -> Vec<Uuid> {
-    socket
-        .extensions
-        .get::<TypedIn>()
-        .map(|t| crate::sync::lock(&t.0).drain().collect())
-        .unwrap_or_default()
+    socket.extensions.get::<TypedIn>().map(|t| crate::sync::lock(&t.0).drain().collect()).unwrap_or_default()
 }
 
 /// `typing`: `Some` from the event name, `None` from the payload's `is_typing`.

@@ -68,7 +68,6 @@ impl MemoryState {
     }
 }
 
-
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -140,4 +139,3 @@ impl RateLimits for MemoryState {
         Ok(admission)
     }
 }
-

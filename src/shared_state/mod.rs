@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use crate::clock::SharedClock;
 pub use presence::{CONNECTION_RENEW, CONNECTION_TTL, LiveState, Presence, PresenceStatus};
 use presence::{MemoryPresence, RedisPresence};
-pub use receipts::{PendingRead, ReadBatches};
 use receipts::{MemoryReadBatches, RedisReadBatches};
+pub use receipts::{PendingRead, ReadBatches};
 pub use typing::Typing;
 use typing::{MemoryTyping, RedisTyping};
 
@@ -43,7 +43,9 @@ pub trait TokenRevocations: Send + Sync {
 pub enum Admission {
     /// Admitted; the ticket can hand the slot back (see [`RateLimits::release`]).
     Admitted(Ticket),
-    Denied { retry_after: Duration },
+    Denied {
+        retry_after: Duration,
+    },
 }
 
 impl Admission {

@@ -113,7 +113,6 @@ impl MemoryPresence {
     }
 }
 
-
 #[async_trait]
 impl Presence for MemoryPresence {
     async fn touch(&self, user: Uuid, socket: &str, status: PresenceStatus) -> StateResult<()> {
@@ -325,7 +324,11 @@ impl Presence for RedisPresence {
                     Some(redis::Value::Int(n)) if *n >= 0 => Some(*n),
                     _ => None,
                 };
-                LiveState { status: status_of(triple.first()), last_activity_ms: activity, announced: status_of(triple.get(2)) }
+                LiveState {
+                    status: status_of(triple.first()),
+                    last_activity_ms: activity,
+                    announced: status_of(triple.get(2)),
+                }
             })
             .collect())
     }

@@ -93,11 +93,7 @@ impl TokenRevocations for RedisState {
     async fn revoke(&self, jti: &str, expires_at: DateTime<Utc>) -> StateResult<()> {
         let ttl = expires_at.timestamp_millis() - self.clock.now_ms();
         if ttl > 0 {
-            let _: () = self
-                .conn
-                .clone()
-                .pset_ex(self.key("revoked", jti), 1u8, ttl as u64)
-                .await?;
+            let _: () = self.conn.clone().pset_ex(self.key("revoked", jti), 1u8, ttl as u64).await?;
         }
         Ok(())
     }
@@ -140,4 +136,3 @@ impl RateLimits for RedisState {
         Ok(if wait < 0 { Admission::Admitted(Ticket(String::new())) } else { denied_after(wait) })
     }
 }
-

@@ -52,7 +52,6 @@ impl MemoryTyping {
     }
 }
 
-
 #[async_trait]
 impl Typing for MemoryTyping {
     async fn start(&self, conversation: Uuid, user: Uuid, ttl: Duration, min_interval: Duration) -> StateResult<bool> {
@@ -90,7 +89,9 @@ impl Typing for MemoryTyping {
         let entries = lock(&self.entries);
         Ok(conversations
             .iter()
-            .map(|c| entries.iter().filter(|((conv, _), e)| conv == c && e.deadline > now).map(|((_, u), _)| *u).collect())
+            .map(|c| {
+                entries.iter().filter(|((conv, _), e)| conv == c && e.deadline > now).map(|((_, u), _)| *u).collect()
+            })
             .collect())
     }
 

@@ -76,40 +76,20 @@ pub trait UserRepo: Send + Sync {
     async fn users_by_ids(&self, ids: &[Uuid]) -> StorageResult<Vec<UserRecord>>;
     /// Users whose username or lower-cased display name starts with `prefix` (lower case),
     /// excluding `viewer` and anyone who blocked `viewer`; ordered by username.
-    async fn search_users(
-        &self,
-        prefix: &str,
-        viewer: Uuid,
-        limit: i64,
-    ) -> StorageResult<Vec<UserRecord>>;
-    async fn update_profile(
-        &self,
-        id: Uuid,
-        patch: &ProfilePatch,
-        now: DateTime<Utc>,
-    ) -> StorageResult<UserRecord>;
-    async fn update_settings(
-        &self,
-        id: Uuid,
-        patch: &SettingsPatch,
-        now: DateTime<Utc>,
-    ) -> StorageResult<UserRecord>;
+    async fn search_users(&self, prefix: &str, viewer: Uuid, limit: i64) -> StorageResult<Vec<UserRecord>>;
+    async fn update_profile(&self, id: Uuid, patch: &ProfilePatch, now: DateTime<Utc>) -> StorageResult<UserRecord>;
+    async fn update_settings(&self, id: Uuid, patch: &SettingsPatch, now: DateTime<Utc>) -> StorageResult<UserRecord>;
     async fn set_last_seen(&self, id: Uuid, at: DateTime<Utc>) -> StorageResult<()>;
 }
 
 #[async_trait]
 pub trait SessionRepo: Send + Sync {
     async fn insert_refresh_token(&self, token: &NewRefreshToken) -> StorageResult<()>;
-    async fn refresh_token_by_hash(&self, hash: &[u8])
-    -> StorageResult<Option<RefreshTokenRecord>>;
+    async fn refresh_token_by_hash(&self, hash: &[u8]) -> StorageResult<Option<RefreshTokenRecord>>;
     /// Marks `old` rotated and stores its successor atomically. Returns `false` (and stores
     /// nothing) when `old` was already rotated or revoked: the caller lost a race or is
     /// replaying a used token.
-    async fn rotate_refresh_token(
-        &self,
-        old: Uuid,
-        successor: &NewRefreshToken,
-    ) -> StorageResult<bool>;
+    async fn rotate_refresh_token(&self, old: Uuid, successor: &NewRefreshToken) -> StorageResult<bool>;
     /// Revokes every live token of a family; returns how many were revoked.
     async fn revoke_refresh_family(&self, family: Uuid, now: DateTime<Utc>) -> StorageResult<u64>;
     async fn purge_expired_refresh_tokens(&self, now: DateTime<Utc>) -> StorageResult<u64>;
@@ -118,8 +98,7 @@ pub trait SessionRepo: Send + Sync {
 #[async_trait]
 pub trait SocialRepo: Send + Sync {
     /// Idempotent: following twice keeps the first `created_at`.
-    async fn follow(&self, follower: Uuid, followee: Uuid, now: DateTime<Utc>)
-    -> StorageResult<()>;
+    async fn follow(&self, follower: Uuid, followee: Uuid, now: DateTime<Utc>) -> StorageResult<()>;
     async fn unfollow(&self, follower: Uuid, followee: Uuid) -> StorageResult<bool>;
     /// Mutual follows, ordered by username.
     async fn friends_of(&self, user: Uuid) -> StorageResult<Vec<UserRecord>>;
@@ -157,11 +136,8 @@ pub struct LeaveOutcome {
 #[async_trait]
 pub trait ConversationRepo: Send + Sync {
     /// Creates a group owned by `conversation.created_by`, with `members` as members.
-    async fn create_group(
-        &self,
-        conversation: &NewConversation,
-        members: &[Uuid],
-    ) -> StorageResult<ConversationRecord>;
+    async fn create_group(&self, conversation: &NewConversation, members: &[Uuid])
+    -> StorageResult<ConversationRecord>;
     /// The live direct conversation between the creator and `other`, created (creator as
     /// owner) when there is none; `true` when it was created by this call.
     async fn find_or_create_direct(
@@ -170,8 +146,7 @@ pub trait ConversationRepo: Send + Sync {
         other: Uuid,
     ) -> StorageResult<(ConversationRecord, bool)>;
     async fn conversation(&self, id: Uuid) -> StorageResult<Option<ConversationRecord>>;
-    async fn participant(&self, conversation: Uuid, user: Uuid)
-    -> StorageResult<Option<ParticipantRecord>>;
+    async fn participant(&self, conversation: Uuid, user: Uuid) -> StorageResult<Option<ParticipantRecord>>;
     /// Participants with their profiles, longest-standing first.
     async fn members(&self, conversation: Uuid) -> StorageResult<Vec<MemberRecord>>;
     async fn member_ids(&self, conversation: Uuid) -> StorageResult<Vec<Uuid>>;
@@ -200,12 +175,7 @@ pub trait ConversationRepo: Send + Sync {
     async fn join(&self, conversation: Uuid, user: Uuid, now: DateTime<Utc>) -> StorageResult<bool>;
     /// Removes `user`, handing ownership to the longest-standing admin (else member) when
     /// the last owner leaves, and soft-deleting the conversation when nobody is left.
-    async fn leave(
-        &self,
-        conversation: Uuid,
-        user: Uuid,
-        now: DateTime<Utc>,
-    ) -> StorageResult<LeaveOutcome>;
+    async fn leave(&self, conversation: Uuid, user: Uuid, now: DateTime<Utc>) -> StorageResult<LeaveOutcome>;
 }
 
 #[async_trait]
@@ -235,12 +205,7 @@ pub trait MessageRepo: Send + Sync {
         limit: i64,
     ) -> StorageResult<Vec<MessageRecord>>;
     /// Replaces the content of a live message; `None` when missing or deleted.
-    async fn edit_message(
-        &self,
-        id: Uuid,
-        content: &str,
-        now: DateTime<Utc>,
-    ) -> StorageResult<Option<MessageRecord>>;
+    async fn edit_message(&self, id: Uuid, content: &str, now: DateTime<Utc>) -> StorageResult<Option<MessageRecord>>;
     /// Turns a message into a tombstone; `None` when missing or already deleted.
     async fn delete_message(&self, id: Uuid, now: DateTime<Utc>) -> StorageResult<Option<MessageRecord>>;
     /// Conversations with messages past `user`'s delivered watermark (and past what they cleared).
@@ -276,7 +241,12 @@ pub trait ReadRepo: Send + Sync {
     /// Participants other than `sender` whose watermark reached `seq` and who share read
     /// receipts, with when they did.
     async fn readers(&self, conversation: Uuid, seq: i64, sender: Uuid) -> StorageResult<Vec<ReceiptRecord>>;
-    async fn set_archived(&self, conversation: Uuid, user: Uuid, archived_at: Option<DateTime<Utc>>) -> StorageResult<()>;
+    async fn set_archived(
+        &self,
+        conversation: Uuid,
+        user: Uuid,
+        archived_at: Option<DateTime<Utc>>,
+    ) -> StorageResult<()>;
     /// Clears history for `user` (or, with `None`, for every participant) up to the last
     /// message: `cleared_seq`, `messages_cleared_at`.
     async fn clear_history(&self, conversation: Uuid, user: Option<Uuid>, at: DateTime<Utc>) -> StorageResult<()>;

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use sqlx::{PgPool, Postgres, postgres::PgPoolOptions};
 
-
 pub struct PgStore {
     pool: PgPool,
 }

@@ -65,15 +65,21 @@ async fn register_sets_an_http_only_strict_refresh_cookie(app: TestApp) {
 
 async fn duplicate_email_or_username_is_a_conflict(app: TestApp) {
     let anon = app.client();
-    anon.post("/api/auth/register", json!({"email": "dup@example.com", "password": PASSWORD, "displayName": "Dup", "username": "dupe"}))
-        .await
-        .assert_status(201);
+    anon.post(
+        "/api/auth/register",
+        json!({"email": "dup@example.com", "password": PASSWORD, "displayName": "Dup", "username": "dupe"}),
+    )
+    .await
+    .assert_status(201);
     anon.post("/api/auth/register", json!({"email": "DUP@example.com", "password": PASSWORD, "displayName": "Dup 2"}))
         .await
         .assert_error(409, "EMAIL_TAKEN");
-    anon.post("/api/auth/register", json!({"email": "other@example.com", "password": PASSWORD, "displayName": "Dup 3", "username": "Dupe"}))
-        .await
-        .assert_error(409, "USERNAME_TAKEN");
+    anon.post(
+        "/api/auth/register",
+        json!({"email": "other@example.com", "password": PASSWORD, "displayName": "Dup 3", "username": "Dupe"}),
+    )
+    .await
+    .assert_error(409, "USERNAME_TAKEN");
 }
 
 async fn invalid_registration_fields_are_rejected_and_create_nothing(app: TestApp) {
@@ -167,17 +173,17 @@ async fn refresh_rotates_the_token_and_reuse_revokes_the_family(app: TestApp) {
     user.client.with_token(&new_token).get("/api/auth/me").await.assert_status(200);
 
     // Replaying the rotated token revokes the family: the newest token dies too.
-    app.client()
-        .post("/api/auth/refresh", json!({"refreshToken": old}))
-        .await
-        .assert_error(401, "AUTH_FAILED");
+    app.client().post("/api/auth/refresh", json!({"refreshToken": old})).await.assert_error(401, "AUTH_FAILED");
     user.client.post_empty("/api/auth/refresh").await.assert_error(401, "AUTH_FAILED");
 }
 
 async fn refresh_token_in_the_body_comes_back_rotated_in_the_body(app: TestApp) {
     let anon = app.client();
     let reply = anon
-        .post("/api/auth/register", json!({"email": "mobile@example.com", "password": PASSWORD, "displayName": "Mobile"}))
+        .post(
+            "/api/auth/register",
+            json!({"email": "mobile@example.com", "password": PASSWORD, "displayName": "Mobile"}),
+        )
         .await;
     let cookie = reply.header("set-cookie").unwrap();
     let token = cookie.trim_start_matches("refresh_token=").split(';').next().unwrap().to_owned();
@@ -194,7 +200,9 @@ async fn refresh_token_in_the_body_comes_back_rotated_in_the_body(app: TestApp) 
 async fn refresh_without_a_valid_token_is_refused(app: TestApp) {
     let anon = app.client();
     anon.post_empty("/api/auth/refresh").await.assert_error(401, "AUTH_FAILED");
-    anon.post("/api/auth/refresh", json!({"refreshToken": "tampered-or-made-up"})).await.assert_error(401, "AUTH_FAILED");
+    anon.post("/api/auth/refresh", json!({"refreshToken": "tampered-or-made-up"}))
+        .await
+        .assert_error(401, "AUTH_FAILED");
     anon.send(anon.request(reqwest::Method::POST, "/api/auth/refresh").header("cookie", "refresh_token=forged"))
         .await
         .assert_error(401, "AUTH_FAILED");
@@ -222,7 +230,10 @@ async fn logout_revokes_the_access_token_and_the_refresh_family(app: TestApp) {
 async fn logout_with_only_the_refresh_cookie_works(app: TestApp) {
     let anon = app.client();
     let reply = anon
-        .post("/api/auth/register", json!({"email": "cookie@example.com", "password": PASSWORD, "displayName": "Cookie"}))
+        .post(
+            "/api/auth/register",
+            json!({"email": "cookie@example.com", "password": PASSWORD, "displayName": "Cookie"}),
+        )
         .await;
     let cookie = reply.header("set-cookie").unwrap();
     let token = cookie.trim_start_matches("refresh_token=").split(';').next().unwrap().to_owned();
@@ -232,10 +243,7 @@ async fn logout_with_only_the_refresh_cookie_works(app: TestApp) {
 
 async fn logout_without_credentials_is_refused(app: TestApp) {
     app.client().post_empty("/api/auth/logout").await.assert_error(401, "AUTH_FAILED");
-    app.client()
-        .post("/api/auth/logout", json!({"refreshToken": "unknown"}))
-        .await
-        .assert_error(401, "AUTH_FAILED");
+    app.client().post("/api/auth/logout", json!({"refreshToken": "unknown"})).await.assert_error(401, "AUTH_FAILED");
 }
 
 async fn me_refuses_missing_malformed_expired_forged_and_unsigned_tokens(app: TestApp) {

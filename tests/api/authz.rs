@@ -186,8 +186,11 @@ async fn call(app: &TestApp, fx: &Fixture, route: &str, role: Role) -> Reply {
     match route {
         "POST /api/auth/register" => {
             let email = format!("new.{}@example.com", &new_client_id()[..8]);
-            c.post("/api/auth/register", json!({"email": email, "password": "correct horse battery", "displayName": "Newcomer"}))
-                .await
+            c.post(
+                "/api/auth/register",
+                json!({"email": email, "password": "correct horse battery", "displayName": "Newcomer"}),
+            )
+            .await
         }
         "POST /api/auth/login" => {
             c.post("/api/auth/login", json!({"email": fx.member.email, "password": fx.member.password})).await
@@ -205,7 +208,9 @@ async fn call(app: &TestApp, fx: &Fixture, route: &str, role: Role) -> Reply {
                 Role::Participant => {
                     // A session of its own, with its refresh cookie in a jar of its own.
                     let fresh = app.client();
-                    let login = fresh.post("/api/auth/login", json!({"email": fx.member.email, "password": fx.member.password})).await;
+                    let login = fresh
+                        .post("/api/auth/login", json!({"email": fx.member.email, "password": fx.member.password}))
+                        .await;
                     let token = login.body["accessToken"].as_str().unwrap_or_default().to_owned();
                     fresh.with_token(&token).post_empty(path).await
                 }
@@ -218,7 +223,9 @@ async fn call(app: &TestApp, fx: &Fixture, route: &str, role: Role) -> Reply {
         "PATCH /api/users/me" => c.patch("/api/users/me", json!({"displayName": "Member"})).await,
         "GET /api/users/me/settings" => c.get("/api/users/me/settings").await,
         "PATCH /api/users/me/settings" => c.patch("/api/users/me/settings", json!({"readReceiptsEnabled": true})).await,
-        "PATCH /api/v1/users/me/settings" => c.patch("/api/v1/users/me/settings", json!({"show_last_seen": true})).await,
+        "PATCH /api/v1/users/me/settings" => {
+            c.patch("/api/v1/users/me/settings", json!({"show_last_seen": true})).await
+        }
         "GET /api/users/me/friends" => c.get("/api/users/me/friends").await,
         "GET /api/users/me/blocks" => c.get("/api/users/me/blocks").await,
         "GET /api/conversations" => c.get("/api/conversations").await,
@@ -265,8 +272,11 @@ async fn call(app: &TestApp, fx: &Fixture, route: &str, role: Role) -> Reply {
             c.get(&format!("/api/conversations/{conv}/messages?afterSeq=0")).await
         }
         "POST /api/conversations/{id}/messages" => {
-            c.post(&format!("/api/conversations/{conv}/messages"), json!({"clientMessageId": new_client_id(), "content": "hi"}))
-                .await
+            c.post(
+                &format!("/api/conversations/{conv}/messages"),
+                json!({"clientMessageId": new_client_id(), "content": "hi"}),
+            )
+            .await
         }
         "DELETE /api/conversations/{id}/messages" => {
             let conv = target(app, fx, role).await;
@@ -317,7 +327,9 @@ fn check(reply: &Reply, expect: Expect) -> Option<String> {
         Expect::Na => None,
         Expect::Ok(status) if reply.status.as_u16() == status => None,
         Expect::Err(status, code)
-            if reply.status.as_u16() == status && reply.code() == code && reply.body["error"]["message"].is_string() =>
+            if reply.status.as_u16() == status
+                && reply.code() == code
+                && reply.body["error"]["message"].is_string() =>
         {
             None
         }
@@ -396,7 +408,10 @@ async fn unknown_deleted_and_foreign_resources(app: TestApp) {
         (
             "POST message into a deleted conversation".into(),
             member
-                .post(&format!("/api/conversations/{deleted}/messages"), json!({"clientMessageId": "z", "content": "late"}))
+                .post(
+                    &format!("/api/conversations/{deleted}/messages"),
+                    json!({"clientMessageId": "z", "content": "late"}),
+                )
                 .await,
             NOT_FOUND,
         ),
@@ -407,7 +422,12 @@ async fn unknown_deleted_and_foreign_resources(app: TestApp) {
         ),
         (
             "POST message into an unknown conversation".into(),
-            member.post(&format!("/api/conversations/{unknown}/messages"), json!({"clientMessageId": "y", "content": "x"})).await,
+            member
+                .post(
+                    &format!("/api/conversations/{unknown}/messages"),
+                    json!({"clientMessageId": "y", "content": "x"}),
+                )
+                .await,
             NOT_FOUND,
         ),
         (
@@ -427,7 +447,10 @@ async fn unknown_deleted_and_foreign_resources(app: TestApp) {
             "read-status with a message of another conversation".into(),
             fx.owner
                 .client
-                .put(&format!("/api/conversations/{}/read-status", fx.group), json!({"read": true, "messageId": in_direct}))
+                .put(
+                    &format!("/api/conversations/{}/read-status", fx.group),
+                    json!({"read": true, "messageId": in_direct}),
+                )
                 .await,
             NOT_FOUND,
         ),
@@ -436,7 +459,11 @@ async fn unknown_deleted_and_foreign_resources(app: TestApp) {
             member.get(&format!("/api/messages/{in_direct}/receipts")).await,
             NOT_IN,
         ),
-        ("GET receipts of an unknown message".into(), member.get(&format!("/api/messages/{unknown}/receipts")).await, NOT_FOUND),
+        (
+            "GET receipts of an unknown message".into(),
+            member.get(&format!("/api/messages/{unknown}/receipts")).await,
+            NOT_FOUND,
+        ),
         (
             "forward an unknown message".into(),
             member.post(&format!("/api/messages/{unknown}/forward"), json!({"conversationIds": [fx.group]})).await,
@@ -444,7 +471,9 @@ async fn unknown_deleted_and_foreign_resources(app: TestApp) {
         ),
         (
             "forward a message one can read into a conversation one is not in".into(),
-            member.post(&format!("/api/messages/{}/forward", fx.group_message), json!({"conversationIds": [fx.direct]})).await,
+            member
+                .post(&format!("/api/messages/{}/forward", fx.group_message), json!({"conversationIds": [fx.direct]}))
+                .await,
             NOT_IN,
         ),
         ("GET unknown user".into(), member.get(&format!("/api/users/{unknown}")).await, NOT_FOUND),
@@ -458,20 +487,29 @@ async fn unknown_deleted_and_foreign_resources(app: TestApp) {
         ),
         (
             "the blocker opens a direct conversation with the blocked user".into(),
-            fx.owner.client.post("/api/conversations", json!({"type": "direct", "participantIds": [fx.blocked.id]})).await,
+            fx.owner
+                .client
+                .post("/api/conversations", json!({"type": "direct", "participantIds": [fx.blocked.id]}))
+                .await,
             BLOCKED,
         ),
         (
             "the blocker sends into the direct conversation".into(),
             fx.owner
                 .client
-                .post(&format!("/api/conversations/{}/messages", fx.direct), json!({"clientMessageId": "b", "content": "x"}))
+                .post(
+                    &format!("/api/conversations/{}/messages", fx.direct),
+                    json!({"clientMessageId": "b", "content": "x"}),
+                )
                 .await,
             BLOCKED,
         ),
         (
             "the blocker forwards into the direct conversation".into(),
-            fx.owner.client.post(&format!("/api/messages/{}/forward", fx.group_message), json!({"conversationIds": [fx.direct]})).await,
+            fx.owner
+                .client
+                .post(&format!("/api/messages/{}/forward", fx.group_message), json!({"conversationIds": [fx.direct]}))
+                .await,
             BLOCKED,
         ),
     ];

@@ -25,7 +25,12 @@ fn id_of(body: &Value) -> Uuid {
 }
 
 async fn create_direct(a: &TestUser, b: &TestUser) -> Uuid {
-    id_of(a.client.post("/api/conversations", json!({"type": "direct", "participantIds": [b.id]})).await.assert_status(201))
+    id_of(
+        a.client
+            .post("/api/conversations", json!({"type": "direct", "participantIds": [b.id]}))
+            .await
+            .assert_status(201),
+    )
 }
 
 async fn create_group(owner: &TestUser, members: &[&TestUser]) -> Uuid {
@@ -44,7 +49,10 @@ async fn create_group_with(owner: &TestUser, members: &[&TestUser], extra: Value
 async fn post_message(user: &TestUser, conversation: Uuid, client_id: &str) -> Value {
     let reply = user
         .client
-        .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": client_id, "content": format!("msg {client_id}")}))
+        .post(
+            &format!("/api/conversations/{conversation}/messages"),
+            json!({"clientMessageId": client_id, "content": format!("msg {client_id}")}),
+        )
         .await;
     reply.assert_status(201).clone()
 }
@@ -60,7 +68,8 @@ async fn a_direct_conversation_is_created_once_per_pair(app: TestApp) {
     assert_eq!((body["unreadCount"].clone(), body["isArchived"].clone()), (json!(0), json!(false)));
     assert_eq!(body["typingUsers"], json!([]));
     assert_eq!(body["participants"].as_array().unwrap().len(), 2);
-    let again = bob.client.post("/api/conversations", json!({"type": "direct", "participantIds": [ann.id, bob.id]})).await;
+    let again =
+        bob.client.post("/api/conversations", json!({"type": "direct", "participantIds": [ann.id, bob.id]})).await;
     assert_eq!(again.assert_status(200)["id"], body["id"], "the existing one, with 200");
 }
 
@@ -69,8 +78,14 @@ async fn direct_conversations_refuse_blocked_users_and_bad_input(app: TestApp) {
     let bob = app.register("Bob").await;
     let cat = app.register("Cat").await;
     bob.client.post_empty(&format!("/api/users/{}/block", ann.id)).await.assert_status(204);
-    ann.client.post("/api/conversations", json!({"type": "direct", "participantIds": [bob.id]})).await.assert_error(403, "BLOCKED");
-    bob.client.post("/api/conversations", json!({"type": "direct", "participantIds": [ann.id]})).await.assert_error(403, "BLOCKED");
+    ann.client
+        .post("/api/conversations", json!({"type": "direct", "participantIds": [bob.id]}))
+        .await
+        .assert_error(403, "BLOCKED");
+    bob.client
+        .post("/api/conversations", json!({"type": "direct", "participantIds": [ann.id]}))
+        .await
+        .assert_error(403, "BLOCKED");
     for body in [
         json!({"type": "direct", "participantIds": []}),
         json!({"type": "direct", "participantIds": [bob.id, cat.id]}),
@@ -86,13 +101,19 @@ async fn direct_conversations_refuse_blocked_users_and_bad_input(app: TestApp) {
         .post("/api/conversations", json!({"type": "direct", "participantIds": [Uuid::now_v7()]}))
         .await
         .assert_error(404, "NOT_FOUND");
-    assert!(ann.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().is_empty(), "nothing was created");
+    assert!(
+        ann.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().is_empty(),
+        "nothing was created"
+    );
 }
 
 async fn groups_need_a_title_and_known_members(app: TestApp) {
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
-    ann.client.post("/api/conversations", json!({"type": "group", "participantIds": [bob.id]})).await.assert_error(400, "VALIDATION_ERROR");
+    ann.client
+        .post("/api/conversations", json!({"type": "group", "participantIds": [bob.id]}))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
     ann.client
         .post("/api/conversations", json!({"type": "group", "title": "  ", "participantIds": [bob.id]}))
         .await
@@ -101,7 +122,10 @@ async fn groups_need_a_title_and_known_members(app: TestApp) {
         .post("/api/conversations", json!({"type": "group", "title": "X", "participantIds": [Uuid::now_v7()]}))
         .await
         .assert_error(400, "VALIDATION_ERROR");
-    let created = ann.client.post("/api/conversations", json!({"type": "group", "title": " Crew ", "participantIds": [bob.id, bob.id]})).await;
+    let created = ann
+        .client
+        .post("/api/conversations", json!({"type": "group", "title": " Crew ", "participantIds": [bob.id, bob.id]}))
+        .await;
     let body = created.assert_status(201);
     assert_eq!((body["title"].clone(), body["participantCount"].clone()), (json!("Crew"), json!(2)));
     let roles: Vec<(String, String)> = body["participants"]
@@ -110,7 +134,9 @@ async fn groups_need_a_title_and_known_members(app: TestApp) {
         .iter()
         .map(|p| (p["user"]["id"].as_str().unwrap().to_owned(), p["role"].as_str().unwrap().to_owned()))
         .collect();
-    assert!(roles.contains(&(ann.id.to_string(), "owner".into())) && roles.contains(&(bob.id.to_string(), "member".into())));
+    assert!(
+        roles.contains(&(ann.id.to_string(), "owner".into())) && roles.contains(&(bob.id.to_string(), "member".into()))
+    );
 }
 
 async fn details_are_for_participants_only(app: TestApp) {
@@ -120,7 +146,10 @@ async fn details_are_for_participants_only(app: TestApp) {
     let conversation = create_direct(&ann, &bob).await;
     bob.client.get(&format!("/api/conversations/{conversation}")).await.assert_status(200);
     eve.client.get(&format!("/api/conversations/{conversation}")).await.assert_error(403, "NOT_IN_CONVERSATION");
-    eve.client.get(&format!("/api/conversations/{conversation}/messages")).await.assert_error(403, "NOT_IN_CONVERSATION");
+    eve.client
+        .get(&format!("/api/conversations/{conversation}/messages"))
+        .await
+        .assert_error(403, "NOT_IN_CONVERSATION");
     eve.client
         .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": "x", "content": "hi"}))
         .await
@@ -179,16 +208,33 @@ async fn only_the_owner_deletes_for_everyone_and_anyone_can_hide_for_themselves(
     let conversation = create_group(&ann, &[&bob]).await;
     bob.client.delete(&format!("/api/conversations/{conversation}")).await.assert_error(403, "FORBIDDEN");
     bob.client.delete(&format!("/api/conversations/{conversation}?scope=me")).await.assert_status(204);
-    assert!(bob.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().is_empty(), "hidden for bob");
-    assert_eq!(ann.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().len(), 1, "not for ann");
+    assert!(
+        bob.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().is_empty(),
+        "hidden for bob"
+    );
+    assert_eq!(
+        ann.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().len(),
+        1,
+        "not for ann"
+    );
     post_message(&ann, conversation, "wake").await;
-    assert_eq!(bob.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().len(), 1, "back on a new message");
-    ann.client.delete(&format!("/api/conversations/{conversation}?scope=galaxy")).await.assert_error(400, "VALIDATION_ERROR");
+    assert_eq!(
+        bob.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().len(),
+        1,
+        "back on a new message"
+    );
+    ann.client
+        .delete(&format!("/api/conversations/{conversation}?scope=galaxy"))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
     ann.client.delete(&format!("/api/conversations/{conversation}")).await.assert_status(204);
     bob.client.get(&format!("/api/conversations/{conversation}")).await.assert_error(404, "NOT_FOUND");
     assert!(bob.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().is_empty());
     ann.client
-        .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": "late", "content": "x"}))
+        .post(
+            &format!("/api/conversations/{conversation}/messages"),
+            json!({"clientMessageId": "late", "content": "x"}),
+        )
         .await
         .assert_error(404, "NOT_FOUND");
 }
@@ -204,11 +250,15 @@ async fn joining_and_leaving_groups_hands_ownership_on(app: TestApp) {
     assert_eq!(joined.body["unreadCount"], 0, "history before joining is not unread");
     ann.client.delete(&format!("/api/conversations/{conversation}/leave")).await.assert_status(204);
     let detail = bob.client.get(&format!("/api/conversations/{conversation}")).await;
-    let owner: Vec<&Value> = detail.body["participants"].as_array().unwrap().iter().filter(|p| p["role"] == "owner").collect();
+    let owner: Vec<&Value> =
+        detail.body["participants"].as_array().unwrap().iter().filter(|p| p["role"] == "owner").collect();
     assert_eq!(owner.len(), 1);
     assert_eq!(owner[0]["user"]["id"], bob.id.to_string(), "the longest-standing member inherits");
     ann.client.get(&format!("/api/conversations/{conversation}")).await.assert_error(403, "NOT_IN_CONVERSATION");
-    ann.client.delete(&format!("/api/conversations/{conversation}/leave")).await.assert_error(403, "NOT_IN_CONVERSATION");
+    ann.client
+        .delete(&format!("/api/conversations/{conversation}/leave"))
+        .await
+        .assert_error(403, "NOT_IN_CONVERSATION");
     let direct = create_direct(&ann, &bob).await;
     ann.client.post_empty(&format!("/api/conversations/{direct}/join")).await.assert_error(400, "VALIDATION_ERROR");
     ann.client.delete(&format!("/api/conversations/{direct}/leave")).await.assert_error(400, "VALIDATION_ERROR");
@@ -225,7 +275,10 @@ async fn a_private_group_cannot_be_joined_by_knowing_its_id(app: TestApp) {
 
     eve.client.post_empty(&format!("/api/conversations/{conversation}/join")).await.assert_error(403, "FORBIDDEN");
     eve.client.get(&format!("/api/conversations/{conversation}")).await.assert_error(403, "NOT_IN_CONVERSATION");
-    eve.client.get(&format!("/api/conversations/{conversation}/messages")).await.assert_error(403, "NOT_IN_CONVERSATION");
+    eve.client
+        .get(&format!("/api/conversations/{conversation}/messages"))
+        .await
+        .assert_error(403, "NOT_IN_CONVERSATION");
     let after = ann.client.get(&format!("/api/conversations/{conversation}")).await;
     assert_eq!(after.assert_status(200)["participantCount"], 2, "the refused join changed nothing");
     bob.client.post_empty(&format!("/api/conversations/{conversation}/join")).await.assert_status(200);
@@ -248,7 +301,9 @@ async fn history_pages_newest_first_and_polls_oldest_first(app: TestApp) {
         created.push(post_message(if i % 2 == 0 { &bob } else { &ann }, conversation, &format!("h{i}")).await);
     }
     let path = format!("/api/conversations/{conversation}/messages");
-    let seqs = |body: &Value| body["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect::<Vec<_>>();
+    let seqs = |body: &Value| {
+        body["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect::<Vec<_>>()
+    };
     let first = bob.client.get(&format!("{path}?limit=3")).await;
     assert_eq!(seqs(first.assert_status(200)), [7, 6, 5]);
     assert_eq!(first.body["hasMore"], true);
@@ -256,18 +311,36 @@ async fn history_pages_newest_first_and_polls_oldest_first(app: TestApp) {
     let second = bob.client.get(&format!("{path}?limit=3&cursor={cursor}")).await;
     assert_eq!(seqs(&second.body), [4, 3, 2]);
     let third = bob.client.get(&format!("{path}?limit=3&cursor={}", second.body["nextCursor"].as_str().unwrap())).await;
-    assert_eq!((seqs(&third.body), third.body["hasMore"].clone(), third.body["nextCursor"].clone()), (vec![1], json!(false), Value::Null));
+    assert_eq!(
+        (seqs(&third.body), third.body["hasMore"].clone(), third.body["nextCursor"].clone()),
+        (vec![1], json!(false), Value::Null)
+    );
 
     let polled = bob.client.get(&format!("{path}?afterSeq=5")).await;
     assert_eq!(seqs(&polled.body), [6, 7]);
     let since = created[4]["createdAt"].as_str().unwrap();
     let by_time = bob.client.get(&format!("{path}?since={}", since.replace('+', "%2B"))).await;
     assert!(seqs(by_time.assert_status(200)).iter().all(|s| *s >= 5), "{:?}", seqs(&by_time.body));
-    for bad in ["afterSeq=-1", "afterSeq=x", "since=yesterday", "cursor=%21%21", "afterSeq=1&since=2020-01-01T00:00:00Z"] {
+    for bad in
+        ["afterSeq=-1", "afterSeq=x", "since=yesterday", "cursor=%21%21", "afterSeq=1&since=2020-01-01T00:00:00Z"]
+    {
         bob.client.get(&format!("{path}?{bad}")).await.assert_error(400, "VALIDATION_ERROR");
     }
     let message = &polled.body["messages"][1];
-    for field in ["id", "conversationId", "seq", "senderId", "sender", "content", "contentType", "media", "clientMessageId", "createdAt", "updatedAt", "deletedAt"] {
+    for field in [
+        "id",
+        "conversationId",
+        "seq",
+        "senderId",
+        "sender",
+        "content",
+        "contentType",
+        "media",
+        "clientMessageId",
+        "createdAt",
+        "updatedAt",
+        "deletedAt",
+    ] {
         assert!(message.get(field).is_some(), "Message lacks {field}: {message}");
     }
 }
@@ -293,8 +366,11 @@ async fn the_http_send_validates_and_deduplicates(app: TestApp) {
     assert_eq!(retry.assert_status(200)["id"], first["id"]);
     let media = ann
         .client
-        .post(&path, json!({"clientMessageId": "img", "content": "look", "contentType": "image",
-            "media": [{"url": "https://cdn.example.com/p.png", "width": 640, "height": 480, "type": "image"}]}))
+        .post(
+            &path,
+            json!({"clientMessageId": "img", "content": "look", "contentType": "image",
+            "media": [{"url": "https://cdn.example.com/p.png", "width": 640, "height": 480, "type": "image"}]}),
+        )
         .await;
     assert_eq!(media.assert_status(201)["media"][0]["width"], 640);
     assert_eq!(media.body["seq"], 2);
@@ -311,7 +387,10 @@ mod edge_cases {
     async fn the_last_member_leaving_deletes_the_group_and_empty_clears_are_fine() {
         let app = TestApp::spawn(Mode::Embedded).await;
         let ann = app.register("Ann").await;
-        let created = ann.client.post("/api/conversations", json!({"type": "group", "title": "Solo", "participantIds": []})).await;
+        let created = ann
+            .client
+            .post("/api/conversations", json!({"type": "group", "title": "Solo", "participantIds": []}))
+            .await;
         let id = created.assert_status(201)["id"].as_str().unwrap().to_owned();
         ann.client.delete(&format!("/api/conversations/{id}/messages")).await.assert_status(204);
         ann.client.delete(&format!("/api/conversations/{id}/leave")).await.assert_status(204);

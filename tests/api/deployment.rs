@@ -31,7 +31,10 @@ fn compose_runs_two_replicas_behind_nginx_with_every_dependency() {
         assert!(env["DATABASE_URL"].as_str().unwrap().starts_with("postgres://"), "{app}");
         assert!(env["REDIS_URL"].as_str().unwrap().contains("protocol=resp3"), "{app}: the adapter needs RESP3");
         assert_eq!(env["TRUST_PROXY"].as_str(), Some("true"), "{app}: behind nginx");
-        assert!(env["JWT_SECRET"].as_str().unwrap().contains("JWT_SECRET"), "{app}: the secret comes from the environment");
+        assert!(
+            env["JWT_SECRET"].as_str().unwrap().contains("JWT_SECRET"),
+            "{app}: the secret comes from the environment"
+        );
     }
     let mounted = compose["services"]["nginx"]["volumes"][0].as_str().unwrap();
     assert!(mounted.starts_with("./nginx/parley.conf:"), "{mounted}");

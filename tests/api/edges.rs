@@ -22,7 +22,15 @@ in_both_modes!(
 
 async fn malformed_json_is_a_validation_error_that_changes_nothing(app: TestApp) {
     let anon = app.client();
-    for raw in ["{", "{\"email\": }", "[]", "null", "\"text\"", "{\"email\":\"m@example.com\",\"password\":\"correct horse\",\"displayName\":\"Em\"", ""] {
+    for raw in [
+        "{",
+        "{\"email\": }",
+        "[]",
+        "null",
+        "\"text\"",
+        "{\"email\":\"m@example.com\",\"password\":\"correct horse\",\"displayName\":\"Em\"",
+        "",
+    ] {
         let request = anon
             .request(Method::POST, "/api/auth/register")
             .header("content-type", "application/json")
@@ -112,7 +120,8 @@ async fn cors_admits_configured_origins_with_credentials(app: TestApp) {
     assert!(reply.header("access-control-allow-origin").is_none());
 
     // Socket.IO long-polling goes through the same edge.
-    let polling = |origin: &str| anon.request(Method::GET, "/socket.io/?EIO=4&transport=polling").header("origin", origin);
+    let polling =
+        |origin: &str| anon.request(Method::GET, "/socket.io/?EIO=4&transport=polling").header("origin", origin);
     let reply = anon.send(polling("http://localhost:5173")).await;
     assert_eq!(reply.status.as_u16(), 200);
     assert_eq!(reply.header("access-control-allow-origin"), Some("http://localhost:5173"));
@@ -186,18 +195,33 @@ mod every_route {
         let bodies: [(&str, &str, &[u16]); 4] = [
             ("application/json", "{not json", &[400, 401]),
             ("application/json", "[1,2,3]", &[400, 401]),
-            ("application/json", r#"{"email":7,"password":[],"displayName":{},"username":1,"avatarUrl":2,"showLastSeen":"x","presenceSharing":9,"readReceiptsEnabled":"y","show_last_seen":"z","refreshToken":5}"#, &[400, 401]),
+            (
+                "application/json",
+                r#"{"email":7,"password":[],"displayName":{},"username":1,"avatarUrl":2,"showLastSeen":"x","presenceSharing":9,"readReceiptsEnabled":"y","show_last_seen":"z","refreshToken":5}"#,
+                &[400, 401],
+            ),
             ("text/plain", "hello", &[400, 401, 415]),
         ];
         for (method, path) in json_operations(&spec, &other.id.to_string()) {
             for (content_type, body, expected) in bodies {
-                let request = user.client.request(method.clone(), &path).header("content-type", content_type).body(body.to_owned());
+                let request = user
+                    .client
+                    .request(method.clone(), &path)
+                    .header("content-type", content_type)
+                    .body(body.to_owned());
                 let reply = user.client.send(request).await;
                 let status = reply.status.as_u16();
-                assert!(expected.contains(&status), "{method} {path} with {content_type} {:.40}: {status} {}", body, reply.body);
+                assert!(
+                    expected.contains(&status),
+                    "{method} {path} with {content_type} {:.40}: {status} {}",
+                    body,
+                    reply.body
+                );
                 assert!(!reply.code().is_empty(), "{method} {path}: not the SPEC error shape: {}", reply.body);
             }
-            let oversize = || user.client.request(method.clone(), &path).header("content-type", "application/json").body(huge.clone());
+            let oversize = || {
+                user.client.request(method.clone(), &path).header("content-type", "application/json").body(huge.clone())
+            };
             super::oversize_is_refused(oversize).await;
         }
         let after = (user.client.get("/api/auth/me").await.body, user.client.get("/api/users/me/settings").await.body);
@@ -212,7 +236,10 @@ mod every_route {
 async fn nul_characters_are_validation_errors_not_500s(app: TestApp) {
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
-    let reply = ann.client.post("/api/conversations", json!({"type": "group", "title": "Crew", "participantIds": [bob.id]})).await;
+    let reply = ann
+        .client
+        .post("/api/conversations", json!({"type": "group", "title": "Crew", "participantIds": [bob.id]}))
+        .await;
     let group = reply.assert_status(201)["id"].as_str().expect("conversation id").to_owned();
     let messages = format!("/api/conversations/{group}/messages");
     let file = |media: serde_json::Value| json!({"content": "f", "clientMessageId": "m", "contentType": "file", "media": media});
@@ -224,7 +251,10 @@ async fn nul_characters_are_validation_errors_not_500s(app: TestApp) {
         ann.client.post(&messages, body).await.assert_error(400, "VALIDATION_ERROR");
     }
     ann.client.get("/api/users?query=a%00b").await.assert_error(400, "VALIDATION_ERROR");
-    ann.client.patch("/api/users/me", json!({"avatarUrl": "https://cdn.example/\u{0}"})).await.assert_error(400, "VALIDATION_ERROR");
+    ann.client
+        .patch("/api/users/me", json!({"avatarUrl": "https://cdn.example/\u{0}"}))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
     app.client()
         .post("/api/auth/login", json!({"email": "a\u{0}@example.com", "password": PASSWORD}))
         .await

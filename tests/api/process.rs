@@ -15,11 +15,8 @@ fn parley() -> Command {
 #[test]
 fn production_mode_without_a_jwt_secret_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let output = parley()
-        .env("PARLEY_ENV", "production")
-        .env("PARLEY_DATA_DIR", dir.path())
-        .output()
-        .expect("run parley");
+    let output =
+        parley().env("PARLEY_ENV", "production").env("PARLEY_DATA_DIR", dir.path()).output().expect("run parley");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("JWT_SECRET is required"), "{stderr}");
@@ -63,10 +60,8 @@ fn sigterm_stops_the_server_cleanly_and_logs_are_json() {
     let (exited, exit) = std::sync::mpsc::channel();
     std::thread::spawn(move || exited.send(child.wait()));
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = exit
-        .recv_timeout(Duration::from_secs(10))
-        .expect("still running 10 s after SIGTERM")
-        .expect("wait for parley");
+    let status =
+        exit.recv_timeout(Duration::from_secs(10)).expect("still running 10 s after SIGTERM").expect("wait for parley");
     assert!(status.success(), "exit status {status:?}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("SIGTERM received")), "{rest:?}");

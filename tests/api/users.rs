@@ -127,9 +127,18 @@ async fn settings_default_to_open_and_update_partially(app: TestApp) {
         *changed.assert_status(200),
         json!({"showLastSeen": true, "presenceSharing": "friends", "readReceiptsEnabled": true})
     );
-    ann.client.patch("/api/users/me/settings", json!({"readReceiptsEnabled": false, "showLastSeen": false})).await.assert_status(200);
-    ann.client.patch("/api/users/me/settings", json!({"presenceSharing": "aliens"})).await.assert_error(400, "VALIDATION_ERROR");
-    ann.client.patch("/api/users/me/settings", json!({"showLastSeen": "no"})).await.assert_error(400, "VALIDATION_ERROR");
+    ann.client
+        .patch("/api/users/me/settings", json!({"readReceiptsEnabled": false, "showLastSeen": false}))
+        .await
+        .assert_status(200);
+    ann.client
+        .patch("/api/users/me/settings", json!({"presenceSharing": "aliens"}))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    ann.client
+        .patch("/api/users/me/settings", json!({"showLastSeen": "no"}))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
     let now = ann.client.get("/api/users/me/settings").await;
     assert_eq!(
         *now.assert_status(200),

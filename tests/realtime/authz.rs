@@ -100,8 +100,12 @@ fn event(fx: &Fixture, row: &str, role: Role) -> (String, Value) {
     let client_id = Uuid::new_v4().to_string();
     let by_id = json!({ "conversationId": conversation });
     let (name, payload) = match row {
-        "message:send" => ("message:send", json!({"conversationId": conversation, "content": "hi", "clientMessageId": client_id})),
-        "message.send" => ("message.send", json!({"conversation_id": conversation, "content": "hi", "tempId": client_id})),
+        "message:send" => {
+            ("message:send", json!({"conversationId": conversation, "content": "hi", "clientMessageId": client_id}))
+        }
+        "message.send" => {
+            ("message.send", json!({"conversation_id": conversation, "content": "hi", "tempId": client_id}))
+        }
         "sync {conversations}" => ("sync", json!({"conversations": [{"conversationId": conversation, "afterSeq": 0}]})),
         "sync {since}" => ("sync", json!({"since": "2000-01-01T00:00:00.000Z"})),
         "message.typing" => ("message.typing", json!({"conversation_id": conversation, "is_typing": true})),
@@ -125,7 +129,11 @@ fn check(ack: &Result<Value, String>, expect: Expect) -> Option<String> {
     match expect {
         Expect::Na => None,
         Expect::Ok(_) if ack["ok"] == true => None,
-        Expect::Err(_, code) if ack["ok"] == false && ack["error"]["code"] == code && ack["error"]["message"].is_string() => None,
+        Expect::Err(_, code)
+            if ack["ok"] == false && ack["error"]["code"] == code && ack["error"]["message"].is_string() =>
+        {
+            None
+        }
         Expect::Ok(_) => Some(format!("expected ok, got {ack}")),
         Expect::Err(_, code) => Some(format!("expected {code}, got {ack}")),
     }
@@ -140,7 +148,9 @@ async fn connect_as(app: &TestApp, token: &str) -> SocketClient {
 }
 
 async fn connect_raw(app: &TestApp, auth: Option<Value>) -> SocketClient {
-    SocketClient::connect(&app.socket_base(), ConnectOptions { auth, ..Default::default() }).await.expect("connect /chat")
+    SocketClient::connect(&app.socket_base(), ConnectOptions { auth, ..Default::default() })
+        .await
+        .expect("connect /chat")
 }
 
 async fn every_event_by_every_role(app: TestApp) {
@@ -189,7 +199,10 @@ async fn every_event_by_every_role(app: TestApp) {
         }
     }
     // A refused message:send of an expired socket runs no handler: no message:error.
-    assert!(expired.next_event("message:error", Duration::from_millis(200)).await.is_none(), "an expired socket's send ran");
+    assert!(
+        expired.next_event("message:error", Duration::from_millis(200)).await.is_none(),
+        "an expired socket's send ran"
+    );
     assert!(expired.is_connected(), "an expired socket stays connected (docs §3.6)");
     // Nothing any socket received shows another user's email.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -201,7 +214,10 @@ async fn every_event_by_every_role(app: TestApp) {
             }
         }
     }
-    eprintln!("socket authorization matrix: {} events, {assertions} role assertions, {not_applicable} n/a", table().len());
+    eprintln!(
+        "socket authorization matrix: {} events, {assertions} role assertions, {not_applicable} n/a",
+        table().len()
+    );
     assert!(failures.is_empty(), "{} of {assertions} rows failed:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -354,7 +370,13 @@ async fn presence_stays_hidden_as_the_settings_say(app: TestApp) {
     let again = connect_raw(&app, Some(json!({"token": viewer.token}))).await;
     again.expect_event("auth:success", WAIT).await;
     let bulk = again.expect_event("presence:bulk", WAIT).await;
-    let listed: Vec<String> = bulk["users"].as_array().cloned().unwrap_or_default().iter().map(|u| u["userId"].as_str().unwrap_or_default().to_owned()).collect();
+    let listed: Vec<String> = bulk["users"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|u| u["userId"].as_str().unwrap_or_default().to_owned())
+        .collect();
     if !listed.contains(&open.id.to_string()) {
         failures.push(format!("control: presence:bulk lacks the open user: {bulk}"));
     }
@@ -364,7 +386,9 @@ async fn presence_stays_hidden_as_the_settings_say(app: TestApp) {
         }
     }
     for user in bulk["users"].as_array().cloned().unwrap_or_default() {
-        if user["userId"] == no_last_seen.id.to_string() && !(user["lastSeenAt"].is_null() && user["lastActivity"].is_null()) {
+        if user["userId"] == no_last_seen.id.to_string()
+            && !(user["lastSeenAt"].is_null() && user["lastActivity"].is_null())
+        {
             failures.push(format!("presence:bulk shows a hidden last seen: {user}"));
         }
     }
@@ -384,7 +408,10 @@ async fn presence_stays_hidden_as_the_settings_say(app: TestApp) {
     }
     let friends_reply = v.get(&single(&friends_only)).await;
     if friends_reply.status != 403 || friends_reply.code() != "FORBIDDEN" {
-        failures.push(format!("GET presence of the friends-only user by a non-friend: {} {}", friends_reply.status, friends_reply.body));
+        failures.push(format!(
+            "GET presence of the friends-only user by a non-friend: {} {}",
+            friends_reply.status, friends_reply.body
+        ));
     }
     let by_friend = friend.client.get(&single(&friends_only)).await;
     if by_friend.body["status"] != "online" {
@@ -395,7 +422,10 @@ async fn presence_stays_hidden_as_the_settings_say(app: TestApp) {
         failures.push(format!("a friend sees the nobody user as {}", by_friend.body));
     }
     let hidden_seen = v.get(&single(&no_last_seen)).await;
-    if hidden_seen.body["status"] != "offline" || !hidden_seen.body["lastSeenAt"].is_null() || !hidden_seen.body["lastActivity"].is_null() {
+    if hidden_seen.body["status"] != "offline"
+        || !hidden_seen.body["lastSeenAt"].is_null()
+        || !hidden_seen.body["lastActivity"].is_null()
+    {
         failures.push(format!("GET presence of the no-last-seen user: {}", hidden_seen.body));
     }
     let own = no_last_seen.client.get(&single(&no_last_seen)).await;
@@ -411,7 +441,11 @@ async fn presence_stays_hidden_as_the_settings_say(app: TestApp) {
     }
     let legacy = v.get(&format!("/api/v1/presence/users?user_ids={ids}")).await;
     for view in legacy.body["data"].as_array().cloned().unwrap_or_default() {
-        if view["is_online"] != false || view["status"] != "offline" || !view["last_seen"].is_null() || !view["last_active_at"].is_null() {
+        if view["is_online"] != false
+            || view["status"] != "offline"
+            || !view["last_seen"].is_null()
+            || !view["last_active_at"].is_null()
+        {
             failures.push(format!("legacy presence shows {view}"));
         }
     }
@@ -486,14 +520,18 @@ async fn cleared_messages_and_hidden_conversations_stay_gone(app: TestApp) {
         .await
         .expect("sync ack");
     cleared_gone("sync {conversations}", &by_points, &mut failures);
-    let by_time = socket.emit_with_ack("sync", json!({"since": "2000-01-01T00:00:00.000Z"}), WAIT).await.expect("sync ack");
+    let by_time =
+        socket.emit_with_ack("sync", json!({"since": "2000-01-01T00:00:00.000Z"}), WAIT).await.expect("sync ack");
     gone("sync {since}", &by_time, &mut failures);
 
     // A new message: the group shows it (and only it); the hidden conversation comes back
     // with the new message.
     let fresh = send(&peer, group, "after the clear").await;
     let history = me.client.get(&format!("/api/conversations/{group}/messages")).await;
-    let ids: Vec<&str> = history.body["messages"].as_array().map(|m| m.iter().filter_map(|m| m["id"].as_str()).collect()).unwrap_or_default();
+    let ids: Vec<&str> = history.body["messages"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|m| m["id"].as_str()).collect())
+        .unwrap_or_default();
     if ids != [fresh.to_string().as_str()] {
         failures.push(format!("history after a new message: {}", history.body));
     }
@@ -521,9 +559,14 @@ async fn a_conversation_hidden_while_offline_is_not_replayed(app: TestApp) {
     let replayed: Vec<(String, Value)> = socket
         .drain()
         .into_iter()
-        .filter(|(name, data)| (name == "message:received" || name == "message.new") && data.to_string().contains(&missed.to_string()))
+        .filter(|(name, data)| {
+            (name == "message:received" || name == "message.new") && data.to_string().contains(&missed.to_string())
+        })
         .collect();
-    assert!(replayed.is_empty(), "the hidden conversation came back through the replay: {replayed:?} (sync:complete {summary})");
+    assert!(
+        replayed.is_empty(),
+        "the hidden conversation came back through the replay: {replayed:?} (sync:complete {summary})"
+    );
 }
 
 /// SPEC: a blocked user never sees the blocker's typing (docs §13.4: neither side of a
@@ -555,14 +598,21 @@ async fn typing_stays_hidden_across_a_block(app: TestApp) {
         }
         let detail = other.client.get(&format!("/api/conversations/{group}")).await;
         if detail.body["typingUsers"].to_string().contains(&typist.id.to_string()) {
-            failures.push(format!("typingUsers shows {} to {}: {}", typist.username, other.username, detail.body["typingUsers"]));
+            failures.push(format!(
+                "typingUsers shows {} to {}: {}",
+                typist.username, other.username, detail.body["typingUsers"]
+            ));
         }
         let list = other.client.get("/api/conversations").await;
         if list.body.to_string().contains(&format!("\"userId\":\"{}\"", typist.id)) {
             failures.push(format!("the list's typingUsers shows {} to {}", typist.username, other.username));
         }
         let witness_view = witness.client.get(&format!("/api/conversations/{group}")).await;
-        assert!(witness_view.body["typingUsers"].to_string().contains(&typist.id.to_string()), "control: {}", witness_view.body);
+        assert!(
+            witness_view.body["typingUsers"].to_string().contains(&typist.id.to_string()),
+            "control: {}",
+            witness_view.body
+        );
         socket.emit_with_ack("typing:stop", json!({"conversationId": group}), WAIT).await.expect("ack");
         to_witness.expect_event("typing:stopped", WAIT).await;
         if let Some(event) = other_socket.next_event("typing:stopped", Duration::from_millis(200)).await {

@@ -33,7 +33,10 @@ async fn a_token_in_the_query_or_header_authenticates(app: TestApp) {
     let by_query = ConnectOptions { query: vec![("token".into(), ann.token.clone())], ..Default::default() };
     let socket = SocketClient::connect(&app.base, by_query).await.unwrap();
     assert_eq!(socket.expect_event("auth:success", WAIT).await["userId"], ann.id.to_string());
-    let by_header = ConnectOptions { headers: vec![("authorization".into(), format!("Bearer {}", ann.token))], ..Default::default() };
+    let by_header = ConnectOptions {
+        headers: vec![("authorization".into(), format!("Bearer {}", ann.token))],
+        ..Default::default()
+    };
     let socket = SocketClient::connect(&app.base, by_header).await.unwrap();
     assert_eq!(socket.expect_event("auth:success", WAIT).await["userId"], ann.id.to_string());
 }
@@ -93,7 +96,8 @@ async fn logout_disconnects_that_sessions_sockets_only(app: TestApp) {
     let phone = connect(&app, &ann).await;
     let phone_again = connect(&app, &ann).await;
     // A second login is another session (another device).
-    let laptop_login = app.client().post("/api/auth/login", json!({"email": ann.email, "password": ann.password})).await;
+    let laptop_login =
+        app.client().post("/api/auth/login", json!({"email": ann.email, "password": ann.password})).await;
     let laptop_token = laptop_login.body["accessToken"].as_str().unwrap().to_owned();
     let laptop = connect_raw(&app, Some(json!({"token": laptop_token}))).await;
     laptop.expect_event("auth:success", WAIT).await;

@@ -103,7 +103,8 @@ async fn over_long_polling_the_first_ping_comes_an_interval_after_the_handshake_
     let opened = Instant::now();
     let session = app.url(&format!("/socket.io/?EIO=4&transport=polling&sid={}", open["sid"].as_str().unwrap()));
     let poll = || async {
-        let reply = tokio::time::timeout(WAIT, http.get(&session).send()).await.expect("a poll answer in time").unwrap();
+        let reply =
+            tokio::time::timeout(WAIT, http.get(&session).send()).await.expect("a poll answer in time").unwrap();
         (reply.status().as_u16(), reply.text().await.unwrap())
     };
 
@@ -115,7 +116,11 @@ async fn over_long_polling_the_first_ping_comes_an_interval_after_the_handshake_
     let answered = Instant::now();
 
     assert_eq!(poll().await, (200, "2".to_owned()), "the second poll");
-    assert!(answered.elapsed() >= INTERVAL - EARLY - Duration::from_millis(30), "second PING {:?} after the pong", answered.elapsed());
+    assert!(
+        answered.elapsed() >= INTERVAL - EARLY - Duration::from_millis(30),
+        "second PING {:?} after the pong",
+        answered.elapsed()
+    );
     // Unanswered: the session is closed (the pending poll gets the close packet, or the
     // next poll finds no session).
     let (status, body) = poll().await;

@@ -131,8 +131,12 @@ async fn events_over_the_rate_are_refused_with_retry_after_and_not_run(app: Test
     let retry = refused["error"]["retryAfterMs"].as_u64().expect("retryAfterMs");
     assert!((1..=1000).contains(&retry), "one token a second: {retry}");
     // The refused ping never ran: five pongs came before the acks, none for it.
-    let pongs: Vec<Value> =
-        ann_socket.drain().into_iter().filter(|(e, _)| e == "pong").map(|(_, data)| data["timestamp"].clone()).collect();
+    let pongs: Vec<Value> = ann_socket
+        .drain()
+        .into_iter()
+        .filter(|(e, _)| e == "pong")
+        .map(|(_, data)| data["timestamp"].clone())
+        .collect();
     assert_eq!(pongs, (0..BURST).map(|i| json!(i)).collect::<Vec<_>>());
     assert!(ann_socket.is_connected(), "refused, not disconnected");
 
@@ -189,7 +193,8 @@ async fn subscriptions_per_socket_stop_at_the_limit(app: TestApp) {
     assert_eq!(subscribe(&bob_socket, conversations[0]).await["ok"], true);
     assert_eq!(subscribe(&bob_socket, conversations[2]).await["ok"], true);
 
-    let ack = ann_socket.emit_with_ack("unsubscribe", json!({ "conversationId": conversations[0] }), WAIT).await.unwrap();
+    let ack =
+        ann_socket.emit_with_ack("unsubscribe", json!({ "conversationId": conversations[0] }), WAIT).await.unwrap();
     assert_eq!(ack["ok"], true);
     let freed = subscribe(&ann_socket, conversations[2]).await;
     assert_eq!(freed["ok"], true, "a place was freed: {freed}");
@@ -220,7 +225,8 @@ mod peer_address {
         let app = TestApp::try_spawn_with(Mode::Embedded, &[("MAX_CONNECTIONS_PER_IP", "1")]).await.unwrap();
         let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
         let ann_socket = connect_from(&app.base, &ann, "203.0.113.1").await;
-        let refused = SocketClient::connect(&app.base, options(&bob, "198.51.100.2")).await.err().expect("the same peer");
+        let refused =
+            SocketClient::connect(&app.base, options(&bob, "198.51.100.2")).await.err().expect("the same peer");
         assert!(refused.contains("RATE_LIMITED"), "{refused}");
         assert_eq!(ping(&ann_socket, 1).await["ok"], true);
     }

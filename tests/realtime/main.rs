@@ -8,11 +8,11 @@ mod authz;
 mod connecting;
 mod heartbeat;
 mod limits;
-mod sending;
 mod presence;
 mod reads;
 mod redis_restart;
 mod replay;
+mod sending;
 mod typing;
 
 use std::time::Duration;
@@ -37,7 +37,9 @@ pub async fn connect(app: &TestApp, user: &TestUser) -> SocketClient {
 }
 
 pub async fn connect_raw(app: &TestApp, auth: Option<Value>) -> SocketClient {
-    SocketClient::connect(&app.socket_base(), ConnectOptions { auth, ..Default::default() }).await.expect("connect /chat")
+    SocketClient::connect(&app.socket_base(), ConnectOptions { auth, ..Default::default() })
+        .await
+        .expect("connect /chat")
 }
 
 pub async fn direct(a: &TestUser, b: &TestUser) -> Uuid {
@@ -47,7 +49,8 @@ pub async fn direct(a: &TestUser, b: &TestUser) -> Uuid {
 
 pub async fn group(owner: &TestUser, members: &[&TestUser]) -> Uuid {
     let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();
-    let reply = owner.client.post("/api/conversations", json!({"type": "group", "title": "Team", "participantIds": ids})).await;
+    let reply =
+        owner.client.post("/api/conversations", json!({"type": "group", "title": "Team", "participantIds": ids})).await;
     reply.body["id"].as_str().and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("{:?}", reply.body))
 }
 

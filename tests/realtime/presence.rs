@@ -18,7 +18,6 @@ pub async fn befriend(a: &TestUser, b: &TestUser) {
     b.client.post_empty(&format!("/api/users/{}/follow", a.id)).await.assert_status(200);
 }
 
-
 crate::in_all_modes_spawned_by!(spawn;
     a_friend_hears_a_connect_and_a_stranger_does_not,
     devices_aggregate_and_offline_waits_for_the_last_one_and_the_grace,
@@ -46,8 +45,15 @@ mod grace {
         let bob_socket = connect(&app, &bob).await;
         connect(&app, &ann).await.disconnect().await;
         assert_eq!(bob_socket.expect_event("presence:update", WAIT).await["status"], "online");
-        assert_eq!(bob.client.get(&format!("/api/users/{}/presence", ann.id)).await.body["status"], "online", "within the grace");
-        assert!(bob_socket.next_event("presence:update", Duration::from_secs(6)).await.is_none(), "a sweep ran and waited");
+        assert_eq!(
+            bob.client.get(&format!("/api/users/{}/presence", ann.id)).await.body["status"],
+            "online",
+            "within the grace"
+        );
+        assert!(
+            bob_socket.next_event("presence:update", Duration::from_secs(6)).await.is_none(),
+            "a sweep ran and waited"
+        );
         app.clock.advance(Duration::from_secs(31));
         assert_eq!(bob_socket.expect_event("presence:update", Duration::from_secs(10)).await["status"], "offline");
     }
@@ -76,7 +82,10 @@ async fn devices_aggregate_and_offline_waits_for_the_last_one_and_the_grace(app:
     let (phone, laptop) = (connect(&app, &ann).await, connect(&app, &ann).await);
     assert_eq!(bob_socket.expect_event("presence:update", WAIT).await["status"], "online");
     laptop.disconnect().await;
-    assert!(bob_socket.next_event("presence:update", Duration::from_millis(1800)).await.is_none(), "one device is still there");
+    assert!(
+        bob_socket.next_event("presence:update", Duration::from_millis(1800)).await.is_none(),
+        "one device is still there"
+    );
     phone.disconnect().await;
     let offline = bob_socket.expect_event("presence:update", WAIT).await;
     assert_eq!(offline["status"], "offline");
@@ -104,8 +113,12 @@ async fn away_needs_every_device_away(app: TestApp) {
 }
 
 async fn presence_sharing_and_blocks_hold_on_events_bulk_and_rest(app: TestApp) {
-    let (ann, friend, peer, blocked) =
-        (app.register("Ann").await, app.register("Friend").await, app.register("Peer").await, app.register("Blocked").await);
+    let (ann, friend, peer, blocked) = (
+        app.register("Ann").await,
+        app.register("Friend").await,
+        app.register("Peer").await,
+        app.register("Blocked").await,
+    );
     befriend(&ann, &friend).await;
     befriend(&ann, &blocked).await;
     direct(&ann, &peer).await;
@@ -129,7 +142,10 @@ async fn presence_sharing_and_blocks_hold_on_events_bulk_and_rest(app: TestApp) 
     // presence:bulk on connect: the friend sees ann, the peer does not.
     let friend_again = crate::connect_raw(&app, Some(json!({"token": friend.token}))).await;
     let seen = friend_again.expect_event("presence:bulk", WAIT).await;
-    assert!(seen["users"].as_array().unwrap().iter().any(|u| u["userId"] == ann.id.to_string() && u["status"] == "online"), "{seen}");
+    assert!(
+        seen["users"].as_array().unwrap().iter().any(|u| u["userId"] == ann.id.to_string() && u["status"] == "online"),
+        "{seen}"
+    );
     let peer_again = crate::connect_raw(&app, Some(json!({"token": peer.token}))).await;
     let seen = peer_again.expect_event("presence:bulk", WAIT).await;
     assert!(seen["users"].as_array().unwrap().iter().all(|u| u["userId"] != ann.id.to_string()), "{seen}");
@@ -170,7 +186,10 @@ async fn legacy_presence_events_and_route(app: TestApp) {
     let legacy = bob.client.get(&format!("/api/v1/presence/users?user_ids={}", ann.id)).await;
     let row = &legacy.assert_status(200)["data"][0];
     assert_eq!(legacy.body["success"], true);
-    assert_eq!((row["user_id"].clone(), row["status"].clone(), row["is_online"].clone()), (json!(ann.id), json!("online"), json!(true)));
+    assert_eq!(
+        (row["user_id"].clone(), row["status"].clone(), row["is_online"].clone()),
+        (json!(ann.id), json!("online"), json!(true))
+    );
     assert!(row.get("last_seen").is_some() && row.get("last_active_at").is_some());
     ann_socket.disconnect().await;
     let offline = bob_socket.expect_event("user.offline", WAIT).await;
@@ -183,7 +202,12 @@ async fn a_dead_replicas_users_are_swept_offline(app: TestApp) {
     befriend(&ann, &bob).await;
     let bob_socket = connect(&app, &bob).await;
     // A socket of ann's on a replica that then died: registered, never renewed, never removed.
-    app.state.shared.presence.touch(ann.id, "socket-on-a-dead-replica", parley::shared_state::PresenceStatus::Online).await.unwrap();
+    app.state
+        .shared
+        .presence
+        .touch(ann.id, "socket-on-a-dead-replica", parley::shared_state::PresenceStatus::Online)
+        .await
+        .unwrap();
     app.state.presence.settle(ann.id).await;
     assert_eq!(bob_socket.expect_event("presence:update", WAIT).await["status"], "online");
     app.clock.advance(parley::shared_state::CONNECTION_TTL + Duration::from_secs(1));
@@ -202,7 +226,11 @@ async fn losing_sight_of_someone_shows_them_offline(app: TestApp) {
     }
     ann.client.post_empty(&format!("/api/users/{}/block", bob.id)).await.assert_status(204);
     let hidden = bob_socket.expect_event("presence:update", WAIT).await;
-    assert_eq!((hidden["userId"].clone(), hidden["status"].clone()), (json!(ann.id), json!("offline")), "a block hides at once");
+    assert_eq!(
+        (hidden["userId"].clone(), hidden["status"].clone()),
+        (json!(ann.id), json!("offline")),
+        "a block hides at once"
+    );
     ann.client.patch("/api/users/me/settings", json!({"presenceSharing": "nobody"})).await.assert_status(200);
     assert_eq!(cat_socket.expect_event("presence:update", WAIT).await["status"], "offline");
     ann.client.patch("/api/users/me/settings", json!({"presenceSharing": "everyone"})).await.assert_status(200);

@@ -12,7 +12,6 @@ async fn spawn(mode: Mode) -> Option<TestApp> {
     TestApp::try_spawn_with(mode, &[("RECEIPT_FLUSH_MS", "200"), ("MESSAGE_RATE_PER_MIN", "1000")]).await
 }
 
-
 crate::in_all_modes_spawned_by!(spawn;
     reading_in_a_direct_chat_tells_the_sender_at_once_and_syncs_my_devices,
     the_read_watermark_never_moves_back,
@@ -45,7 +44,11 @@ async fn leaving_and_deleting_reach_the_users_other_devices(app: TestApp) {
 
 async fn read(socket: &SocketClient, conversation: Uuid, message: &Value) -> Value {
     socket
-        .emit_with_ack("receipt:read", json!({"conversationId": conversation, "messageId": message["data"]["messageId"]}), WAIT)
+        .emit_with_ack(
+            "receipt:read",
+            json!({"conversationId": conversation, "messageId": message["data"]["messageId"]}),
+            WAIT,
+        )
         .await
         .unwrap()
 }
@@ -57,27 +60,42 @@ async fn unread_total(user: &TestUser) -> i64 {
 async fn reading_in_a_direct_chat_tells_the_sender_at_once_and_syncs_my_devices(app: TestApp) {
     let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
     let conversation = direct(&ann, &bob).await;
-    let (ann_socket, bob_phone, bob_laptop) = (connect(&app, &ann).await, connect(&app, &bob).await, connect(&app, &bob).await);
+    let (ann_socket, bob_phone, bob_laptop) =
+        (connect(&app, &ann).await, connect(&app, &bob).await, connect(&app, &bob).await);
     let sent = send(&ann_socket, conversation, "r1", "read me").await;
     let pushed = bob_laptop.expect_event("unread:updated", WAIT).await;
     assert_eq!(pushed, json!({"conversationId": conversation, "unreadCount": 1, "total": 1}));
     assert_eq!(unread_total(&bob).await, 1);
 
     let ack = read(&bob_phone, conversation, &sent).await;
-    assert_eq!((ack["ok"].clone(), ack["data"]["unreadCount"].clone(), ack["data"]["seq"].clone()), (json!(true), json!(0), json!(1)));
+    assert_eq!(
+        (ack["ok"].clone(), ack["data"]["unreadCount"].clone(), ack["data"]["seq"].clone()),
+        (json!(true), json!(0), json!(1))
+    );
     let receipt = ann_socket.expect_event("receipt:updated", WAIT).await;
-    assert_eq!((receipt["userId"].clone(), receipt["messageId"].clone()), (json!(bob.id), sent["data"]["messageId"].clone()));
+    assert_eq!(
+        (receipt["userId"].clone(), receipt["messageId"].clone()),
+        (json!(bob.id), sent["data"]["messageId"].clone())
+    );
     assert!(receipt["readAt"].is_string());
     let synced = bob_laptop.expect_event("unread:updated", WAIT).await;
     assert_eq!(synced, json!({"conversationId": conversation, "unreadCount": 0, "total": 0}));
-    let receipts = ann.client.get(&format!("/api/messages/{}/receipts", sent["data"]["messageId"].as_str().unwrap())).await;
+    let receipts =
+        ann.client.get(&format!("/api/messages/{}/receipts", sent["data"]["messageId"].as_str().unwrap())).await;
     let body = receipts.assert_status(200);
     assert_eq!((body["totalCount"].clone(), body["readCount"].clone()), (json!(1), json!(1)));
     assert_eq!(body["receipts"][0]["userId"], bob.id.to_string());
     assert!(body["receipts"][0]["readAt"].is_string());
     let stranger = app.register("Eve").await;
-    stranger.client.get(&format!("/api/messages/{}/receipts", sent["data"]["messageId"].as_str().unwrap())).await.assert_error(403, "NOT_IN_CONVERSATION");
-    let bad = bob_phone.emit_with_ack("receipt:read", json!({"conversationId": conversation, "messageId": Uuid::now_v7()}), WAIT).await.unwrap();
+    stranger
+        .client
+        .get(&format!("/api/messages/{}/receipts", sent["data"]["messageId"].as_str().unwrap()))
+        .await
+        .assert_error(403, "NOT_IN_CONVERSATION");
+    let bad = bob_phone
+        .emit_with_ack("receipt:read", json!({"conversationId": conversation, "messageId": Uuid::now_v7()}), WAIT)
+        .await
+        .unwrap();
     assert_eq!(bad["error"]["code"], "NOT_FOUND");
     let bad = bob_phone.emit_with_ack("receipt:read", json!({"conversationId": conversation}), WAIT).await.unwrap();
     assert_eq!(bad["error"]["code"], "VALIDATION_ERROR");
@@ -111,7 +129,8 @@ async fn hidden_reads_are_not_announced_nor_listed(app: TestApp) {
     send(&bob_socket, conversation, "b", "barrier").await;
     ann_socket.expect_event("message:received", WAIT).await;
     assert!(ann_socket.drain().iter().all(|(e, _)| e != "receipt:updated"), "a hidden read was announced");
-    let receipts = ann.client.get(&format!("/api/messages/{}/receipts", sent["data"]["messageId"].as_str().unwrap())).await;
+    let receipts =
+        ann.client.get(&format!("/api/messages/{}/receipts", sent["data"]["messageId"].as_str().unwrap())).await;
     assert_eq!((receipts.body["readCount"].clone(), receipts.body["totalCount"].clone()), (json!(0), json!(1)));
 }
 
@@ -136,10 +155,17 @@ async fn large_groups_get_batched_reader_counts(app: TestApp) {
         count = update["count"].as_i64().unwrap();
     }
     assert_eq!(count, 3);
-    assert!(owner_socket.drain().iter().all(|(e, _)| e != "receipt:updated"), "large groups get counts, not one event per read");
-    let receipts = owner.client.get(&format!("/api/messages/{}/receipts", sent["data"]["messageId"].as_str().unwrap())).await;
+    assert!(
+        owner_socket.drain().iter().all(|(e, _)| e != "receipt:updated"),
+        "large groups get counts, not one event per read"
+    );
+    let receipts =
+        owner.client.get(&format!("/api/messages/{}/receipts", sent["data"]["messageId"].as_str().unwrap())).await;
     assert_eq!((receipts.body["readCount"].clone(), receipts.body["totalCount"].clone()), (json!(3), json!(10)));
-    assert!(receipts.body["receipts"].as_array().unwrap().iter().all(|r| r["readAt"].is_string()), "the batch was written");
+    assert!(
+        receipts.body["receipts"].as_array().unwrap().iter().all(|r| r["readAt"].is_string()),
+        "the batch was written"
+    );
 }
 
 async fn legacy_message_read_reads_everything(app: TestApp) {
@@ -183,7 +209,10 @@ async fn unread_counts_are_pushed_and_stay_exact_under_a_mix_of_operations(app: 
     read(&me_socket, team, &b[1]).await;
     let deleted = a[5]["data"]["messageId"].as_str().unwrap();
     ann.client.delete(&format!("/api/conversations/{team}/messages/{deleted}")).await.assert_status(200);
-    me.client.put(&format!("/api/conversations/{with_ann}/read-status"), json!({"read": false})).await.assert_status(200);
+    me.client
+        .put(&format!("/api/conversations/{with_ann}/read-status"), json!({"read": false}))
+        .await
+        .assert_status(200);
 
     // The model: with ann 3 messages unread; team = ann's 3 + bob's 5, minus what the read
     // covered, minus the deleted one.
@@ -193,11 +222,18 @@ async fn unread_counts_are_pushed_and_stay_exact_under_a_mix_of_operations(app: 
         .as_array()
         .unwrap()
         .iter()
-        .filter(|m| m["seq"].as_i64().unwrap() > watermark && m["deletedAt"].is_null() && m["senderId"] != me.id.to_string())
+        .filter(|m| {
+            m["seq"].as_i64().unwrap() > watermark && m["deletedAt"].is_null() && m["senderId"] != me.id.to_string()
+        })
         .count() as i64;
     let counts = me.client.get("/api/conversations/unread-count").await;
     let per = |id: Uuid| {
-        counts.body["conversations"].as_array().unwrap().iter().find(|c| c["conversationId"] == id.to_string()).map_or(0, |c| c["unreadCount"].as_i64().unwrap())
+        counts.body["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["conversationId"] == id.to_string())
+            .map_or(0, |c| c["unreadCount"].as_i64().unwrap())
     };
     assert_eq!(per(with_ann), 3);
     assert_eq!(per(team), expected_team);
@@ -208,7 +244,10 @@ async fn unread_counts_are_pushed_and_stay_exact_under_a_mix_of_operations(app: 
         assert_eq!(conversation["unreadCount"].as_i64().unwrap(), per(id), "list and unread-count agree");
     }
     // The pushes settle on the same numbers: mark the direct chat read and wait for its push.
-    me.client.put(&format!("/api/conversations/{with_ann}/read-status"), json!({"read": true})).await.assert_status(200);
+    me.client
+        .put(&format!("/api/conversations/{with_ann}/read-status"), json!({"read": true}))
+        .await
+        .assert_status(200);
     loop {
         let push = me_socket.expect_event("unread:updated", WAIT).await;
         if push["conversationId"] == with_ann.to_string() && push["unreadCount"] == 0 {
@@ -226,44 +265,93 @@ async fn mark_unread_archive_and_clear_are_per_user_and_synced(app: TestApp) {
     assert_eq!(marked.assert_status(200)["unreadCount"], 1, "marked unread counts one");
     assert_eq!(me_laptop.expect_event("conversation:updated", WAIT).await["conversation"]["unreadCount"], 1);
     for _ in 0..2 {
-        let archived = me.client.put(&format!("/api/conversations/{conversation}/archive"), json!({"archived": true})).await;
+        let archived =
+            me.client.put(&format!("/api/conversations/{conversation}/archive"), json!({"archived": true})).await;
         assert_eq!(archived.assert_status(200)["isArchived"], true, "archiving twice is fine");
     }
     assert_eq!(me_phone.expect_event("conversation:updated", WAIT).await["conversation"]["unreadCount"], 1);
     assert!(me.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().is_empty());
-    assert_eq!(me.client.get("/api/conversations?archived=true").await.body["conversations"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        me.client.get("/api/conversations?archived=true").await.body["conversations"].as_array().unwrap().len(),
+        1
+    );
     assert_eq!(ann.client.get("/api/conversations").await.body["conversations"][0]["isArchived"], false, "only mine");
-    me.client.put(&format!("/api/conversations/{conversation}/archive"), json!({"archived": false})).await.assert_status(200);
+    me.client
+        .put(&format!("/api/conversations/{conversation}/archive"), json!({"archived": false}))
+        .await
+        .assert_status(200);
 
     me.client.delete(&format!("/api/conversations/{conversation}/messages")).await.assert_status(204);
     ann.client
-        .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": "c1", "content": "before clear"}))
+        .post(
+            &format!("/api/conversations/{conversation}/messages"),
+            json!({"clientMessageId": "c1", "content": "before clear"}),
+        )
         .await
         .assert_status(201);
     me.client.delete(&format!("/api/conversations/{conversation}/messages")).await.assert_status(204);
-    assert!(me.client.get(&format!("/api/conversations/{conversation}/messages")).await.body["messages"].as_array().unwrap().is_empty());
-    assert_eq!(ann.client.get(&format!("/api/conversations/{conversation}/messages")).await.body["messages"].as_array().unwrap().len(), 1);
+    assert!(
+        me.client.get(&format!("/api/conversations/{conversation}/messages")).await.body["messages"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ann.client.get(&format!("/api/conversations/{conversation}/messages")).await.body["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(unread_total(&me).await, 0, "cleared messages are not unread");
-    me.client.put(&format!("/api/conversations/{conversation}/archive"), json!({"archived": "yes"})).await.assert_error(400, "VALIDATION_ERROR");
-    me.client.put(&format!("/api/conversations/{conversation}/read-status"), json!({})).await.assert_error(400, "VALIDATION_ERROR");
-    app.register("Eve").await.client.put(&format!("/api/conversations/{conversation}/archive"), json!({"archived": true})).await.assert_error(403, "NOT_IN_CONVERSATION");
+    me.client
+        .put(&format!("/api/conversations/{conversation}/archive"), json!({"archived": "yes"}))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    me.client
+        .put(&format!("/api/conversations/{conversation}/read-status"), json!({}))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    app.register("Eve")
+        .await
+        .client
+        .put(&format!("/api/conversations/{conversation}/archive"), json!({"archived": true}))
+        .await
+        .assert_error(403, "NOT_IN_CONVERSATION");
 }
 
 async fn clearing_for_everyone_is_for_owners_and_admins(app: TestApp) {
     let (owner, member) = (app.register("Owner").await, app.register("Member").await);
     let conversation = group(&owner, &[&member]).await;
-    owner.client
-        .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": "x", "content": "soon gone"}))
+    owner
+        .client
+        .post(
+            &format!("/api/conversations/{conversation}/messages"),
+            json!({"clientMessageId": "x", "content": "soon gone"}),
+        )
         .await
         .assert_status(201);
-    member.client.delete(&format!("/api/conversations/{conversation}/messages?scope=everyone")).await.assert_error(403, "FORBIDDEN");
-    owner.client.delete(&format!("/api/conversations/{conversation}/messages?scope=galaxy")).await.assert_error(400, "VALIDATION_ERROR");
+    member
+        .client
+        .delete(&format!("/api/conversations/{conversation}/messages?scope=everyone"))
+        .await
+        .assert_error(403, "FORBIDDEN");
+    owner
+        .client
+        .delete(&format!("/api/conversations/{conversation}/messages?scope=galaxy"))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
     let member_socket = connect(&app, &member).await;
     owner.client.delete(&format!("/api/conversations/{conversation}/messages?scope=everyone")).await.assert_status(204);
     let update = member_socket.expect_event("conversation:updated", WAIT).await;
     assert!(update["conversation"]["lastMessage"].is_null(), "{update}");
     for user in [&owner, &member] {
-        assert!(user.client.get(&format!("/api/conversations/{conversation}/messages")).await.body["messages"].as_array().unwrap().is_empty());
+        assert!(
+            user.client.get(&format!("/api/conversations/{conversation}/messages")).await.body["messages"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
     }
     let _ = Duration::ZERO;
 }
@@ -279,13 +367,18 @@ async fn forwarding_copies_to_up_to_ten_conversations(app: TestApp) {
     }
     let original = source_peer
         .client
-        .post(&format!("/api/conversations/{source}/messages"), json!({"clientMessageId": "orig", "content": "pass it on"}))
+        .post(
+            &format!("/api/conversations/{source}/messages"),
+            json!({"clientMessageId": "orig", "content": "pass it on"}),
+        )
         .await;
     let id = original.body["id"].as_str().unwrap().to_owned();
     let forwarded = me.client.post(&format!("/api/messages/{id}/forward"), json!({"conversationIds": targets})).await;
     let copies = forwarded.assert_status(201)["messages"].as_array().unwrap().clone();
     assert_eq!(copies.len(), 10);
-    assert!(copies.iter().all(|c| c["forwardedFrom"] == id.as_str() && c["content"] == "pass it on" && c["senderId"] == me.id.to_string()));
+    assert!(copies.iter().all(|c| c["forwardedFrom"] == id.as_str()
+        && c["content"] == "pass it on"
+        && c["senderId"] == me.id.to_string()));
     let again = me.client.post(&format!("/api/messages/{id}/forward"), json!({"conversationIds": [targets[0]]})).await;
     assert_eq!(again.assert_status(200)["messages"][0]["id"], copies[0]["id"], "a retried forward finds its copy");
     let history = source_peer.client.get(&format!("/api/conversations/{source}/messages")).await;
@@ -293,11 +386,27 @@ async fn forwarding_copies_to_up_to_ten_conversations(app: TestApp) {
 
     let outsider = app.register("Outsider").await;
     let own = direct(&outsider, &me).await;
-    outsider.client.post(&format!("/api/messages/{id}/forward"), json!({"conversationIds": [own]})).await.assert_error(403, "NOT_IN_CONVERSATION");
+    outsider
+        .client
+        .post(&format!("/api/messages/{id}/forward"), json!({"conversationIds": [own]}))
+        .await
+        .assert_error(403, "NOT_IN_CONVERSATION");
     let eleven: Vec<Uuid> = targets.iter().copied().chain([source]).collect();
-    me.client.post(&format!("/api/messages/{id}/forward"), json!({"conversationIds": eleven})).await.assert_error(400, "VALIDATION_ERROR");
-    me.client.post(&format!("/api/messages/{id}/forward"), json!({"conversationIds": []})).await.assert_error(400, "VALIDATION_ERROR");
+    me.client
+        .post(&format!("/api/messages/{id}/forward"), json!({"conversationIds": eleven}))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
+    me.client
+        .post(&format!("/api/messages/{id}/forward"), json!({"conversationIds": []}))
+        .await
+        .assert_error(400, "VALIDATION_ERROR");
     let not_mine = direct(&outsider, &source_peer).await;
-    me.client.post(&format!("/api/messages/{id}/forward"), json!({"conversationIds": [not_mine]})).await.assert_error(403, "NOT_IN_CONVERSATION");
-    me.client.post(&format!("/api/messages/{}/forward", Uuid::now_v7()), json!({"conversationIds": [source]})).await.assert_error(404, "NOT_FOUND");
+    me.client
+        .post(&format!("/api/messages/{id}/forward"), json!({"conversationIds": [not_mine]}))
+        .await
+        .assert_error(403, "NOT_IN_CONVERSATION");
+    me.client
+        .post(&format!("/api/messages/{}/forward", Uuid::now_v7()), json!({"conversationIds": [source]}))
+        .await
+        .assert_error(404, "NOT_FOUND");
 }

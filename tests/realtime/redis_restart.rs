@@ -8,8 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-
-
 use crate::support::{Mode, TestApp, postgres_available};
 use crate::{WAIT, connect, group, send};
 
@@ -105,5 +103,4 @@ async fn replicas_survive_a_redis_restart() {
     eprintln!("cross-replica broadcasts recovered {:?} after Redis restarted", restarted.elapsed());
     let ready = app.client().get("/health/ready").await;
     assert_eq!(ready.assert_status(200)["checks"]["redis"], "ok");
-
 }

@@ -101,13 +101,19 @@ async fn sync_answers_through_its_ack(mode: Mode) {
         .emit_with_ack("sync", json!({"conversations": [{"conversationId": conversation, "afterSeq": 2}]}), WAIT)
         .await
         .unwrap();
-    let seqs: Vec<i64> = ack["data"]["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    let seqs: Vec<i64> =
+        ack["data"]["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, [3, 4]);
     let since = ack["data"]["messages"][0]["createdAt"].clone();
     let by_time = bea_socket.emit_with_ack("sync", json!({"since": "2000-01-01T00:00:00.000Z"}), WAIT).await.unwrap();
     assert_eq!(by_time["data"]["messages"].as_array().unwrap().len(), 4);
     assert!(since.is_string());
-    for bad in [json!({}), json!({"conversations": "x"}), json!({"since": "yesterday"}), json!({"conversations": [{"conversationId": "x"}]})] {
+    for bad in [
+        json!({}),
+        json!({"conversations": "x"}),
+        json!({"since": "yesterday"}),
+        json!({"conversations": [{"conversationId": "x"}]}),
+    ] {
         let refused = bea_socket.emit_with_ack("sync", bad.clone(), WAIT).await.unwrap();
         assert_eq!(refused["error"]["code"], "VALIDATION_ERROR", "{bad}");
     }
@@ -137,7 +143,11 @@ async fn the_message_rate_limit_spans_sockets_and_rest(mode: Mode) {
     over_rest.assert_error(429, "RATE_LIMITED");
     assert!(over_rest.header("retry-after").is_some());
     let retry = send(&one, conversation, "1", "a").await;
-    assert_eq!((retry["ok"].clone(), retry["data"]["duplicate"].clone()), (json!(true), json!(true)), "a retry of a stored message is answered, not refused: {retry}");
+    assert_eq!(
+        (retry["ok"].clone(), retry["data"]["duplicate"].clone()),
+        (json!(true), json!(true)),
+        "a retry of a stored message is answered, not refused: {retry}"
+    );
     app.clock.advance(std::time::Duration::from_secs(20));
     assert_eq!(send(&two, conversation, "6", "f").await["ok"], true, "a token refills every 20 s at 3/min");
 }

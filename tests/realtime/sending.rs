@@ -64,13 +64,20 @@ async fn a_retry_returns_the_original_on_any_transport_and_broadcasts_nothing(ap
     let elsewhere = send(&second, conversation, "once", "only once").await;
     let over_rest = ann
         .client
-        .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": "once", "content": "only once"}))
+        .post(
+            &format!("/api/conversations/{conversation}/messages"),
+            json!({"clientMessageId": "once", "content": "only once"}),
+        )
         .await;
     for retry in [&again["data"], &elsewhere["data"]] {
         assert_eq!(retry["messageId"], original["data"]["messageId"]);
         assert_eq!((retry["seq"].clone(), retry["duplicate"].clone()), (json!(1), json!(true)));
     }
-    assert_eq!(over_rest.assert_status(200)["id"], original["data"]["messageId"], "REST retries answer 200 with the original");
+    assert_eq!(
+        over_rest.assert_status(200)["id"],
+        original["data"]["messageId"],
+        "REST retries answer 200 with the original"
+    );
 
     send(&first, conversation, "next", "barrier").await;
     let bob_events: Vec<_> = {
@@ -127,7 +134,11 @@ async fn strangers_unknown_conversations_and_blocked_peers_are_refused(app: Test
     let ack = send(&ann_socket, conversation, "blocked", "hello?").await;
     assert_eq!(ack["error"]["code"], "BLOCKED");
     let bob_socket = connect(&app, &bob).await;
-    assert_eq!(send(&bob_socket, conversation, "b", "no").await["error"]["code"], "BLOCKED", "the blocker cannot write either");
+    assert_eq!(
+        send(&bob_socket, conversation, "b", "no").await["error"]["code"],
+        "BLOCKED",
+        "the blocker cannot write either"
+    );
 }
 
 async fn rest_sends_reach_sockets_like_socket_sends(app: TestApp) {
@@ -137,7 +148,10 @@ async fn rest_sends_reach_sockets_like_socket_sends(app: TestApp) {
     let (ann_socket, bob_socket) = (connect(&app, &ann).await, connect(&app, &bob).await);
     let reply = ann
         .client
-        .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": "r-1", "content": "over http"}))
+        .post(
+            &format!("/api/conversations/{conversation}/messages"),
+            json!({"clientMessageId": "r-1", "content": "over http"}),
+        )
         .await;
     let body = reply.assert_status(201);
     assert_eq!(body["seq"], 1);
@@ -154,7 +168,10 @@ async fn edits_and_deletes_reach_participants(app: TestApp) {
     let bob_socket = connect(&app, &bob).await;
     let sent = ann
         .client
-        .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": "e-1", "content": "typo"}))
+        .post(
+            &format!("/api/conversations/{conversation}/messages"),
+            json!({"clientMessageId": "e-1", "content": "typo"}),
+        )
         .await;
     let id = sent.body["id"].as_str().unwrap().to_owned();
     bob_socket.expect_event("message:received", WAIT).await;
@@ -166,7 +183,10 @@ async fn edits_and_deletes_reach_participants(app: TestApp) {
     let tombstone = ann.client.delete(&path).await;
     assert!(tombstone.assert_status(200)["content"].is_null());
     assert!(tombstone.body["deletedAt"].is_string());
-    assert_eq!(bob_socket.expect_event("message:deleted", WAIT).await, json!({"conversationId": conversation, "messageId": id}));
+    assert_eq!(
+        bob_socket.expect_event("message:deleted", WAIT).await,
+        json!({"conversationId": conversation, "messageId": id})
+    );
 }
 
 async fn a_burst_from_one_socket_keeps_its_order(app: TestApp) {
@@ -192,7 +212,12 @@ async fn legacy_message_send_uses_temp_id_and_legacy_events(app: TestApp) {
     let bob = app.register("Bob").await;
     let conversation = direct(&ann, &bob).await;
     let (ann_socket, bob_socket) = (connect(&app, &ann).await, connect(&app, &bob).await);
-    ann_socket.emit("message.send", json!({"conversationId": conversation, "type": "text", "content": "old client", "tempId": "temp-1"})).await;
+    ann_socket
+        .emit(
+            "message.send",
+            json!({"conversationId": conversation, "type": "text", "content": "old client", "tempId": "temp-1"}),
+        )
+        .await;
     let legacy_sent = ann_socket.expect_event("message.sent", WAIT).await;
     assert_eq!(legacy_sent["tempId"], "temp-1");
     assert_eq!(legacy_sent["message"]["content"], "old client");
@@ -316,7 +341,10 @@ mod across_replicas {
         let via_rest = second
             .client()
             .with_token(&ann.token)
-            .post(&format!("/api/conversations/{conversation}/messages"), json!({"clientMessageId": "k-1", "content": "hello"}))
+            .post(
+                &format!("/api/conversations/{conversation}/messages"),
+                json!({"clientMessageId": "k-1", "content": "hello"}),
+            )
             .await;
         assert_eq!(via_rest.assert_status(200)["id"], original["data"]["messageId"]);
     }

@@ -33,10 +33,14 @@ async fn start(socket: &SocketClient, conversation: Uuid) -> Value {
 async fn subscribers_hear_typing_with_names_and_the_typist_does_not(app: TestApp) {
     let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
     let conversation = group(&ann, &[&bob]).await;
-    let (ann_socket, bob_socket) = (subscribed(&app, &ann, conversation).await, subscribed(&app, &bob, conversation).await);
+    let (ann_socket, bob_socket) =
+        (subscribed(&app, &ann, conversation).await, subscribed(&app, &bob, conversation).await);
     assert_eq!(start(&ann_socket, conversation).await["ok"], true);
     let started = bob_socket.expect_event("typing:started", WAIT).await;
-    assert_eq!(started, json!({"conversationId": conversation, "userId": ann.id, "username": ann.username, "displayName": "Ann"}));
+    assert_eq!(
+        started,
+        json!({"conversationId": conversation, "userId": ann.id, "username": ann.username, "displayName": "Ann"})
+    );
     let detail = bob.client.get(&format!("/api/conversations/{conversation}")).await;
     assert_eq!(detail.body["typingUsers"], json!([{"userId": ann.id, "username": ann.username, "displayName": "Ann"}]));
     let ack = ann_socket.emit_with_ack("typing:stop", json!({"conversationId": conversation}), WAIT).await.unwrap();
@@ -53,13 +57,17 @@ async fn subscribers_hear_typing_with_names_and_the_typist_does_not(app: TestApp
 async fn typing_stops_by_itself_five_seconds_after_the_last_start(app: TestApp) {
     let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
     let conversation = group(&ann, &[&bob]).await;
-    let (ann_socket, bob_socket) = (subscribed(&app, &ann, conversation).await, subscribed(&app, &bob, conversation).await);
+    let (ann_socket, bob_socket) =
+        (subscribed(&app, &ann, conversation).await, subscribed(&app, &bob, conversation).await);
     start(&ann_socket, conversation).await;
     bob_socket.expect_event("typing:started", WAIT).await;
     app.clock.advance(Duration::from_secs(4));
     start(&ann_socket, conversation).await;
     app.clock.advance(Duration::from_secs(2));
-    assert!(bob_socket.next_event("typing:stopped", Duration::from_millis(600)).await.is_none(), "the second start reset the timer");
+    assert!(
+        bob_socket.next_event("typing:stopped", Duration::from_millis(600)).await.is_none(),
+        "the second start reset the timer"
+    );
     app.clock.advance(Duration::from_secs(3));
     let stopped = bob_socket.expect_event("typing:stopped", WAIT).await;
     assert_eq!(stopped["userId"], ann.id.to_string());
@@ -70,7 +78,8 @@ async fn typing_stops_by_itself_five_seconds_after_the_last_start(app: TestApp) 
 async fn a_storm_of_starts_is_rebroadcast_at_most_once_a_second(app: TestApp) {
     let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
     let conversation = group(&ann, &[&bob]).await;
-    let (ann_socket, bob_socket) = (subscribed(&app, &ann, conversation).await, subscribed(&app, &bob, conversation).await);
+    let (ann_socket, bob_socket) =
+        (subscribed(&app, &ann, conversation).await, subscribed(&app, &bob, conversation).await);
     for _ in 0..50 {
         ann_socket.emit("typing:start", json!({"conversationId": conversation})).await;
     }
@@ -87,7 +96,8 @@ async fn a_storm_of_starts_is_rebroadcast_at_most_once_a_second(app: TestApp) {
 async fn sending_a_message_or_leaving_ends_typing(app: TestApp) {
     let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
     let conversation = group(&ann, &[&bob]).await;
-    let (ann_socket, bob_socket) = (subscribed(&app, &ann, conversation).await, subscribed(&app, &bob, conversation).await);
+    let (ann_socket, bob_socket) =
+        (subscribed(&app, &ann, conversation).await, subscribed(&app, &bob, conversation).await);
     start(&ann_socket, conversation).await;
     bob_socket.expect_event("typing:started", WAIT).await;
     send(&ann_socket, conversation, "m1", "done typing").await;
@@ -104,7 +114,8 @@ async fn users_who_blocked_the_typist_do_not_hear_it(app: TestApp) {
     let conversation = group(&ann, &[&bob, &cat]).await;
     cat.client.post_empty(&format!("/api/users/{}/block", ann.id)).await.assert_status(204);
     let ann_socket = subscribed(&app, &ann, conversation).await;
-    let (bob_socket, cat_socket) = (subscribed(&app, &bob, conversation).await, subscribed(&app, &cat, conversation).await);
+    let (bob_socket, cat_socket) =
+        (subscribed(&app, &bob, conversation).await, subscribed(&app, &cat, conversation).await);
     start(&ann_socket, conversation).await;
     bob_socket.expect_event("typing:started", WAIT).await;
     let _ = cat_socket.emit_with_ack("ping", json!({}), WAIT).await;
@@ -122,19 +133,26 @@ async fn users_who_blocked_the_typist_do_not_hear_it(app: TestApp) {
 async fn legacy_aliases_and_http_typing_work(app: TestApp) {
     let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
     let conversation = group(&ann, &[&bob]).await;
-    let (ann_socket, bob_socket) = (subscribed(&app, &ann, conversation).await, subscribed(&app, &bob, conversation).await);
+    let (ann_socket, bob_socket) =
+        (subscribed(&app, &ann, conversation).await, subscribed(&app, &bob, conversation).await);
     for (start_event, stop_event) in [("typing_start", "typing_stop"), ("typing.start", "typing.stop")] {
         ann_socket.emit_with_ack(start_event, json!({"conversationId": conversation}), WAIT).await.unwrap();
         bob_socket.expect_event("typing:started", WAIT).await;
         let legacy = bob_socket.expect_event("user_typing", WAIT).await;
-        assert_eq!(legacy, json!({"conversation_id": conversation, "user_id": ann.id, "username": ann.username, "display_name": "Ann", "is_typing": true}));
+        assert_eq!(
+            legacy,
+            json!({"conversation_id": conversation, "user_id": ann.id, "username": ann.username, "display_name": "Ann", "is_typing": true})
+        );
         assert_eq!(bob_socket.expect_event("message.typing", WAIT).await["is_typing"], true);
         ann_socket.emit_with_ack(stop_event, json!({"conversationId": conversation}), WAIT).await.unwrap();
         bob_socket.expect_event("typing:stopped", WAIT).await;
         assert_eq!(bob_socket.expect_event("user_typing", WAIT).await["is_typing"], false);
         assert_eq!(bob_socket.expect_event("message.typing", WAIT).await["is_typing"], false);
     }
-    ann_socket.emit_with_ack("message.typing", json!({"conversation_id": conversation, "is_typing": true}), WAIT).await.unwrap();
+    ann_socket
+        .emit_with_ack("message.typing", json!({"conversation_id": conversation, "is_typing": true}), WAIT)
+        .await
+        .unwrap();
     bob_socket.expect_event("typing:started", WAIT).await;
     let bad = ann_socket.emit_with_ack("message.typing", json!({"conversation_id": conversation}), WAIT).await.unwrap();
     assert_eq!(bad["error"]["code"], "VALIDATION_ERROR");
@@ -144,5 +162,10 @@ async fn legacy_aliases_and_http_typing_work(app: TestApp) {
     ann.client.post(&path, json!({"isTyping": true})).await.assert_status(204);
     bob_socket.expect_event("typing:started", WAIT).await;
     ann.client.post(&path, json!({"isTyping": "yes"})).await.assert_error(400, "VALIDATION_ERROR");
-    app.register("Eve").await.client.post(&path, json!({"isTyping": true})).await.assert_error(403, "NOT_IN_CONVERSATION");
+    app.register("Eve")
+        .await
+        .client
+        .post(&path, json!({"isTyping": true}))
+        .await
+        .assert_error(403, "NOT_IN_CONVERSATION");
 }

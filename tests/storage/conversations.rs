@@ -71,14 +71,20 @@ async fn send(store: &Arc<dyn Storage>, m: &NewMessage) -> (i64, bool) {
 
 pub async fn a_direct_conversation_is_unique_per_pair(store: Arc<dyn Storage>) {
     let u = users(&store, 2).await;
-    let (first, created) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 1), u[1]).await.unwrap();
+    let (first, created) =
+        store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 1), u[1]).await.unwrap();
     assert!(created);
-    let (again, created) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[1], 2), u[0]).await.unwrap();
+    let (again, created) =
+        store.find_or_create_direct(&conversation(ConversationKind::Direct, u[1], 2), u[0]).await.unwrap();
     assert!(!created, "the other side opening it finds the same one");
     assert_eq!(first.id, again.id);
-    assert_eq!(store.member_ids(first.id).await.unwrap().into_iter().collect::<BTreeSet<_>>(), u.iter().copied().collect());
+    assert_eq!(
+        store.member_ids(first.id).await.unwrap().into_iter().collect::<BTreeSet<_>>(),
+        u.iter().copied().collect()
+    );
     assert!(store.soft_delete_conversation(first.id, at(3)).await.unwrap());
-    let (fresh, created) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 4), u[1]).await.unwrap();
+    let (fresh, created) =
+        store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 4), u[1]).await.unwrap();
     assert!(created && fresh.id != first.id, "a deleted direct conversation does not block a new one");
 }
 
@@ -241,7 +247,8 @@ fn outcomes(batch: &[SendOutcome]) -> Vec<Option<(i64, bool, String)>> {
 
 pub async fn a_batch_numbers_per_conversation_and_answers_every_entry(store: Arc<dyn Storage>) {
     let u = users(&store, 3).await;
-    let (direct, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
+    let (direct, _) =
+        store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
     let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1], u[2]]).await.unwrap();
     let gone = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
     store.soft_delete_conversation(gone.id, at(1)).await.unwrap();
@@ -271,7 +278,10 @@ pub async fn a_batch_numbers_per_conversation_and_answers_every_entry(store: Arc
     let SendOutcome::Duplicate(repeat) = &answers[4] else { panic!("the repeat is a duplicate") };
     assert_eq!(repeat.id, batch[1].id, "a repeat within the batch answers with the first entry's message");
     let direct_now = store.conversation(direct.id).await.unwrap().unwrap();
-    assert_eq!((direct_now.last_seq, direct_now.last_message_id, direct_now.last_activity_at), (3, Some(batch[2].id), at(12)));
+    assert_eq!(
+        (direct_now.last_seq, direct_now.last_message_id, direct_now.last_activity_at),
+        (3, Some(batch[2].id), at(12))
+    );
     let group_now = store.conversation(group.id).await.unwrap().unwrap();
     assert_eq!((group_now.last_seq, group_now.last_message_id), (2, Some(batch[6].id)));
     assert_eq!(store.conversation(gone.id).await.unwrap().unwrap().last_seq, 0);
@@ -281,16 +291,15 @@ pub async fn a_batch_numbers_per_conversation_and_answers_every_entry(store: Arc
 
 pub async fn send_checks_read_members_and_blocks_in_bulk(store: Arc<dyn Storage>) {
     let u = users(&store, 4).await;
-    let (direct, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
+    let (direct, _) =
+        store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
     let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[2]]).await.unwrap();
     let gone = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
     store.soft_delete_conversation(gone.id, at(1)).await.unwrap();
     let mut contexts = store.send_contexts(&[direct.id, group.id, gone.id, Uuid::now_v7()]).await.unwrap();
     contexts.sort_by_key(|c| c.id);
-    let seen: Vec<_> = contexts
-        .iter()
-        .map(|c| (c.id, c.kind, c.members.iter().copied().collect::<BTreeSet<_>>()))
-        .collect();
+    let seen: Vec<_> =
+        contexts.iter().map(|c| (c.id, c.kind, c.members.iter().copied().collect::<BTreeSet<_>>())).collect();
     let mut expected = vec![
         (direct.id, ConversationKind::Direct, BTreeSet::from([u[0], u[1]])),
         (group.id, ConversationKind::Group, BTreeSet::from([u[0], u[2]])),
@@ -306,7 +315,8 @@ pub async fn send_checks_read_members_and_blocks_in_bulk(store: Arc<dyn Storage>
 pub async fn delivered_marks_are_written_in_bulk_and_only_forward(store: Arc<dyn Storage>) {
     let u = users(&store, 3).await;
     let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1], u[2]]).await.unwrap();
-    let (direct, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
+    let (direct, _) =
+        store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
     for i in 1..=3 {
         send(&store, &message(group.id, u[0], &format!("g{i}"), i)).await;
         send(&store, &message(direct.id, u[0], &format!("d{i}"), i)).await;
@@ -347,7 +357,8 @@ pub async fn lists_page_by_activity_and_count_unread(store: Arc<dyn Storage>) {
     let u = users(&store, 4).await;
     let mut ids = Vec::new();
     for (i, other) in u[1..].iter().enumerate() {
-        let (c, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], i as i64), *other).await.unwrap();
+        let (c, _) =
+            store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], i as i64), *other).await.unwrap();
         ids.push(c.id);
     }
     // Activity order: the middle conversation is the newest.
@@ -378,7 +389,9 @@ pub async fn the_read_watermark_only_moves_forward_and_counts_stay_exact(store: 
     for i in 1..=5 {
         send(&store, &message(group.id, u[i % 2], &format!("{i}"), i as i64)).await;
     }
-    let unread = |counts: Vec<parley::storage::models::UnreadCount>| counts.iter().find(|c| c.conversation_id == group.id).map_or(0, |c| c.unread);
+    let unread = |counts: Vec<parley::storage::models::UnreadCount>| {
+        counts.iter().find(|c| c.conversation_id == group.id).map_or(0, |c| c.unread)
+    };
     // u[2] has 5 unread; u[1] sent 3 of them (its own do not count).
     assert_eq!(unread(store.unread_counts(u[2]).await.unwrap()), 5);
     assert_eq!(unread(store.unread_counts(u[1]).await.unwrap()), 2);
@@ -393,7 +406,11 @@ pub async fn the_read_watermark_only_moves_forward_and_counts_stay_exact(store: 
     assert_eq!(store.participant(group.id, u[2]).await.unwrap().unwrap().last_read_seq, 3);
     assert_eq!(unread(store.unread_counts(u[2]).await.unwrap()), 2);
     store.mark_unread(group.id, u[2]).await.unwrap();
-    assert_eq!(unread(store.unread_counts(u[2]).await.unwrap()), 2, "marked unread with unread messages changes nothing");
+    assert_eq!(
+        unread(store.unread_counts(u[2]).await.unwrap()),
+        2,
+        "marked unread with unread messages changes nothing"
+    );
     assert!(store.mark_read(group.id, u[2], 5, at(12)).await.unwrap());
     store.mark_unread(group.id, u[2]).await.unwrap();
     assert_eq!(unread(store.unread_counts(u[2]).await.unwrap()), 1, "marked unread shows one");

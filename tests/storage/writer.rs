@@ -81,10 +81,8 @@ async fn one_refused_message_fails_alone(store: Arc<dyn Storage>) {
         }
     }
     assert_eq!(seqs, (1..SENDS as i64).collect::<Vec<_>>(), "the others in order, gapless");
-    let stored = store
-        .history(group.id, 0, parley::storage::models::HistoryQuery::After { seq: 0 }, 100)
-        .await
-        .unwrap();
+    let stored =
+        store.history(group.id, 0, parley::storage::models::HistoryQuery::After { seq: 0 }, 100).await.unwrap();
     assert_eq!(stored.len(), SENDS - 1);
     assert!(stored.iter().all(|m| m.content.as_deref() != Some("poison")));
     assert_eq!(store.conversation(group.id).await.unwrap().unwrap().last_seq, SENDS as i64 - 1);

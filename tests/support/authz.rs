@@ -172,7 +172,8 @@ impl Fixture {
 /// A group owned by `owner` with `members`.
 pub async fn create_group(_app: &TestApp, owner: &TestUser, members: &[&TestUser]) -> Uuid {
     let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();
-    let reply = owner.client.post("/api/conversations", json!({"type": "group", "title": "Team", "participantIds": ids})).await;
+    let reply =
+        owner.client.post("/api/conversations", json!({"type": "group", "title": "Team", "participantIds": ids})).await;
     id_of(&reply.assert_status(201)["id"])
 }
 

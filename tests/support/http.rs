@@ -63,9 +63,7 @@ impl Client {
     pub fn cookie(&self, name: &str) -> Option<String> {
         let url = format!("{}/api/auth/refresh", self.base).parse().ok()?;
         let header = self.jar.cookies(&url)?;
-        header.to_str().ok()?.split("; ").find_map(|pair| {
-            pair.strip_prefix(name)?.strip_prefix('=').map(str::to_owned)
-        })
+        header.to_str().ok()?.split("; ").find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
     }
 
     pub fn with_token(&self, token: &str) -> Self {
@@ -139,7 +137,11 @@ impl TestApp {
 
     /// Registers `name` (display name; the email is made unique) and signs in.
     pub async fn register(&self, name: &str) -> TestUser {
-        let email = format!("{}.{}@example.com", name.to_lowercase().replace(' ', "."), &Uuid::new_v4().simple().to_string()[..8]);
+        let email = format!(
+            "{}.{}@example.com",
+            name.to_lowercase().replace(' ', "."),
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
         let client = self.client();
         let reply = client
             .post("/api/auth/register", json!({ "email": email, "password": PASSWORD, "displayName": name }))

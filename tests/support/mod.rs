@@ -23,8 +23,7 @@ use uuid::Uuid;
 pub const JWT_SECRET: &str = "tests-only-secret-0123456789abcdef0123456789";
 
 fn pg_admin_url() -> String {
-    std::env::var("PARLEY_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("PARLEY_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn redis_url() -> String {
@@ -64,8 +63,7 @@ pub async fn redis_available() -> bool {
         .get_or_init(|| {
             reachable("Redis", async {
                 let client = redis::Client::open(redis_url()).map_err(|e| e.to_string())?;
-                let mut conn =
-                    client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
+                let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
                 redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop).map_err(|e| e.to_string())
             })
         })

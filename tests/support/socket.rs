@@ -43,12 +43,7 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self {
-            namespace: "/chat".into(),
-            auth: None,
-            query: Vec::new(),
-            headers: Vec::new(),
-        }
+        Self { namespace: "/chat".into(), auth: None, query: Vec::new(), headers: Vec::new() }
     }
 }
 
@@ -88,9 +83,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn send(&self, text: String) {
@@ -147,20 +140,9 @@ impl SocketClient {
         };
         let auth = options.auth.map_or(String::new(), |auth| auth.to_string());
         let connect_packet = format!("40{prefix}{auth}");
-        let shared = Arc::new(Shared {
-            prefix,
-            out,
-            state: Mutex::default(),
-            changed: Notify::new(),
-        });
+        let shared = Arc::new(Shared { prefix, out, state: Mutex::default(), changed: Notify::new() });
         let reader = tokio::spawn(read_loop(stream, shared.clone(), connect_packet));
-        let mut client = SocketClient {
-            sid: String::new(),
-            shared,
-            next_ack: AtomicU64::new(0),
-            reader,
-            writer,
-        };
+        let mut client = SocketClient { sid: String::new(), shared, next_ack: AtomicU64::new(0), reader, writer };
 
         let answer = client.wait_for(CONNECT_TIMEOUT, |state| match &state.answer {
             Some(answer) => Some(answer.clone()),
@@ -173,9 +155,7 @@ impl SocketClient {
                 Ok(client)
             }
             Some(Err(message)) => Err(format!("namespace connect failed: {message}")),
-            None => Err(format!(
-                "no namespace connect answer in {CONNECT_TIMEOUT:?}"
-            )),
+            None => Err(format!("no namespace connect answer in {CONNECT_TIMEOUT:?}")),
         }
     }
 
@@ -191,12 +171,7 @@ impl SocketClient {
 
     /// Emit with ack; resolves to the first ack argument (Null if none); Err on timeout or
     /// disconnect.
-    pub async fn emit_with_ack(
-        &self,
-        event: &str,
-        data: Value,
-        timeout: Duration,
-    ) -> Result<Value, String> {
+    pub async fn emit_with_ack(&self, event: &str, data: Value, timeout: Duration) -> Result<Value, String> {
         let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -206,8 +181,7 @@ impl SocketClient {
             }
             state.acks.insert(id, tx);
         }
-        self.shared
-            .send_packet("42", Some(id), json!([event, data]));
+        self.shared.send_packet("42", Some(id), json!([event, data]));
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(_)) => Err(format!("disconnected before the ack of {event:?}")),
@@ -235,11 +209,7 @@ impl SocketClient {
     }
 
     /// Like `expect_event`, also returning the ack id the server asked for (answer with `ack`).
-    pub async fn expect_event_with_ack(
-        &self,
-        event: &str,
-        timeout: Duration,
-    ) -> (Value, Option<u64>) {
+    pub async fn expect_event_with_ack(&self, event: &str, timeout: Duration) -> (Value, Option<u64>) {
         if let Some(found) = self.wait_event(event, timeout).await {
             return found;
         }
@@ -291,11 +261,7 @@ impl SocketClient {
     }
 
     /// Runs `check` on the state now and after every change until it yields, or `timeout`.
-    async fn wait_for<T>(
-        &self,
-        timeout: Duration,
-        mut check: impl FnMut(&mut State) -> Option<T>,
-    ) -> Option<T> {
+    async fn wait_for<T>(&self, timeout: Duration, mut check: impl FnMut(&mut State) -> Option<T>) -> Option<T> {
         let shared = &self.shared;
         let wait = async {
             loop {
@@ -407,17 +373,10 @@ fn handle_packet(shared: &Shared, packet: &str) {
     let text = |key| data.get(key).and_then(Value::as_str).map(str::to_string);
     let mut state = shared.lock();
     match (kind, id) {
-        ('0', _) if state.answer.is_none() => {
-            state.answer = Some(Ok(text("sid").unwrap_or_default()))
-        }
-        ('4', _) if state.answer.is_none() => {
-            state.answer = Some(Err(text("message").unwrap_or(data.to_string())))
-        }
+        ('0', _) if state.answer.is_none() => state.answer = Some(Ok(text("sid").unwrap_or_default())),
+        ('4', _) if state.answer.is_none() => state.answer = Some(Err(text("message").unwrap_or(data.to_string()))),
         ('1', _) => state.close(),
-        ('2', ack) => match data
-            .as_array()
-            .and_then(|a| a.first()?.as_str().zip(Some(a)))
-        {
+        ('2', ack) => match data.as_array().and_then(|a| a.first()?.as_str().zip(Some(a))) {
             Some((name, args)) => {
                 let (name, data) = (name.to_string(), args.get(1).cloned().unwrap_or_default());
                 state.events.push_back(Event { name, data, ack });

@@ -65,14 +65,26 @@ impl Api {
     }
 
     /// `POST /api/conversations/:id/messages`.
-    pub async fn post_message(&self, token: &str, conversation: &str, client_id: &str, content: &str) -> anyhow::Result<()> {
+    pub async fn post_message(
+        &self,
+        token: &str,
+        conversation: &str,
+        client_id: &str,
+        content: &str,
+    ) -> anyhow::Result<()> {
         let body = json!({"clientMessageId": client_id, "content": content});
         let path = format!("/api/conversations/{conversation}/messages");
         self.call(Method::POST, &path, Some(token), Some(body)).await.map(drop)
     }
 
     /// One JSON call; a non-2xx status becomes an error that quotes the server's answer.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> anyhow::Result<Value> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let mut request = self.http.request(method.clone(), format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);

@@ -98,7 +98,10 @@ async fn renew_if_stale(api: &Api, users: &mut [User]) -> anyhow::Result<bool> {
         return Ok(false);
     }
     if api.login(&probe.email).await.is_err() {
-        bail!("the users of the users file are not on {} (another database?): delete the file or pass another", api.base());
+        bail!(
+            "the users of the users file are not on {} (another database?): delete the file or pass another",
+            api.base()
+        );
     }
     eprintln!("the users' tokens are no longer accepted: logging {} users in again…", users.len());
     let emails: Vec<String> = users.iter().map(|user| user.email.clone()).collect();

@@ -190,7 +190,8 @@ macro_rules! sql_conversations {
                      WHERE c.deleted_at IS NULL AND c.id IN ",
                 );
                 push_id_list(&mut query, ids.iter().copied());
-                let rows: Vec<(uuid::Uuid, String, Option<uuid::Uuid>)> = query.build_query_as().fetch_all(self.reader()).await?;
+                let rows: Vec<(uuid::Uuid, String, Option<uuid::Uuid>)> =
+                    query.build_query_as().fetch_all(self.reader()).await?;
                 let mut contexts: std::collections::HashMap<uuid::Uuid, SendContext> = std::collections::HashMap::new();
                 for (id, kind, member) in rows {
                     let context = match contexts.entry(id) {

@@ -64,7 +64,7 @@ mod reads;
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
         use $crate::storage::{
-            ConversationRepo, Contacts, LeaveOutcome, MessageRepo, ReadRepo, SessionRepo, SocialRepo, StorageError,
+            Contacts, ConversationRepo, LeaveOutcome, MessageRepo, ReadRepo, SessionRepo, SocialRepo, StorageError,
             StorageResult, UserRepo, models::*,
         };
 

@@ -74,16 +74,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(err) = &crowd.first_error {
         bail!("{} of {} sockets failed to connect: {err}", crowd.failures, tokens.len());
     }
-    eprintln!("connected in {:.2} s; sending {} msg/s for {} s", crowd.elapsed.as_secs_f64(), args.rate, args.warmup + args.duration);
+    eprintln!(
+        "connected in {:.2} s; sending {} msg/s for {} s",
+        crowd.elapsed.as_secs_f64(),
+        args.rate,
+        args.warmup + args.duration
+    );
 
-    let stats = Arc::new(Mutex::new(Stats { ack: histogram(), delivery: histogram(), sent: 0, acked: 0, errors: 0, delivered: 0 }));
+    let stats = Arc::new(Mutex::new(Stats {
+        ack: histogram(),
+        delivery: histogram(),
+        sent: 0,
+        acked: 0,
+        errors: 0,
+        delivered: 0,
+    }));
     let schedule = Schedule {
         epoch: Instant::now(),
         measure_from: Duration::from_secs(args.warmup),
         run_for: Duration::from_secs(args.warmup + args.duration),
     };
     let per_client = args.rate as f64 / args.clients as f64;
-    let clients = crowd.sockets.into_iter().zip(conversations).filter_map(|(socket, conversation)| Some((socket?, conversation)));
+    let clients =
+        crowd.sockets.into_iter().zip(conversations).filter_map(|(socket, conversation)| Some((socket?, conversation)));
     let tasks: Vec<_> = clients
         .map(|(socket, conversation)| tokio::spawn(drive(socket, conversation, per_client, schedule, stats.clone())))
         .collect();
@@ -97,7 +110,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// Creates a direct conversation per pair (users 2k and 2k+1); returns each user's.
 pub(crate) async fn pair(target: &Target, users: &[User]) -> anyhow::Result<Vec<String>> {
     let api = target.api();
-    let pairs: Vec<(String, String)> = users.chunks(2).map(|pair| (pair[0].token.clone(), pair[1].id.clone())).collect();
+    let pairs: Vec<(String, String)> =
+        users.chunks(2).map(|pair| (pair[0].token.clone(), pair[1].id.clone())).collect();
     let created = run_bounded(pairs, 16, |(token, peer)| {
         let api = api.clone();
         async move { api.create_direct(&token, &peer).await }
@@ -114,7 +128,13 @@ pub(crate) async fn pair(target: &Target, users: &[User]) -> anyhow::Result<Vec<
 
 /// One client: sends at `rate` messages/s into `conversation` until the end of the run,
 /// reading acks and deliveries all along, then adds what it measured to `stats`.
-async fn drive(mut socket: Socket, conversation: String, rate: f64, schedule: Schedule, stats: Arc<Mutex<Stats>>) -> anyhow::Result<()> {
+async fn drive(
+    mut socket: Socket,
+    conversation: String,
+    rate: f64,
+    schedule: Schedule,
+    stats: Arc<Mutex<Stats>>,
+) -> anyhow::Result<()> {
     let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
     // Spread the clients' schedules so that the total rate is smooth.
     let mut next_send = schedule.epoch + interval.mul_f64(stable_fraction(&conversation));
@@ -207,6 +227,14 @@ fn report(args: &Args, stats: &Stats) -> anyhow::Result<()> {
         triple(&stats.delivery),
         stats.errors.to_string(),
     ];
-    let header = ["label", "clients", "target msg/s", "achieved msg/s", "ack p50 / p99 / p99.9 ms", "send → received p50 / p99 / p99.9 ms", "errors"];
+    let header = [
+        "label",
+        "clients",
+        "target msg/s",
+        "achieved msg/s",
+        "ack p50 / p99 / p99.9 ms",
+        "send → received p50 / p99 / p99.9 ms",
+        "errors",
+    ];
     report::emit(args.target.json.as_deref(), &result, &header, &[row])
 }

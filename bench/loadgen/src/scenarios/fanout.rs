@@ -130,9 +130,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let epoch = Instant::now() + Duration::from_secs(1);
     let steps = plan(&args);
-    let schedules: Vec<VecDeque<Instant>> = (0..args.senders).map(|s| send_times(&steps, epoch, s, args.senders)).collect();
+    let schedules: Vec<VecDeque<Instant>> =
+        (0..args.senders).map(|s| send_times(&steps, epoch, s, args.senders)).collect();
     let total = schedules.iter().map(VecDeque::len).sum();
-    let tracker = Arc::new(Tracker { epoch, run, next: AtomicUsize::new(0), slots: (0..total).map(|_| Slot::new()).collect() });
+    let tracker =
+        Arc::new(Tracker { epoch, run, next: AtomicUsize::new(0), slots: (0..total).map(|_| Slot::new()).collect() });
     let until = epoch + steps.last().context("no --rate")?.end + FINAL_DRAIN;
     eprintln!("sending {total} messages at {:?} msg/s…", args.rate);
 
@@ -182,7 +184,13 @@ fn send_times(steps: &[Step], epoch: Instant, sender: usize, senders: usize) -> 
 
 /// One member socket until `until`: sends at the times of `sends` (empty for a pure
 /// recipient), records acks and every `message:received`.
-async fn member(mut socket: Socket, tracker: Arc<Tracker>, group: Arc<str>, mut sends: VecDeque<Instant>, until: Instant) -> anyhow::Result<()> {
+async fn member(
+    mut socket: Socket,
+    tracker: Arc<Tracker>,
+    group: Arc<str>,
+    mut sends: VecDeque<Instant>,
+    until: Instant,
+) -> anyhow::Result<()> {
     while Instant::now() < until {
         let wake = sends.front().map_or(until, |&at| at.min(until));
         tokio::select! {
@@ -249,12 +257,23 @@ struct StepStats {
 fn tally(steps: &[Step], tracker: &Tracker, recipients: u32) -> Vec<StepStats> {
     let mut stats: Vec<StepStats> = steps
         .iter()
-        .map(|_| StepStats { sent: 0, acked: 0, failed: 0, deliveries: 0, complete: 0, ack: histogram(), first: histogram(), last: histogram() })
+        .map(|_| StepStats {
+            sent: 0,
+            acked: 0,
+            failed: 0,
+            deliveries: 0,
+            complete: 0,
+            ack: histogram(),
+            first: histogram(),
+            last: histogram(),
+        })
         .collect();
     for slot in &tracker.slots {
         let sent = slot.sent.load(Ordering::Relaxed);
         let at = Duration::from_micros(sent.saturating_sub(1));
-        let Some(step) = steps.iter().position(|step| sent > 0 && at >= step.measure_from && at < step.end) else { continue };
+        let Some(step) = steps.iter().position(|step| sent > 0 && at >= step.measure_from && at < step.end) else {
+            continue;
+        };
         let stats = &mut stats[step];
         stats.sent += 1;
         let acked = slot.acked.load(Ordering::Relaxed);
@@ -314,8 +333,15 @@ fn report(args: &Args, steps: &[Step], tracker: &Tracker) -> anyhow::Result<()> 
         })
         .collect();
     let header = [
-        "label", "members", "target msg/s", "achieved msg/s", "deliveries/s", "first recipient p50 / p99 ms",
-        "last recipient p50 / p99 ms", "ack p50 / p99 ms", "incomplete / errors",
+        "label",
+        "members",
+        "target msg/s",
+        "achieved msg/s",
+        "deliveries/s",
+        "first recipient p50 / p99 ms",
+        "last recipient p50 / p99 ms",
+        "ack p50 / p99 ms",
+        "incomplete / errors",
     ];
     report::emit(args.target.json.as_deref(), &result, &header, &rows)
 }

@@ -66,7 +66,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     report(&args, crowd.connected_count(), crowd.failures, dropped, held, sample.as_ref())
 }
 
-fn report(args: &Args, connected: usize, failures: usize, dropped: usize, held: Duration, sample: Option<&Sample>) -> anyhow::Result<()> {
+fn report(
+    args: &Args,
+    connected: usize,
+    failures: usize,
+    dropped: usize,
+    held: Duration,
+    sample: Option<&Sample>,
+) -> anyhow::Result<()> {
     const MIB: f64 = 1024.0 * 1024.0;
     let per_connection_kib = |s: &Sample| (s.rss_after as f64 - s.rss_before as f64) / 1024.0 / connected.max(1) as f64;
     let cpu_percent = |s: &Sample| 100.0 * s.cpu.as_secs_f64() / held.as_secs_f64();
@@ -89,6 +96,14 @@ fn report(args: &Args, connected: usize, failures: usize, dropped: usize, held: 
         cell(sample.map(cpu_percent), " %"),
         (failures + dropped).to_string(),
     ];
-    let header = ["label", "sockets", "RSS before", "RSS after hold", "RSS per connection", "idle CPU (one core)", "failed + dropped"];
+    let header = [
+        "label",
+        "sockets",
+        "RSS before",
+        "RSS after hold",
+        "RSS per connection",
+        "idle CPU (one core)",
+        "failed + dropped",
+    ];
     report::emit(args.target.json.as_deref(), &result, &header, &[row])
 }

@@ -76,7 +76,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let api = args.target.api();
     let (token, conversations) = setup(&api, &args).await?;
-    let history = conversations[..args.history_conversations].iter().map(|id| format!("/api/conversations/{id}/messages?limit=50"));
+    let history = conversations[..args.history_conversations]
+        .iter()
+        .map(|id| format!("/api/conversations/{id}/messages?limit=50"));
     let routes = [
         Route { name: "GET /api/conversations/:id/messages?limit=50", paths: history.collect() },
         Route { name: "GET /api/conversations?limit=50", paths: vec!["/api/conversations?limit=50".into()] },
@@ -109,18 +111,25 @@ async fn setup(api: &Api, args: &Args) -> anyhow::Result<(String, Vec<String>)> 
         posts.extend((0..count).map(|n| (conversation.clone(), n)));
     }
     let expected_unread = posts.len();
-    let posted = run_bounded(posts, SETUP_CONCURRENCY, |(conversation, n)| {
-        let (api, writer) = (api.clone(), writer.clone());
-        async move { api.post_message(&writer, &conversation, &format!("{conversation}-{n}"), &format!("unread {n}")).await }
-    })
-    .await;
+    let posted =
+        run_bounded(posts, SETUP_CONCURRENCY, |(conversation, n)| {
+            let (api, writer) = (api.clone(), writer.clone());
+            async move {
+                api.post_message(&writer, &conversation, &format!("{conversation}-{n}"), &format!("unread {n}")).await
+            }
+        })
+        .await;
     posted.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     let unread = api.call(Method::GET, "/api/conversations/unread-count", Some(&reader), None).await?;
     let total = unread["total"].as_u64().context("unread total")?;
     if total != expected_unread as u64 {
         bail!("the reader has {total} unread messages, expected {expected_unread}");
     }
-    eprintln!("setup: {} conversations, {total} unread messages in {:.1} s", conversations.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "setup: {} conversations, {total} unread messages in {:.1} s",
+        conversations.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok((reader, conversations))
 }
 

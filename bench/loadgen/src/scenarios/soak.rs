@@ -441,7 +441,8 @@ impl Sampler {
         let texts = prom::scrape(&self.http, &self.urls).await?;
         // `+ 0.0`: an empty float sum is -0.0, and a gauge decremented back to zero may read -0.
         let sum = |name: &str| texts.iter().filter_map(|text| prom::value(text, name)).sum::<f64>() + 0.0;
-        let tasks: Option<Vec<f64>> = texts.iter().map(|text| prom::value(text, "parley_runtime_alive_tasks")).collect();
+        let tasks: Option<Vec<f64>> =
+            texts.iter().map(|text| prom::value(text, "parley_runtime_alive_tasks")).collect();
         let window = std::mem::replace(&mut *shared.window.lock().unwrap(), histogram());
         Ok(Sample {
             at: self.epoch.elapsed(),
@@ -476,8 +477,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         last_typing: Mutex::new(None),
         first_error: Mutex::new(None),
     });
-    let mut sampler =
-        Sampler { servers: Servers(args.server_pids.clone()), http: prom::client(), urls: args.target.urls.clone(), epoch: Instant::now() };
+    let mut sampler = Sampler {
+        servers: Servers(args.server_pids.clone()),
+        http: prom::client(),
+        urls: args.target.urls.clone(),
+        epoch: Instant::now(),
+    };
 
     // Baseline: no client yet, and the setup's HTTP connections closed (their tasks gone),
     // seen by a refresh of the task gauge after that.
@@ -514,8 +519,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let schedules = [
         schedule(args.send_rate, Command::Send, (0..n).collect(), mailboxes.clone(), epoch, end),
         // Offset by half the pool, so that the typists are not the senders of the moment.
-        schedule(args.typing_rate, Command::Typing, (0..n).map(|k| (k + n / 2) % n).collect(), mailboxes.clone(), epoch, end),
-        schedule(args.churn_rate, Command::Reconnect, (0..churners).map(|j| j * n / churners.max(1)).collect(), mailboxes.clone(), epoch, end),
+        schedule(
+            args.typing_rate,
+            Command::Typing,
+            (0..n).map(|k| (k + n / 2) % n).collect(),
+            mailboxes.clone(),
+            epoch,
+            end,
+        ),
+        schedule(
+            args.churn_rate,
+            Command::Reconnect,
+            (0..churners).map(|j| j * n / churners.max(1)).collect(),
+            mailboxes.clone(),
+            epoch,
+            end,
+        ),
     ];
 
     // Samples on the grid, plus one at the end of the warm-up.
@@ -688,7 +707,11 @@ fn report(args: &Args, shared: &Shared, o: &Measured) -> anyhow::Result<()> {
         ));
     }
     if connection_errors > 0 {
-        failures.push(format!("{} failed connects, {} sockets dropped by the server", get(&c.connect_failures), get(&c.dropped)));
+        failures.push(format!(
+            "{} failed connects, {} sockets dropped by the server",
+            get(&c.connect_failures),
+            get(&c.dropped)
+        ));
     }
     if let Some((_, pct)) = growth
         && pct > args.max_growth_pct

@@ -37,7 +37,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     eprintln!("wave 1: connecting {} clients, {} in flight…", tokens.len(), args.concurrency);
     let mut first = crowd::connect(&args.target.urls, &tokens, args.concurrency).await;
-    eprintln!("{} connected in {:.2} s; closing all in {} s", first.connected_count(), first.elapsed.as_secs_f64(), args.settle);
+    eprintln!(
+        "{} connected in {:.2} s; closing all in {} s",
+        first.connected_count(),
+        first.elapsed.as_secs_f64(),
+        args.settle
+    );
     let holding = Holding::start(std::mem::take(&mut first.sockets));
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
     let (dropped, closing) = holding.close_all().await;
@@ -45,7 +50,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     eprintln!("wave 2: reconnecting…");
     let mut second = crowd::connect(&args.target.urls, &tokens, args.concurrency).await;
     eprintln!("{} back in {:.2} s", second.connected_count(), second.elapsed.as_secs_f64());
-    let closing_all = std::mem::take(&mut second.sockets).into_iter().flatten().map(|socket| tokio::spawn(socket.close()));
+    let closing_all =
+        std::mem::take(&mut second.sockets).into_iter().flatten().map(|socket| tokio::spawn(socket.close()));
     futures_util::future::join_all(closing_all).await;
 
     report(&args, &first, &second, dropped, closing)
@@ -69,8 +75,15 @@ fn report(args: &Args, first: &Crowd, second: &Crowd, dropped: usize, closing: D
         (first.failures + dropped + second.failures).to_string(),
     ];
     let header = [
-        "label", "clients", "in flight", "connections/s", "CONNECT ack p50 / p99 ms", "ready p50 / p99 ms",
-        "reconnect: all back in", "reconnect ready p50 / p99 ms", "failures",
+        "label",
+        "clients",
+        "in flight",
+        "connections/s",
+        "CONNECT ack p50 / p99 ms",
+        "ready p50 / p99 ms",
+        "reconnect: all back in",
+        "reconnect ready p50 / p99 ms",
+        "failures",
     ];
     report::emit(args.target.json.as_deref(), &result, &header, &[row])
 }
