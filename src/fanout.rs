@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{
-        presence::PresenceView,
+        views::PresenceView,
         views::{Conversation, Message, TypingUser},
     },
     shared_state::PresenceStatus,

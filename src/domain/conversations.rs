@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    cursor,
+    access, cursor,
     typing::TypingService,
     views::{Conversation, ConversationDetail, Participant, User},
 };
@@ -254,11 +254,11 @@ impl ConversationService {
     }
 
     async fn membership(&self, user: Uuid, id: Uuid) -> AppResult<(ConversationRecord, ParticipantRecord)> {
-        membership(self.storage.as_ref(), user, id).await
+        access::membership(self.storage.as_ref(), user, id).await
     }
 
     async fn live(&self, id: Uuid) -> AppResult<ConversationRecord> {
-        live_conversation(self.storage.as_ref(), id).await
+        access::live_conversation(self.storage.as_ref(), id).await
     }
 
     /// `conversation:updated` with `user`'s own view; a failure to read it is only logged.
@@ -269,31 +269,6 @@ impl ConversationService {
             Err(err) => tracing::warn!(error = %err, %conversation, "conversation:updated not sent"),
         }
     }
-}
-
-/// The conversation (live) and the caller's participation: 404 unknown or deleted, 403 not
-/// a participant.
-pub async fn membership(
-    storage: &dyn Storage,
-    user: Uuid,
-    id: Uuid,
-) -> AppResult<(ConversationRecord, ParticipantRecord)> {
-    let conversation = live_conversation(storage, id).await?;
-    let participant = storage.participant(id, user).await?.ok_or(AppError::NotInConversation)?;
-    Ok((conversation, participant))
-}
-
-/// A message of `conversation` (404 when unknown or from another conversation).
-pub async fn message_in(
-    storage: &dyn Storage,
-    conversation: Uuid,
-    message: Uuid,
-) -> AppResult<crate::storage::models::MessageRecord> {
-    storage.message(message).await?.filter(|m| m.conversation_id == conversation).ok_or(AppError::NotFound("message"))
-}
-
-async fn live_conversation(storage: &dyn Storage, id: Uuid) -> AppResult<ConversationRecord> {
-    storage.conversation(id).await?.filter(|c| c.deleted_at.is_none()).ok_or(AppError::NotFound("conversation"))
 }
 
 fn parse_title(raw: Option<&str>) -> AppResult<String> {

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    conversations::{membership, message_in, page_limit},
+    access::{membership, message_in},
+    conversations::page_limit,
     cursor,
     delivery::LocalSockets,
     message_input::{OutgoingMessage, parse_content},

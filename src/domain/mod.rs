@@ -2,6 +2,7 @@
 //! and wire views they speak. Dependencies point one way: http/realtime → domain →
 //! storage, shared_state.
 
+pub mod access;
 pub mod auth;
 pub mod conversations;
 pub mod cursor;

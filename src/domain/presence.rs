@@ -9,10 +9,9 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use uuid::Uuid;
 
-use super::time::Timestamp;
+use super::{time::Timestamp, views::PresenceView};
 use crate::{
     clock::SharedClock,
     error::{AppError, AppResult},
@@ -23,16 +22,6 @@ use crate::{
         models::{PresenceSharing, UserRecord},
     },
 };
-
-/// `{userId, status, lastActivity, lastSeenAt}`: presence as one viewer may see it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PresenceView {
-    pub user_id: Uuid,
-    pub status: PresenceStatus,
-    pub last_activity: Option<Timestamp>,
-    pub last_seen_at: Option<Timestamp>,
-}
 
 /// How much of a user's presence a viewer gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

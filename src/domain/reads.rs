@@ -10,7 +10,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
-    conversations::{membership, message_in},
+    access::{membership, message_in},
     time::Timestamp,
     unread::UnreadNotifier,
     views::{Conversation, User},

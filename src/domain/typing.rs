@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::{conversations::membership, views::TypingUser};
+use super::{access::membership, views::TypingUser};
 use crate::{
     error::{AppError, AppResult},
     fanout::Fanout,

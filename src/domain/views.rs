@@ -5,9 +5,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::time::Timestamp;
-use crate::storage::models::{
-    ContentType, ConversationKind, ConversationSummaryRecord, MessageRecord, PresenceSharing, Role, UserRecord,
-    Visibility,
+use crate::{
+    shared_state::PresenceStatus,
+    storage::models::{
+        ContentType, ConversationKind, ConversationSummaryRecord, MessageRecord, PresenceSharing, Role, UserRecord,
+        Visibility,
+    },
 };
 
 /// `User` from the SPEC: `email` only when you look at yourself.
@@ -216,4 +219,14 @@ pub struct ConversationDetail {
     #[serde(flatten)]
     pub conversation: Conversation,
     pub participants: Vec<Participant>,
+}
+
+/// `{userId, status, lastActivity, lastSeenAt}`: presence as one viewer may see it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceView {
+    pub user_id: Uuid,
+    pub status: PresenceStatus,
+    pub last_activity: Option<Timestamp>,
+    pub last_seen_at: Option<Timestamp>,
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::extract::{AuthUser, Json, Path, Query};
 use crate::{
     app::AppState,
-    domain::presence::PresenceView,
+    domain::views::PresenceView,
     error::{AppError, AppResult, ErrorResponse},
     shared_state::PresenceStatus,
 };
