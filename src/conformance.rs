@@ -58,9 +58,9 @@ pub async fn run(shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow:
     // Any origin, as the suite's reference server (`cors: { origin: "*" }`): its browser
     // runner fetches from the page's origin.
     let router = crate::http::catch_panics(router().layer(CorsLayer::permissive()));
-    let listener = crate::app::listen(config.addr).with_context(|| format!("binding {}", config.addr))?;
+    let listener = crate::transport::listen(config.addr).with_context(|| format!("binding {}", config.addr))?;
     tracing::info!(addr = %listener.local_addr()?, "conformance server listening");
-    axum::serve(crate::app::accepting(listener), router.into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(crate::transport::accepting(listener), router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")
@@ -81,7 +81,7 @@ pub fn router() -> Router {
     io.ns("/", on_connect);
     io.ns("/custom", on_connect);
     let engine = Router::new().route("/health/ready", get(|| async { "ok" })).layer(layer);
-    crate::realtime::first_ping::with_polling_first_ping(engine)
+    crate::transport::first_ping::with_polling_first_ping(engine)
 }
 
 async fn on_connect(socket: SocketRef, Data(auth): Data<Arg>) {

@@ -1,6 +1,7 @@
 //! The one error type every client-facing failure becomes. Each variant has a stable wire
-//! `code`; it renders as the SPEC error body over HTTP and (later) as a socket error ack.
-//! Internal causes are logged once, here, and never sent to clients.
+//! `code`; [`AppError::body`] renders it as the SPEC error body, the one shape of REST
+//! errors and of socket error acks alike. [`AppError::report`] logs internal causes (never
+//! sent to clients) and counts every error, once, whichever edge renders it.
 
 use std::time::Duration;
 
@@ -135,18 +136,26 @@ pub struct ErrorResponse {
     pub error: ErrorBody,
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
+impl AppError {
+    /// Logs an internal cause and counts the error by code. Each edge (a REST response, a
+    /// socket ack) calls it once for the error it renders.
+    pub fn report(&self) {
+        if let Self::Internal(cause) = self {
             tracing::error!(error = ?cause, "internal error");
         }
         metrics::counter!("parley_errors_total", "code" => self.code()).increment(1);
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        self.report();
         let status = self.status();
         let mut response = (status, axum::Json(ErrorResponse { error: self.body() })).into_response();
-        if let Self::RateLimited { retry_after } = self {
-            if let Ok(value) = HeaderValue::from_str(&retry_after_secs(retry_after).to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+        if let Self::RateLimited { retry_after } = self
+            && let Ok(value) = HeaderValue::from_str(&retry_after_secs(retry_after).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }

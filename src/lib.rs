@@ -10,6 +10,8 @@ pub mod fanout;
 pub mod http;
 pub mod realtime;
 pub mod shared_state;
+pub mod state;
 pub mod storage;
 pub mod sync;
 pub mod telemetry;
+pub mod transport;

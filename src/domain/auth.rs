@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
+    Deps,
     input::{DisplayName, Email, Password, Username},
     password::PasswordHasher,
     tokens::{AccessClaims, AccessTokens, hash_refresh_token, new_refresh_token},
@@ -45,6 +46,13 @@ pub struct Session {
     pub refresh_expires_at: DateTime<Utc>,
 }
 
+/// How tokens are signed and how long they live.
+pub struct TokenSettings<'a> {
+    pub jwt_secret: &'a [u8],
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
 pub struct AuthService {
     storage: Arc<dyn Storage>,
     shared: SharedState,
@@ -56,23 +64,15 @@ pub struct AuthService {
 }
 
 impl AuthService {
-    pub fn new(
-        storage: Arc<dyn Storage>,
-        shared: SharedState,
-        clock: SharedClock,
-        jwt_secret: &[u8],
-        access_ttl: Duration,
-        refresh_ttl: Duration,
-        fanout: Fanout,
-    ) -> Self {
+    pub fn new(deps: &Deps, settings: TokenSettings<'_>) -> Self {
         Self {
-            storage,
-            shared,
-            clock,
-            tokens: AccessTokens::new(jwt_secret, access_ttl),
+            storage: deps.storage.clone(),
+            shared: deps.shared.clone(),
+            clock: deps.clock.clone(),
+            tokens: AccessTokens::new(settings.jwt_secret, settings.access_ttl),
             hasher: PasswordHasher::new(),
-            refresh_ttl,
-            fanout,
+            refresh_ttl: settings.refresh_ttl,
+            fanout: deps.fanout.clone(),
         }
     }
 
@@ -180,10 +180,10 @@ impl AuthService {
     }
 
     async fn release_login(&self, key: &str, ticket: Option<Ticket>) {
-        if let Some(ticket) = ticket {
-            if let Err(err) = self.shared.rate_limits.release(key, &ticket).await {
-                tracing::warn!(error = %err, "could not release a login attempt");
-            }
+        if let Some(ticket) = ticket
+            && let Err(err) = self.shared.rate_limits.release(key, &ticket).await
+        {
+            tracing::warn!(error = %err, "could not release a login attempt");
         }
     }
 
@@ -231,14 +231,13 @@ impl AuthService {
             self.storage.revoke_refresh_family(claims.sid, self.clock.now()).await?;
             user = Some(claims.sub);
         }
-        if let Some(token) = refresh_token {
-            if let Some(record) = self.storage.refresh_token_by_hash(&hash_refresh_token(token)).await? {
-                if user.is_none_or(|u| u == record.user_id) {
-                    self.storage.revoke_refresh_family(record.family_id, self.clock.now()).await?;
-                    user = Some(record.user_id);
-                    sessions.push(record.family_id);
-                }
-            }
+        if let Some(token) = refresh_token
+            && let Some(record) = self.storage.refresh_token_by_hash(&hash_refresh_token(token)).await?
+            && user.is_none_or(|u| u == record.user_id)
+        {
+            self.storage.revoke_refresh_family(record.family_id, self.clock.now()).await?;
+            user = Some(record.user_id);
+            sessions.push(record.family_id);
         }
         sessions.dedup();
         for session in sessions {

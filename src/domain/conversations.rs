@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    access, cursor,
+    Deps, access, cursor,
     typing::TypingService,
     views::{Conversation, ConversationDetail, Participant, User},
 };
@@ -65,8 +65,8 @@ pub struct ConversationService {
 }
 
 impl ConversationService {
-    pub fn new(storage: Arc<dyn Storage>, fanout: Fanout, typing: Arc<TypingService>, clock: SharedClock) -> Self {
-        Self { storage, fanout, typing, clock }
+    pub fn new(deps: &Deps, typing: Arc<TypingService>) -> Self {
+        Self { storage: deps.storage.clone(), fanout: deps.fanout.clone(), typing, clock: deps.clock.clone() }
     }
 
     pub async fn list(

@@ -3,6 +3,25 @@
 
 use crate::error::AppError;
 
+/// Who a deletion or a clear applies to: the caller only, or every participant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Me,
+    Everyone,
+}
+
+impl Scope {
+    /// `?scope=me|everyone`; `default` when absent.
+    pub fn parse(raw: Option<&str>, default: Self) -> Result<Self, AppError> {
+        match raw {
+            None => Ok(default),
+            Some("me") => Ok(Self::Me),
+            Some("everyone") => Ok(Self::Everyone),
+            Some(_) => Err(AppError::invalid_field("scope", "must be `me` or `everyone`")),
+        }
+    }
+}
+
 /// A lower-cased, plausibly deliverable email address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Email(String);

@@ -90,15 +90,33 @@ pub fn parse_uuid(field: &str, value: Option<&Value>) -> Result<Uuid, AppError> 
 
 /// Message content: 1 to 4000 characters, not only whitespace, without NUL (U+0000, which
 /// PostgreSQL cannot store in text or jsonb: it failed the whole group commit with a 500).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageText(String);
+
+impl MessageText {
+    pub fn parse(content: &str) -> Result<Self, AppError> {
+        if content.trim().is_empty() || content.chars().count() > CONTENT_MAX_CHARS {
+            return Err(AppError::invalid_field("content", "must be 1 to 4000 characters"));
+        }
+        if content.contains('\0') {
+            return Err(AppError::invalid_field("content", "must not contain NUL characters"));
+        }
+        Ok(Self(content.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// The `content` field of a JSON payload, as [`MessageText`] requires it.
 pub fn parse_content(value: Option<&Value>) -> Result<String, AppError> {
     let content = text("content", value)?.ok_or_else(|| AppError::invalid_field("content", "is required"))?;
-    if content.trim().is_empty() || content.chars().count() > CONTENT_MAX_CHARS {
-        return Err(AppError::invalid_field("content", "must be 1 to 4000 characters"));
-    }
-    if content.contains('\0') {
-        return Err(AppError::invalid_field("content", "must not contain NUL characters"));
-    }
-    Ok(content.to_owned())
+    Ok(MessageText::parse(content)?.into_inner())
 }
 
 /// Media: up to 10 objects `{url, type?, thumbnail?, width?, height?, size?, duration?,

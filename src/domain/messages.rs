@@ -13,11 +13,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
+    Deps,
     access::{membership, message_in},
     conversations::page_limit,
     cursor,
     delivery::LocalSockets,
-    message_input::{OutgoingMessage, parse_content},
+    message_input::{MessageText, OutgoingMessage},
     message_writer::{MessageWriter, Stored},
     typing::TypingService,
     unread::UnreadNotifier,
@@ -74,7 +75,7 @@ pub struct ReplayBatch {
 }
 
 /// Messages answering a `sync` request.
-#[derive(Default)]
+#[derive(Default, Serialize)]
 pub struct Replay {
     pub messages: Vec<Message>,
     pub conversations: usize,
@@ -84,6 +85,14 @@ pub struct Replay {
 #[derive(Serialize, Deserialize)]
 struct HistoryPosition {
     s: i64,
+}
+
+/// The services a stored message moves on to: typing ends, unread counts change, and this
+/// replica's delivered watermarks move for the users it holds sockets of.
+pub struct SendPipeline {
+    pub typing: Arc<TypingService>,
+    pub unread: Arc<UnreadNotifier>,
+    pub local: Arc<LocalSockets>,
 }
 
 pub struct MessageService {
@@ -101,27 +110,18 @@ pub struct MessageService {
 }
 
 impl MessageService {
-    pub fn new(
-        storage: Arc<dyn Storage>,
-        shared: SharedState,
-        fanout: Fanout,
-        typing: Arc<TypingService>,
-        unread: Arc<UnreadNotifier>,
-        local: Arc<LocalSockets>,
-        clock: SharedClock,
-        per_minute: u32,
-    ) -> Self {
-        let writer = MessageWriter::spawn(storage.clone());
+    /// Starts the group-commit writer; `per_minute` is each sender's message budget.
+    pub fn new(deps: &Deps, pipeline: SendPipeline, per_minute: u32) -> Self {
         Self {
-            storage,
-            shared,
-            fanout,
-            typing,
-            unread,
-            local,
-            clock,
+            storage: deps.storage.clone(),
+            shared: deps.shared.clone(),
+            fanout: deps.fanout.clone(),
+            clock: deps.clock.clone(),
+            typing: pipeline.typing,
+            unread: pipeline.unread,
+            local: pipeline.local,
             quota: Quota::per_minute(per_minute),
-            writer,
+            writer: MessageWriter::spawn(deps.storage.clone()),
             delivered: Mutex::default(),
         }
     }
@@ -335,9 +335,8 @@ impl MessageService {
         user: Uuid,
         conversation: Uuid,
         message: Uuid,
-        content: Option<&serde_json::Value>,
+        content: MessageText,
     ) -> AppResult<Message> {
-        let content = parse_content(content)?;
         membership(self.storage.as_ref(), user, conversation).await?;
         let existing = self.message_in(conversation, message).await?;
         if existing.sender_id != user {
@@ -345,7 +344,7 @@ impl MessageService {
         }
         let edited = self
             .storage
-            .edit_message(message, &content, self.clock.now())
+            .edit_message(message, content.as_str(), self.clock.now())
             .await?
             .ok_or(AppError::NotFound("message"))?;
         let view = Message::from(&edited);

@@ -20,3 +20,18 @@ pub mod typing;
 pub mod unread;
 pub mod users;
 pub mod views;
+
+use std::sync::Arc;
+
+use crate::{clock::SharedClock, fanout::Fanout, shared_state::SharedState, storage::Storage};
+
+/// What every service is built from: the database, the shared (cross-replica) state, the
+/// way out to clients, and the clock. Services take what they need of it plus their own
+/// collaborators, so no constructor grows a long positional list.
+#[derive(Clone)]
+pub struct Deps {
+    pub storage: Arc<dyn Storage>,
+    pub shared: SharedState,
+    pub fanout: Fanout,
+    pub clock: SharedClock,
+}

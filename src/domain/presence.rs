@@ -11,7 +11,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{time::Timestamp, views::PresenceView};
+use super::{Deps, time::Timestamp, views::PresenceView};
 use crate::{
     clock::SharedClock,
     error::{AppError, AppResult},
@@ -45,14 +45,16 @@ pub struct PresenceService {
 }
 
 impl PresenceService {
-    pub fn new(
-        storage: Arc<dyn Storage>,
-        shared: SharedState,
-        fanout: Fanout,
-        clock: SharedClock,
-        grace: Duration,
-    ) -> Self {
-        Self { storage, shared, fanout, clock, grace, departures: Mutex::default() }
+    /// Offline is announced `grace` after a user's last device went.
+    pub fn new(deps: &Deps, grace: Duration) -> Self {
+        Self {
+            storage: deps.storage.clone(),
+            shared: deps.shared.clone(),
+            fanout: deps.fanout.clone(),
+            clock: deps.clock.clone(),
+            grace,
+            departures: Mutex::default(),
+        }
     }
 
     /// A socket authenticated (or sent a heartbeat): it counts, with `status`.

@@ -10,7 +10,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
+    Deps,
     access::{membership, message_in},
+    input::Scope,
     time::Timestamp,
     unread::UnreadNotifier,
     views::{Conversation, User},
@@ -67,14 +69,14 @@ pub struct ReadService {
 }
 
 impl ReadService {
-    pub fn new(
-        storage: Arc<dyn Storage>,
-        shared: SharedState,
-        fanout: Fanout,
-        unread: Arc<UnreadNotifier>,
-        clock: SharedClock,
-    ) -> Self {
-        Self { storage, shared, fanout, unread, clock }
+    pub fn new(deps: &Deps, unread: Arc<UnreadNotifier>) -> Self {
+        Self {
+            storage: deps.storage.clone(),
+            shared: deps.shared.clone(),
+            fanout: deps.fanout.clone(),
+            unread,
+            clock: deps.clock.clone(),
+        }
     }
 
     /// Reads `message` and everything before it.
@@ -246,7 +248,8 @@ impl ReadService {
     }
 
     /// Clears history for the caller, or with `everyone` (owners and admins) for all.
-    pub async fn clear(&self, user: Uuid, conversation: Uuid, everyone: bool) -> AppResult<()> {
+    pub async fn clear(&self, user: Uuid, conversation: Uuid, scope: Scope) -> AppResult<()> {
+        let everyone = scope == Scope::Everyone;
         let (_, participant) = membership(self.storage.as_ref(), user, conversation).await?;
         if everyone && !participant.role.moderates() {
             return Err(AppError::Forbidden("only owners and admins can clear a conversation for everyone"));

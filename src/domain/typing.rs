@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use uuid::Uuid;
 
-use super::{access::membership, views::TypingUser};
+use super::{Deps, access::membership, views::TypingUser};
 use crate::{
     error::{AppError, AppResult},
     fanout::Fanout,
@@ -26,8 +26,8 @@ pub struct TypingService {
 }
 
 impl TypingService {
-    pub fn new(storage: Arc<dyn Storage>, shared: SharedState, fanout: Fanout) -> Self {
-        Self { storage, shared, fanout }
+    pub fn new(deps: &Deps) -> Self {
+        Self { storage: deps.storage.clone(), shared: deps.shared.clone(), fanout: deps.fanout.clone() }
     }
 
     /// `typing:start` / `typing:stop` from a participant (socket or REST).

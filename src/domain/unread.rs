@@ -13,6 +13,7 @@ use std::{
 
 use uuid::Uuid;
 
+use super::Deps;
 use crate::{
     fanout::Fanout,
     shared_state::SharedState,
@@ -30,8 +31,13 @@ pub struct UnreadNotifier {
 }
 
 impl UnreadNotifier {
-    pub fn new(storage: Arc<dyn Storage>, shared: SharedState, fanout: Fanout) -> Self {
-        Self { storage, shared, fanout, dirty: Mutex::default() }
+    pub fn new(deps: &Deps) -> Self {
+        Self {
+            storage: deps.storage.clone(),
+            shared: deps.shared.clone(),
+            fanout: deps.fanout.clone(),
+            dirty: Mutex::default(),
+        }
     }
 
     /// `conversation`'s unread count may have changed for each of `users`.

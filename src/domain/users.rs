@@ -5,6 +5,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{
+    Deps,
     input::{AvatarUrl, DisplayName, Username, search_prefix},
     presence::PresenceService,
 };
@@ -25,6 +26,15 @@ pub struct ProfileChange {
     pub avatar_url: Option<Option<String>>,
 }
 
+/// A change of one user's relation to another.
+#[derive(Clone, Copy)]
+enum Change {
+    Follow,
+    Unfollow,
+    Block,
+    Unblock,
+}
+
 pub struct UserService {
     storage: Arc<dyn Storage>,
     presence: Arc<PresenceService>,
@@ -34,8 +44,8 @@ pub struct UserService {
 pub const SEARCH_LIMIT_MAX: i64 = 50;
 
 impl UserService {
-    pub fn new(storage: Arc<dyn Storage>, presence: Arc<PresenceService>, clock: SharedClock) -> Self {
-        Self { storage, presence, clock }
+    pub fn new(deps: &Deps, presence: Arc<PresenceService>) -> Self {
+        Self { storage: deps.storage.clone(), presence, clock: deps.clock.clone() }
     }
 
     pub async fn get(&self, id: Uuid) -> AppResult<UserRecord> {
@@ -93,38 +103,39 @@ impl UserService {
         if relation.blocked_by {
             return Err(AppError::Blocked("this user has blocked you"));
         }
-        let before = self.presence.audiences(&[user, target]).await;
-        self.storage.follow(user, target, self.clock.now()).await?;
-        self.presence.apply_audience_change(&[user, target], before).await;
+        self.change_relation(user, target, Change::Follow).await?;
         Ok(Relationship { following: true, ..relation })
     }
 
     pub async fn unfollow(&self, user: Uuid, target: Uuid) -> AppResult<()> {
         self.relation_to_other(user, target).await?;
-        let before = self.presence.audiences(&[user, target]).await;
-        self.storage.unfollow(user, target).await?;
-        self.presence.apply_audience_change(&[user, target], before).await;
-        Ok(())
+        self.change_relation(user, target, Change::Unfollow).await
     }
 
     pub async fn friends(&self, user: Uuid) -> AppResult<Vec<UserRecord>> {
         Ok(self.storage.friends_of(user).await?)
     }
 
-    /// Blocks `target`; the follows between the two are dropped, so they stop being friends.
-    pub async fn block(&self, user: Uuid, target: Uuid) -> AppResult<()> {
+    /// Blocks `target` (the follows between the two are dropped, so they stop being
+    /// friends), or unblocks them.
+    pub async fn set_blocked(&self, user: Uuid, target: Uuid, blocked: bool) -> AppResult<()> {
         self.relation_to_other(user, target).await?;
-        let before = self.presence.audiences(&[user, target]).await;
-        self.storage.block(user, target, self.clock.now()).await?;
-        self.presence.apply_audience_change(&[user, target], before).await;
-        Ok(())
+        self.change_relation(user, target, if blocked { Change::Block } else { Change::Unblock }).await
     }
 
-    pub async fn unblock(&self, user: Uuid, target: Uuid) -> AppResult<()> {
-        self.relation_to_other(user, target).await?;
-        let before = self.presence.audiences(&[user, target]).await;
-        self.storage.unblock(user, target).await?;
-        self.presence.apply_audience_change(&[user, target], before).await;
+    /// Changes how `user` stands towards `target`; whoever lost sight of either one's
+    /// presence sees them offline now, whoever gained it sees their state.
+    async fn change_relation(&self, user: Uuid, target: Uuid, change: Change) -> AppResult<()> {
+        let pair = [user, target];
+        let before = self.presence.audiences(&pair).await;
+        let now = self.clock.now();
+        match change {
+            Change::Follow => self.storage.follow(user, target, now).await?,
+            Change::Unfollow => drop(self.storage.unfollow(user, target).await?),
+            Change::Block => self.storage.block(user, target, now).await?,
+            Change::Unblock => drop(self.storage.unblock(user, target).await?),
+        }
+        self.presence.apply_audience_change(&pair, before).await;
         Ok(())
     }
 

@@ -10,14 +10,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{AuthUser, ClientIp, Json, RawBody, bearer_token};
+use super::extract::{AuthUser, ClientIp, Json, RawBody};
 use crate::{
-    app::AppState,
     domain::{
         auth::{RegisterInput, Session},
         views::User,
     },
     error::{AppError, AppResult, ErrorResponse},
+    state::AppState,
 };
 
 pub const REFRESH_COOKIE: &str = "refresh_token";
@@ -118,6 +118,7 @@ async fn register(
     Json(body): Json<RegisterRequest>,
 ) -> AppResult<impl IntoResponse> {
     let session = state
+        .services
         .auth
         .register(RegisterInput {
             email: body.email,
@@ -144,7 +145,7 @@ async fn login(
     jar: CookieJar,
     Json(body): Json<LoginRequest>,
 ) -> AppResult<impl IntoResponse> {
-    let session = state.auth.login(&body.email, &body.password, &ip).await?;
+    let session = state.services.auth.login(&body.email, &body.password, &ip).await?;
     let jar = jar.add(refresh_cookie(&state, &session));
     Ok((jar, Json(AuthResponse::from_session(&session, false))))
 }
@@ -168,7 +169,7 @@ async fn refresh(
         .or_else(|| jar.get(REFRESH_COOKIE).map(|c| c.value().to_owned()))
         .filter(|t| !t.is_empty())
         .ok_or(AppError::AuthFailed("missing refresh token"))?;
-    let session = state.auth.refresh(&token).await?;
+    let session = state.services.auth.refresh(&token).await?;
     let jar = jar.add(refresh_cookie(&state, &session));
     Ok((jar, Json(AuthResponse::from_session(&session, from_body.is_some()))))
 }
@@ -188,14 +189,14 @@ async fn logout(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> AppResult<impl IntoResponse> {
-    let access = match bearer_token(&headers) {
-        Some(token) => state.auth.authenticate(token).await.ok(),
+    let access = match crate::transport::bearer_token(&headers) {
+        Some(token) => state.services.auth.authenticate(token).await.ok(),
         None => None,
     };
     let refresh = parse_optional_body::<RefreshRequest>(&body)?
         .refresh_token
         .or_else(|| jar.get(REFRESH_COOKIE).map(|c| c.value().to_owned()));
-    state.auth.logout(access.as_ref(), refresh.as_deref()).await?;
+    state.services.auth.logout(access.as_ref(), refresh.as_deref()).await?;
     Ok((StatusCode::NO_CONTENT, jar.add(removal_cookie(&state))))
 }
 
@@ -207,7 +208,7 @@ async fn logout(
         (status = 401, description = "`AUTH_FAILED` or `TOKEN_REVOKED`", body = ErrorResponse),
     ))]
 pub async fn me(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<User>> {
-    let user = state.users.get(auth.id).await.map_err(|err| match err {
+    let user = state.services.users.get(auth.id).await.map_err(|err| match err {
         AppError::NotFound(_) => AppError::AuthFailed("this account no longer exists"),
         other => other,
     })?;

@@ -9,12 +9,13 @@ use uuid::Uuid;
 
 use super::extract::{AuthUser, Json, Path, Query};
 use crate::{
-    app::AppState,
     domain::{
         conversations::CreateConversation,
+        input::Scope,
         views::{Conversation, ConversationDetail},
     },
-    error::{AppError, AppResult, ErrorResponse},
+    error::{AppResult, ErrorResponse},
+    state::AppState,
     storage::models::{ConversationKind, Visibility},
 };
 
@@ -55,6 +56,7 @@ async fn list(
     Query(params): Query<ListParams>,
 ) -> AppResult<Json<ConversationList>> {
     let page = state
+        .services
         .conversations
         .list(auth.id, params.archived.unwrap_or(false), params.cursor.as_deref(), params.limit)
         .await?;
@@ -100,7 +102,7 @@ async fn create(
         visibility: body.visibility,
         participant_ids: body.participant_ids,
     };
-    let (detail, created) = state.conversations.create(auth.id, input).await?;
+    let (detail, created) = state.services.conversations.create(auth.id, input).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(detail)))
 }
@@ -116,7 +118,7 @@ async fn detail(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<ConversationDetail>> {
-    Ok(Json(state.conversations.detail(auth.id, id).await?))
+    Ok(Json(state.services.conversations.detail(auth.id, id).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -138,10 +140,9 @@ async fn delete(
     Path(id): Path<Uuid>,
     Query(params): Query<DeleteParams>,
 ) -> AppResult<StatusCode> {
-    match params.scope.as_deref() {
-        None | Some("everyone") => state.conversations.delete(auth.id, id).await?,
-        Some("me") => state.conversations.hide(auth.id, id).await?,
-        Some(_) => return Err(AppError::invalid_field("scope", "must be `me` or `everyone`")),
+    match Scope::parse(params.scope.as_deref(), Scope::Everyone)? {
+        Scope::Everyone => state.services.conversations.delete(auth.id, id).await?,
+        Scope::Me => state.services.conversations.hide(auth.id, id).await?,
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -157,7 +158,7 @@ async fn join(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<ConversationDetail>> {
-    Ok(Json(state.conversations.join(auth.id, id).await?))
+    Ok(Json(state.services.conversations.join(auth.id, id).await?))
 }
 
 /// Leave a group; the last owner leaving hands ownership to the longest-standing admin,
@@ -167,6 +168,6 @@ async fn join(
     responses((status = 204, description = "Left"), (status = 400, description = "Not a group", body = ErrorResponse),
         (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
 async fn leave(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Uuid>) -> AppResult<StatusCode> {
-    state.conversations.leave(auth.id, id).await?;
+    state.services.conversations.leave(auth.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

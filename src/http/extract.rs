@@ -1,21 +1,19 @@
 //! Extractors whose rejections are `AppError`s, so axum's own failures (bad JSON, wrong
 //! content type, oversize body, bad path or query) answer in the SPEC error shape.
 
-use std::net::{IpAddr, SocketAddr};
-
 use axum::{
     body::Bytes,
     extract::{
-        ConnectInfo, FromRequest, FromRequestParts, Request,
+        FromRequest, FromRequestParts, Request,
         rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection},
     },
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{app::AppState, domain::tokens::AccessClaims, error::AppError};
+use crate::{domain::tokens::AccessClaims, error::AppError, state::AppState, transport};
 
 /// JSON body in, JSON body out.
 #[derive(FromRequest)]
@@ -98,17 +96,10 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer_token(&parts.headers).ok_or(AppError::AuthFailed("missing bearer token"))?;
-        let claims = state.auth.authenticate(token).await?;
+        let token = transport::bearer_token(&parts.headers).ok_or(AppError::AuthFailed("missing bearer token"))?;
+        let claims = state.services.auth.authenticate(token).await?;
         Ok(Self { id: claims.sub, claims })
     }
-}
-
-/// The token of an `Authorization: Bearer …` header, if any.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
 }
 
 /// The client's address: the peer, or behind a trusted proxy the last `X-Forwarded-For` hop
@@ -119,20 +110,7 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let ip = client_ip(parts, state.config.trust_proxy);
+        let ip = transport::client_ip(parts, state.config.trust_proxy);
         Ok(Self(ip.map_or_else(|| "unknown".into(), |ip| ip.to_string())))
     }
-}
-
-/// The address a request (or a Socket.IO handshake) comes from, as [`ClientIp`] describes; the
-/// per-address connection limit of the socket gateway counts by it too.
-pub fn client_ip(parts: &Parts, trust_proxy: bool) -> Option<IpAddr> {
-    let forwarded = || {
-        let header = parts.headers.get("x-forwarded-for")?.to_str().ok()?;
-        header.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
-    };
-    trust_proxy
-        .then(forwarded)
-        .flatten()
-        .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// A dependency that does not answer within this is reported as down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -31,7 +31,7 @@ pub struct Liveness {
 /// Liveness probe: the process is up and serving.
 #[utoipa::path(get, path = "/health/live", tag = "Health", responses((status = 200, body = Liveness)))]
 async fn live(State(state): State<AppState>) -> axum::Json<Liveness> {
-    axum::Json(Liveness { status: "alive", instance: state.instance })
+    axum::Json(Liveness { status: "alive", instance: state.platform.instance })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -54,7 +54,7 @@ pub struct Readiness {
     (status = 200, description = "Ready", body = Readiness),
     (status = 503, description = "A dependency is down", body = Readiness)))]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let database = match tokio::time::timeout(CHECK_TIMEOUT, state.storage.ping()).await {
+    let database = match tokio::time::timeout(CHECK_TIMEOUT, state.platform.storage.ping()).await {
         Ok(Ok(())) => "ok",
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness: database check failed");
@@ -62,7 +62,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         }
         Err(_) => "error",
     };
-    let redis = tokio::time::timeout(CHECK_TIMEOUT, state.shared.health()).await.unwrap_or("error");
+    let redis = tokio::time::timeout(CHECK_TIMEOUT, state.platform.shared.health()).await.unwrap_or("error");
     let healthy = database == "ok" && redis != "error";
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body =
@@ -74,5 +74,5 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "Health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.platform.metrics.render())
 }

@@ -10,13 +10,14 @@ use uuid::Uuid;
 
 use super::extract::{AuthUser, Json, Path, Query};
 use crate::{
-    app::AppState,
     domain::{
-        message_input::{OutgoingMessage, RawMessage},
+        input::Scope,
+        message_input::{MessageText, OutgoingMessage, RawMessage},
         messages::HistoryRequest,
         views::Message,
     },
     error::{AppError, AppResult, ErrorResponse},
+    state::AppState,
     storage::models::ContentType,
 };
 
@@ -64,7 +65,7 @@ async fn history(
         after_seq: params.after_seq,
         since: params.since.as_deref(),
     };
-    let page = state.messages.history(auth.id, id, request).await?;
+    let page = state.services.messages.history(auth.id, id, request).await?;
     Ok(Json(MessagePage { messages: page.messages, next_cursor: page.next_cursor, has_more: page.has_more }))
 }
 
@@ -109,7 +110,7 @@ async fn send(
         content_type: object.get("contentType").filter(|v| !v.is_null()),
         media: object.get("media").filter(|v| !v.is_null()),
     })?;
-    let sent = state.messages.send(auth.id, message, None).await?;
+    let sent = state.services.messages.send(auth.id, message, None).await?;
     let status = if sent.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(sent.message)))
 }
@@ -133,12 +134,8 @@ async fn clear(
     Path(id): Path<Uuid>,
     Query(params): Query<ClearParams>,
 ) -> AppResult<StatusCode> {
-    let everyone = match params.scope.as_deref() {
-        None | Some("me") => false,
-        Some("everyone") => true,
-        Some(_) => return Err(AppError::invalid_field("scope", "must be `me` or `everyone`")),
-    };
-    state.reads.clear(auth.id, id, everyone).await?;
+    let scope = Scope::parse(params.scope.as_deref(), Scope::Me)?;
+    state.services.reads.clear(auth.id, id, scope).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -160,8 +157,8 @@ async fn edit(
     Path((id, message)): Path<(Uuid, Uuid)>,
     Json(body): Json<EditMessageRequest>,
 ) -> AppResult<Json<Message>> {
-    let content = Value::String(body.content);
-    Ok(Json(state.messages.edit(auth.id, id, message, Some(&content)).await?))
+    let content = MessageText::parse(&body.content)?;
+    Ok(Json(state.services.messages.edit(auth.id, id, message, content).await?))
 }
 
 /// Delete a message (yours, or any as owner/admin): it becomes a tombstone; participants
@@ -175,5 +172,5 @@ async fn delete(
     auth: AuthUser,
     Path((id, message)): Path<(Uuid, Uuid)>,
 ) -> AppResult<Json<Message>> {
-    Ok(Json(state.messages.delete(auth.id, id, message).await?))
+    Ok(Json(state.services.messages.delete(auth.id, id, message).await?))
 }

@@ -38,7 +38,7 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{app::AppState, config::Config, error::AppError};
+use crate::{config::Config, error::AppError, state::AppState};
 
 #[derive(OpenApi)]
 #[openapi(

@@ -9,10 +9,10 @@ use uuid::Uuid;
 
 use super::extract::{AuthUser, Json, Path, Query};
 use crate::{
-    app::AppState,
     domain::views::PresenceView,
     error::{AppError, AppResult, ErrorResponse},
     shared_state::PresenceStatus,
+    state::AppState,
 };
 
 /// At most this many users per bulk presence request.
@@ -37,7 +37,7 @@ async fn user_presence(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<PresenceView>> {
-    Ok(Json(state.presence.view(auth.id, id).await?))
+    Ok(Json(state.services.presence.view(auth.id, id).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -75,7 +75,7 @@ async fn bulk_presence(
     Query(params): Query<BulkParams>,
 ) -> AppResult<Json<PresenceList>> {
     let ids = parse_ids(&params.user_ids, "userIds")?;
-    Ok(Json(PresenceList { presences: state.presence.views(auth.id, &ids).await? }))
+    Ok(Json(PresenceList { presences: state.services.presence.views(auth.id, &ids).await? }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -112,6 +112,7 @@ async fn legacy_presence(
 ) -> AppResult<Json<LegacyPresenceResponse>> {
     let ids = parse_ids(&params.user_ids, "user_ids")?;
     let data = state
+        .services
         .presence
         .views(auth.id, &ids)
         .await?
@@ -145,6 +146,6 @@ async fn typing(
     Path(id): Path<Uuid>,
     Json(body): Json<TypingRequest>,
 ) -> AppResult<StatusCode> {
-    state.typing.set(auth.id, id, body.is_typing).await?;
+    state.services.typing.set(auth.id, id, body.is_typing).await?;
     Ok(StatusCode::NO_CONTENT)
 }

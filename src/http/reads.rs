@@ -8,12 +8,12 @@ use uuid::Uuid;
 
 use super::extract::{AuthUser, Json, Path};
 use crate::{
-    app::AppState,
     domain::{
         reads::{ReadOutcome, Receipts},
         views::{Conversation, Message},
     },
     error::{AppResult, ErrorResponse},
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -44,7 +44,7 @@ pub struct UnreadCounts {
 #[utoipa::path(get, path = "/api/conversations/unread-count", tag = "Read state", security(("bearerAuth" = [])),
     responses((status = 200, body = UnreadCounts)))]
 async fn unread_count(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<UnreadCounts>> {
-    let (total, counts) = state.reads.unread(auth.id).await?;
+    let (total, counts) = state.services.reads.unread(auth.id).await?;
     let conversations = counts
         .into_iter()
         .map(|c| ConversationUnread { conversation_id: c.conversation_id, unread_count: c.unread })
@@ -88,7 +88,7 @@ async fn read_status(
     Path(id): Path<Uuid>,
     Json(body): Json<ReadStatusRequest>,
 ) -> AppResult<Json<ReadStatus>> {
-    Ok(Json(state.reads.set_read_status(auth.id, id, body.read, body.message_id).await?.into()))
+    Ok(Json(state.services.reads.set_read_status(auth.id, id, body.read, body.message_id).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -106,7 +106,7 @@ async fn archive(
     Path(id): Path<Uuid>,
     Json(body): Json<ArchiveRequest>,
 ) -> AppResult<Json<Conversation>> {
-    Ok(Json(state.reads.archive(auth.id, id, body.archived).await?))
+    Ok(Json(state.services.reads.archive(auth.id, id, body.archived).await?))
 }
 
 /// Who read a message and when (participants only; users hiding their reads are left out).
@@ -114,7 +114,7 @@ async fn archive(
     security(("bearerAuth" = [])),
     responses((status = 200, body = Receipts), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
 async fn receipts(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Uuid>) -> AppResult<Json<Receipts>> {
-    Ok(Json(state.reads.receipts(auth.id, id).await?))
+    Ok(Json(state.services.reads.receipts(auth.id, id).await?))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -144,7 +144,7 @@ async fn forward(
     Path(id): Path<Uuid>,
     Json(body): Json<ForwardRequest>,
 ) -> AppResult<(StatusCode, Json<ForwardedMessages>)> {
-    let (messages, created) = state.messages.forward(auth.id, id, &body.conversation_ids).await?;
+    let (messages, created) = state.services.messages.forward(auth.id, id, &body.conversation_ids).await?;
     let status = if created > 0 { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(ForwardedMessages { messages })))
 }

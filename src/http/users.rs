@@ -9,13 +9,13 @@ use uuid::Uuid;
 
 use super::extract::{AuthUser, Json, Path, Query};
 use crate::{
-    app::AppState,
     domain::{
         time::Timestamp,
         users::ProfileChange,
         views::{User, UserSettings},
     },
     error::{AppResult, ErrorResponse},
+    state::AppState,
     storage::models::{PresenceSharing, SettingsPatch},
 };
 
@@ -55,7 +55,7 @@ async fn search_users(
     auth: AuthUser,
     Query(params): Query<SearchParams>,
 ) -> AppResult<Json<UserList>> {
-    let found = state.users.search(auth.id, &params.query, params.limit).await?;
+    let found = state.services.users.search(auth.id, &params.query, params.limit).await?;
     Ok(Json(UserList { users: found.iter().map(|u| User::seen_by(u, auth.id)).collect() }))
 }
 
@@ -64,7 +64,7 @@ async fn search_users(
     security(("bearerAuth" = [])),
     responses((status = 200, body = User), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
 async fn get_user(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Uuid>) -> AppResult<Json<User>> {
-    let user = state.users.get(id).await?;
+    let user = state.services.users.get(id).await?;
     Ok(Json(User::seen_by(&user, auth.id)))
 }
 
@@ -102,7 +102,7 @@ async fn update_me(
 ) -> AppResult<Json<User>> {
     let change =
         ProfileChange { display_name: body.display_name, username: body.username, avatar_url: body.avatar_url };
-    let user = state.users.update_profile(auth.id, change).await?;
+    let user = state.services.users.update_profile(auth.id, change).await?;
     Ok(Json(User::own(&user)))
 }
 
@@ -110,27 +110,38 @@ async fn update_me(
 #[utoipa::path(get, path = "/api/users/me/settings", tag = "Users", security(("bearerAuth" = [])),
     responses((status = 200, body = UserSettings), (status = 401, body = ErrorResponse)))]
 async fn get_settings(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<UserSettings>> {
-    let user = state.users.get(auth.id).await?;
+    let user = state.services.users.get(auth.id).await?;
     Ok(Json(UserSettings::from(&user)))
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UpdateSettingsRequest {
-    show_last_seen: Option<bool>,
-    presence_sharing: Option<PresenceSharing>,
-    read_receipts_enabled: Option<bool>,
+/// A settings change (absent fields stay as they are) and its [`SettingsPatch`]. The two
+/// settings routes differ only in how the keys are spelled.
+macro_rules! settings_request {
+    ($(#[$meta:meta])* $name:ident) => {
+        #[derive(Deserialize, ToSchema)]
+        $(#[$meta])*
+        pub struct $name {
+            show_last_seen: Option<bool>,
+            presence_sharing: Option<PresenceSharing>,
+            read_receipts_enabled: Option<bool>,
+        }
+
+        impl From<$name> for SettingsPatch {
+            fn from(body: $name) -> Self {
+                Self {
+                    show_last_seen: body.show_last_seen,
+                    presence_sharing: body.presence_sharing,
+                    read_receipts_enabled: body.read_receipts_enabled,
+                }
+            }
+        }
+    };
 }
 
-impl From<UpdateSettingsRequest> for SettingsPatch {
-    fn from(body: UpdateSettingsRequest) -> Self {
-        Self {
-            show_last_seen: body.show_last_seen,
-            presence_sharing: body.presence_sharing,
-            read_receipts_enabled: body.read_receipts_enabled,
-        }
-    }
-}
+settings_request!(
+    #[serde(rename_all = "camelCase")]
+    UpdateSettingsRequest
+);
 
 /// Change privacy settings; absent fields stay as they are.
 #[utoipa::path(patch, path = "/api/users/me/settings", tag = "Users", request_body = UpdateSettingsRequest,
@@ -141,33 +152,20 @@ async fn update_settings(
     auth: AuthUser,
     Json(body): Json<UpdateSettingsRequest>,
 ) -> AppResult<Json<UserSettings>> {
-    let user = state.users.update_settings(auth.id, body.into()).await?;
+    let user = state.services.users.update_settings(auth.id, body.into()).await?;
     Ok(Json(UserSettings::from(&user)))
 }
 
-/// Seed 000's snake_case settings request.
-#[derive(Deserialize, ToSchema)]
-pub struct LegacySettingsRequest {
-    show_last_seen: Option<bool>,
-    presence_sharing: Option<PresenceSharing>,
-    read_receipts_enabled: Option<bool>,
-}
+settings_request!(
+    /// Seed 000's snake_case settings request.
+    LegacySettingsRequest
+);
 
 #[derive(Serialize, ToSchema)]
 pub struct LegacySettings {
     show_last_seen: bool,
     presence_sharing: PresenceSharing,
     read_receipts_enabled: bool,
-}
-
-impl From<LegacySettingsRequest> for SettingsPatch {
-    fn from(body: LegacySettingsRequest) -> Self {
-        Self {
-            show_last_seen: body.show_last_seen,
-            presence_sharing: body.presence_sharing,
-            read_receipts_enabled: body.read_receipts_enabled,
-        }
-    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -185,7 +183,7 @@ async fn update_settings_legacy(
     auth: AuthUser,
     Json(body): Json<LegacySettingsRequest>,
 ) -> AppResult<Json<LegacySettingsResponse>> {
-    let user = state.users.update_settings(auth.id, body.into()).await?;
+    let user = state.services.users.update_settings(auth.id, body.into()).await?;
     Ok(Json(LegacySettingsResponse {
         success: true,
         data: LegacySettings {
@@ -215,7 +213,7 @@ async fn follow(
     auth: AuthUser,
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<FollowResponse>> {
-    let relation = state.users.follow(auth.id, id).await?;
+    let relation = state.services.users.follow(auth.id, id).await?;
     Ok(Json(FollowResponse { user_id: id, following: true, is_friend: relation.is_friend() }))
 }
 
@@ -224,7 +222,7 @@ async fn follow(
     security(("bearerAuth" = [])),
     responses((status = 204, description = "Not following any more"), (status = 404, body = ErrorResponse)))]
 async fn unfollow(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Uuid>) -> AppResult<StatusCode> {
-    state.users.unfollow(auth.id, id).await?;
+    state.services.users.unfollow(auth.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -237,7 +235,7 @@ pub struct FriendList {
 #[utoipa::path(get, path = "/api/users/me/friends", tag = "Friends", security(("bearerAuth" = [])),
     responses((status = 200, body = FriendList), (status = 401, body = ErrorResponse)))]
 async fn friends(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<FriendList>> {
-    let friends = state.users.friends(auth.id).await?;
+    let friends = state.services.users.friends(auth.id).await?;
     Ok(Json(FriendList { friends: friends.iter().map(|u| User::seen_by(u, auth.id)).collect() }))
 }
 
@@ -259,7 +257,7 @@ pub struct BlockList {
     security(("bearerAuth" = [])),
     responses((status = 204, description = "Blocked"), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
 async fn block(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Uuid>) -> AppResult<StatusCode> {
-    state.users.block(auth.id, id).await?;
+    state.services.users.set_blocked(auth.id, id, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -268,7 +266,7 @@ async fn block(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Uui
     security(("bearerAuth" = [])),
     responses((status = 204, description = "Not blocked any more"), (status = 404, body = ErrorResponse)))]
 async fn unblock(State(state): State<AppState>, auth: AuthUser, Path(id): Path<Uuid>) -> AppResult<StatusCode> {
-    state.users.unblock(auth.id, id).await?;
+    state.services.users.set_blocked(auth.id, id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -276,7 +274,7 @@ async fn unblock(State(state): State<AppState>, auth: AuthUser, Path(id): Path<U
 #[utoipa::path(get, path = "/api/users/me/blocks", tag = "Blocks", security(("bearerAuth" = [])),
     responses((status = 200, body = BlockList), (status = 401, body = ErrorResponse)))]
 async fn blocks(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<BlockList>> {
-    let blocked = state.users.blocks(auth.id).await?;
+    let blocked = state.services.users.blocks(auth.id).await?;
     Ok(Json(BlockList {
         blocks: blocked
             .iter()

@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use socketioxide::{
-    SendError, SocketError,
     adapter::Adapter,
     extract::{AckSender, Event, SocketRef, TryData},
     socket::DisconnectReason,
@@ -14,17 +13,27 @@ use socketioxide::{
 use uuid::Uuid;
 
 use super::{
-    EventQueue, Gateway, ack,
+    ack,
+    dispatch::{Gateway, render},
     limits::{ConnectionSlot, TooManyConnections},
+    payloads::{AuthRequest, FromPayload},
+    queue::EventQueue,
     typing,
 };
 use crate::{
-    app::AppState,
-    domain::delivery::{CLEAN_CLOSE_MARGIN, SILENT_LOSS_MARGIN},
-    domain::{tokens::AccessClaims, views::Message},
-    error::AppError,
-    fanout::{events, session_room, socket_room, user_room},
+    domain::{
+        delivery::{CLEAN_CLOSE_MARGIN, SILENT_LOSS_MARGIN},
+        tokens::AccessClaims,
+    },
+    error::{AppError, AppResult},
+    fanout::{
+        ServerEvent,
+        events::{AuthError, AuthSuccess, MessageEvent, PresenceBulk, SyncComplete},
+        socketio::{self, Replies},
+    },
     shared_state::PresenceStatus,
+    state::AppState,
+    transport,
 };
 
 /// The authenticated identity of a socket, kept in its extensions.
@@ -50,7 +59,7 @@ pub fn prepare<A: Adapter>(
     gateway: &Arc<Gateway<A>>,
     auth: Value,
 ) -> Result<(), TooManyConnections> {
-    let ip = crate::http::extract::client_ip(socket.req_parts(), gateway.state.config.trust_proxy);
+    let ip = transport::client_ip(socket.req_parts(), gateway.state.config.trust_proxy);
     match gateway.connections.acquire(ip) {
         // Given back on disconnect, or with the socket if it never connects.
         Ok(Some(slot)) => {
@@ -63,7 +72,7 @@ pub fn prepare<A: Adapter>(
             return Err(refusal);
         }
     }
-    socket.join(socket_room(&socket.id.to_string()));
+    socketio::enter_own_room(socket);
     let queue = EventQueue::default();
     // Taken back by `connected`, which starts it.
     socket.extensions.insert(queue.clone());
@@ -84,10 +93,10 @@ pub fn prepare<A: Adapter>(
         }
     });
     if let Some(token) = handshake_token(socket, &auth) {
-        let (socket, state) = (socket.clone(), gateway.state.clone());
+        let (socket, state, replies) = (socket.clone(), gateway.state.clone(), gateway.replies);
         queue.push(async move {
-            if let Err(err) = authenticate(&socket, &state, &token).await {
-                refuse(&socket, &err);
+            if let Err(err) = authenticate(&socket, &state, replies, &token).await {
+                refuse(&socket, replies, &err);
             }
         });
     }
@@ -95,15 +104,15 @@ pub fn prepare<A: Adapter>(
 }
 
 /// After the `connect` packet: start the queue; without a token, start the clock for `auth`.
-pub fn connected<A: Adapter>(socket: &SocketRef<A>, state: &AppState) {
+pub fn connected<A: Adapter>(socket: &SocketRef<A>, gateway: &Gateway<A>) {
     if let Some(queue) = socket.extensions.remove::<EventQueue>() {
         queue.start();
     }
-    let (socket, timeout) = (socket.clone(), state.config.auth_timeout);
+    let (socket, timeout, replies) = (socket.clone(), gateway.state.config.auth_timeout, gateway.replies);
     tokio::spawn(async move {
         tokio::time::sleep(timeout).await;
         if socket.connected() && socket.extensions.get::<Session>().is_none() {
-            refuse(&socket, &AppError::AuthFailed("no token in time after connecting"));
+            refuse(&socket, replies, &AppError::AuthFailed("no token in time after connecting"));
         }
     });
 }
@@ -111,19 +120,23 @@ pub fn connected<A: Adapter>(socket: &SocketRef<A>, state: &AppState) {
 /// The `auth` event, queued behind the socket's earlier events.
 pub fn auth_event<A: Adapter>(
     socket: SocketRef<A>,
-    state: &AppState,
+    gateway: &Gateway<A>,
     payload: Option<Value>,
     ack: AckSender<A>,
     queue: &EventQueue,
 ) {
-    let state = state.clone();
+    let (state, replies) = (gateway.state.clone(), gateway.replies);
     let queued = queue.push(async move {
-        let result = on_auth(&socket, &state, payload.unwrap_or(Value::Null)).await;
-        let _ = ack.send(&ack::envelope(&result));
-        if let Err(err) = &result {
-            if socket.extensions.get::<Session>().is_none() {
-                refuse(&socket, err);
-            }
+        let result = match AuthRequest::from_payload(&payload.unwrap_or(Value::Null)) {
+            Ok(request) => on_auth(&socket, &state, replies, request).await,
+            Err(refusal) => Err(refusal),
+        };
+        let refused = result.as_ref().err().map(ToString::to_string);
+        let _ = ack.send(&ack::envelope(result.and_then(render)));
+        if let Some(message) = refused
+            && socket.extensions.get::<Session>().is_none()
+        {
+            send_refusal(&socket, replies, message);
         }
     });
     if !queued {
@@ -137,129 +150,96 @@ fn handshake_token<A: Adapter>(socket: &SocketRef<A>, auth: &Value) -> Option<St
         return Some(token.to_owned());
     }
     let parts = socket.req_parts();
-    let from_query = parts
-        .uri
-        .query()
-        .and_then(|query| query.split('&').find_map(|pair| pair.strip_prefix("token=")).filter(|t| !t.is_empty()));
-    if let Some(token) = from_query {
-        return Some(token.to_owned());
-    }
-    crate::http::extract::bearer_token(&parts.headers).map(str::to_owned)
+    transport::query_token(parts).or_else(|| transport::bearer_token(&parts.headers)).map(str::to_owned)
 }
 
 /// `auth {token}`: authenticates a waiting socket, or swaps in a refreshed token for the
 /// same user on a live one.
-async fn on_auth<A: Adapter>(socket: &SocketRef<A>, state: &AppState, payload: Value) -> Result<Value, AppError> {
-    let token = payload
-        .get("token")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .ok_or(AppError::AuthFailed("`auth` needs {token}"))?;
-    match socket.extensions.get::<Session>() {
-        None => authenticate(socket, state, token).await,
-        Some(current) => {
-            let claims = state.auth.authenticate(token).await?;
-            if claims.sub != current.user_id {
-                return Err(AppError::AuthFailed("this token belongs to another user"));
-            }
-            let session = Session::from(&claims);
-            if session.session_id != current.session_id {
-                socket.leave(session_room(current.session_id));
-                socket.join(session_room(session.session_id));
-            }
-            socket.extensions.insert(session);
-            Ok(json!({ "userId": claims.sub }))
-        }
+async fn on_auth<A: Adapter>(
+    socket: &SocketRef<A>,
+    state: &AppState,
+    replies: Replies,
+    request: AuthRequest,
+) -> AppResult<AuthSuccess> {
+    let Some(current) = socket.extensions.get::<Session>() else {
+        return authenticate(socket, state, replies, &request.token).await;
+    };
+    let claims = state.services.auth.authenticate(&request.token).await?;
+    if claims.sub != current.user_id {
+        return Err(AppError::AuthFailed("this token belongs to another user"));
     }
+    let session = Session::from(&claims);
+    if session.session_id != current.session_id {
+        socketio::change_session(socket, current.session_id, session.session_id);
+    }
+    socket.extensions.insert(session);
+    Ok(AuthSuccess { user_id: claims.sub })
 }
 
 /// Verifies `token`, binds the socket to its user and session, says `auth:success`, then
 /// replays what the user missed.
-async fn authenticate<A: Adapter>(socket: &SocketRef<A>, state: &AppState, token: &str) -> Result<Value, AppError> {
-    let claims = state.auth.authenticate(token).await?;
+async fn authenticate<A: Adapter>(
+    socket: &SocketRef<A>,
+    state: &AppState,
+    replies: Replies,
+    token: &str,
+) -> AppResult<AuthSuccess> {
+    let claims = state.services.auth.authenticate(token).await?;
     let session = Session::from(&claims);
     socket.extensions.insert(session.clone());
-    socket.join(user_room(session.user_id));
-    socket.join(session_room(session.session_id));
+    socketio::enter_rooms(socket, session.user_id, session.session_id);
     metrics::gauge!("parley_sockets_connected").increment(1.0);
-    state.local.added(session.user_id);
-    state.presence.touch(session.user_id, &socket.id.to_string(), PresenceStatus::Online).await;
-    let _ = socket.emit(events::AUTH_SUCCESS, &json!({ "userId": session.user_id }));
-    match state.presence.visible_contacts(session.user_id).await {
-        Ok(users) => {
-            let _ = socket.emit(events::PRESENCE_BULK, &json!({ "users": users }));
-        }
+    state.platform.local.added(session.user_id);
+    let services = &state.services;
+    services.presence.touch(session.user_id, &socket.id.to_string(), PresenceStatus::Online).await;
+    replies.send(socket, &ServerEvent::AuthSuccess(AuthSuccess { user_id: session.user_id }));
+    match services.presence.visible_contacts(session.user_id).await {
+        Ok(users) => replies.send(socket, &ServerEvent::PresenceBulk(PresenceBulk { users: &users })),
         Err(err) => tracing::warn!(error = %err, "presence:bulk not sent"),
     }
-    replay(socket, state, session.user_id).await;
-    Ok(json!({ "userId": session.user_id }))
+    replay(socket, state, replies, session.user_id).await;
+    Ok(AuthSuccess { user_id: session.user_id })
 }
 
 /// Missed messages as `message:received`, oldest first, then `sync:complete`.
-async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, user: Uuid) {
-    let batches = match state.messages.replay(user).await {
+async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: Replies, user: Uuid) {
+    let messages = &state.services.messages;
+    let batches = match messages.replay(user).await {
         Ok(batches) => batches,
         Err(err) => {
             tracing::error!(error = %err, "replay failed");
-            let _ = socket.emit(
-                events::SYNC_COMPLETE,
-                &json!({ "messages": 0, "conversations": 0, "truncated": [], "error": "INTERNAL" }),
-            );
+            let failed = SyncComplete { messages: 0, conversations: 0, truncated: Vec::new(), error: Some("INTERNAL") };
+            replies.send(socket, &ServerEvent::SyncComplete(failed));
             return;
         }
     };
-    let (mut messages, mut truncated) = (0, Vec::new());
+    let (mut count, mut truncated) = (0, Vec::new());
     for batch in &batches {
         for message in &batch.messages {
-            if !emit_received(socket, state, message).await {
+            if !replies.send_in_order(socket, &ServerEvent::MessageReceived(MessageEvent { message })).await {
                 return;
             }
         }
-        messages += batch.messages.len();
+        count += batch.messages.len();
         if batch.truncated {
             truncated.push(batch.conversation_id);
         }
-        if let Err(err) = state.messages.mark_replayed(user, batch).await {
+        if let Err(err) = messages.mark_replayed(user, batch).await {
             tracing::warn!(error = %err, "watermark not advanced after replay");
         }
     }
-    let summary = json!({ "messages": messages, "conversations": batches.len(), "truncated": truncated });
-    let _ = socket.emit(events::SYNC_COMPLETE, &summary);
-}
-
-/// `false` when the socket is gone or stuck: the replay stops there.
-async fn emit_received<A: Adapter>(socket: &SocketRef<A>, state: &AppState, message: &Message) -> bool {
-    let payload = json!({ "message": message });
-    let mut sent = emit_with_backpressure(socket, events::MESSAGE_RECEIVED, &payload).await;
-    if sent && state.fanout.legacy_events() {
-        sent = emit_with_backpressure(socket, events::LEGACY_MESSAGE_NEW, &payload).await;
-    }
-    sent
-}
-
-/// A replay can outrun the socket's send buffer; wait for room instead of dropping
-/// messages (for at most a few seconds: a socket that does not drain is a dead socket).
-async fn emit_with_backpressure<A: Adapter>(socket: &SocketRef<A>, event: &str, payload: &Value) -> bool {
-    for _ in 0..1000 {
-        match socket.emit(event, payload) {
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, event, "replay emit failed");
-                return false;
-            }
-            Ok(()) => return true,
-        }
-    }
-    tracing::warn!(sid = %socket.id, "socket does not drain; replay abandoned");
-    false
+    let summary = SyncComplete { messages: count, conversations: batches.len(), truncated, error: None };
+    replies.send(socket, &ServerEvent::SyncComplete(summary));
 }
 
 /// `auth:error` then disconnect. Every authentication failure is `AUTH_FAILED` here (the
 /// SPEC's connect contract); `TOKEN_REVOKED` is for sockets signed out while connected.
-fn refuse<A: Adapter>(socket: &SocketRef<A>, err: &AppError) {
-    let _ = socket.emit(events::AUTH_ERROR, &json!({ "error": err.to_string(), "code": "AUTH_FAILED" }));
+fn refuse<A: Adapter>(socket: &SocketRef<A>, replies: Replies, err: &AppError) {
+    send_refusal(socket, replies, err.to_string());
+}
+
+fn send_refusal<A: Adapter>(socket: &SocketRef<A>, replies: Replies, message: String) {
+    replies.send(socket, &ServerEvent::AuthError(AuthError { error: message, code: "AUTH_FAILED" }));
     let _ = socket.clone().disconnect();
 }
 
@@ -278,12 +258,13 @@ async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, state: AppState, reason
     let Some(session) = socket.extensions.get::<Session>() else { return };
     tracing::debug!(sid = %socket.id, user = %session.user_id, ?reason, "socket disconnected");
     metrics::gauge!("parley_sockets_connected").decrement(1.0);
+    let services = &state.services;
     for conversation in typing::typed_in(&socket) {
-        state.typing.end(session.user_id, conversation).await;
+        services.typing.end(session.user_id, conversation).await;
     }
     let signed_out = matches!(reason, DisconnectReason::ServerNSDisconnect);
-    state.presence.socket_gone(session.user_id, &socket.id.to_string(), signed_out).await;
-    state.local.removed(session.user_id);
+    services.presence.socket_gone(session.user_id, &socket.id.to_string(), signed_out).await;
+    state.platform.local.removed(session.user_id);
     // What this socket was sent before it went: everything, for a clean close (less what may
     // have been in flight); for a silent death, only what is older than it could have been dead.
     let margin = match reason {
@@ -293,5 +274,5 @@ async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, state: AppState, reason
         | DisconnectReason::ClosingServer => CLEAN_CLOSE_MARGIN,
         _ => SILENT_LOSS_MARGIN,
     };
-    state.messages.settle_delivery(&[session.user_id], margin).await;
+    services.messages.settle_delivery(&[session.user_id], margin).await;
 }

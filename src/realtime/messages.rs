@@ -1,21 +1,21 @@
 //! `message:send` (and the legacy `message.send`) and `sync`.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 use socketioxide::adapter::Adapter;
 use uuid::Uuid;
 
-use super::{Ctx, Events};
-use crate::{
-    domain::{
-        message_input::{OutgoingMessage, parse_uuid},
-        messages::Replay,
-    },
-    error::AppError,
-    fanout::{MessageSent, events},
+use super::{
+    dispatch::{Ctx, Events},
+    payloads::{SendRequest, SyncRequest},
 };
-
-/// Conversations one `sync {conversations}` request may name.
-const SYNC_MAX_CONVERSATIONS: usize = 100;
+use crate::{
+    domain::{messages::Replay, views::Message},
+    error::AppResult,
+    fanout::{
+        ServerEvent,
+        events::{MessageError, MessageSent},
+    },
+};
 
 pub fn register<A: Adapter>(events: &mut Events<A>) {
     events.on("message:send", send);
@@ -23,31 +23,45 @@ pub fn register<A: Adapter>(events: &mut Events<A>) {
     events.on("sync", sync);
 }
 
+/// The ack of a send: `message:sent`'s fields, whether a retry found the original, and the
+/// stored message.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SendAck {
+    message_id: Uuid,
+    seq: i64,
+    client_message_id: String,
+    status: &'static str,
+    timestamp: String,
+    duplicate: bool,
+    message: Message,
+}
+
 /// Stores the message, then `message:sent` to this socket (after commit) — or
 /// `message:error` — and the ack carries the same.
-async fn send<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {
-    let client_message_id =
-        payload.get("clientMessageId").or_else(|| payload.get("tempId")).and_then(Value::as_str).map(str::to_owned);
-    let sid = ctx.socket.id.to_string();
-    let result = match OutgoingMessage::from_payload(&payload) {
-        Ok(message) => ctx.state.messages.send(ctx.user(), message, Some(&sid)).await,
-        Err(err) => Err(err),
+async fn send<A: Adapter>(ctx: Ctx<A>, request: SendRequest) -> AppResult<SendAck> {
+    let result = match request.message {
+        Ok(message) => ctx.state.services.messages.send(ctx.user(), message, Some(&ctx.connection())).await,
+        Err(refusal) => Err(refusal),
     };
     match result {
         Ok(sent) => {
             let confirmation = MessageSent::of(&sent.message);
-            let _ = ctx.socket.emit(events::MESSAGE_SENT, &confirmation);
-            if ctx.state.fanout.legacy_events() {
-                let legacy = json!({ "tempId": sent.message.client_message_id, "message": sent.message });
-                let _ = ctx.socket.emit(events::LEGACY_MESSAGE_SENT, &legacy);
-            }
-            Ok(json!({ "messageId": confirmation.message_id, "seq": confirmation.seq,
-                "clientMessageId": confirmation.client_message_id, "status": confirmation.status,
-                "timestamp": confirmation.timestamp, "duplicate": !sent.created, "message": sent.message }))
+            ctx.reply(&ServerEvent::MessageSent(confirmation.clone()));
+            Ok(SendAck {
+                message_id: confirmation.message_id,
+                seq: confirmation.seq,
+                client_message_id: confirmation.client_message_id.to_owned(),
+                status: confirmation.status,
+                timestamp: confirmation.timestamp,
+                duplicate: !sent.created,
+                message: sent.message,
+            })
         }
         Err(err) => {
-            let refusal = json!({ "clientMessageId": client_message_id, "error": err.to_string(), "code": err.code() });
-            let _ = ctx.socket.emit(events::MESSAGE_ERROR, &refusal);
+            let refusal =
+                MessageError { client_message_id: request.client_message_id, error: err.to_string(), code: err.code() };
+            ctx.reply(&ServerEvent::MessageError(refusal));
             Err(err)
         }
     }
@@ -55,40 +69,10 @@ async fn send<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError
 
 /// `sync {conversations: [{conversationId, afterSeq}]}` or `sync {since}`: missed messages
 /// through the ack, oldest first per conversation.
-async fn sync<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {
-    let replay = if let Some(since) = payload.get("since") {
-        let since = since.as_str().ok_or_else(|| AppError::invalid_field("since", "must be an RFC 3339 time"))?;
-        ctx.state.messages.sync_since(ctx.user(), since).await?
-    } else {
-        let points = sync_points(&payload)?;
-        ctx.state.messages.sync_after(ctx.user(), &points).await?
-    };
-    Ok(replay_body(&replay))
-}
-
-fn sync_points(payload: &Value) -> Result<Vec<(Uuid, i64)>, AppError> {
-    let list = payload
-        .get("conversations")
-        .and_then(Value::as_array)
-        .ok_or_else(|| AppError::validation("sync needs {conversations: [{conversationId, afterSeq}]} or {since}"))?;
-    if list.len() > SYNC_MAX_CONVERSATIONS {
-        return Err(AppError::invalid_field("conversations", "at most 100 per request"));
+async fn sync<A: Adapter>(ctx: Ctx<A>, request: SyncRequest) -> AppResult<Replay> {
+    let messages = &ctx.state.services.messages;
+    match request {
+        SyncRequest::Since(since) => messages.sync_since(ctx.user(), &since).await,
+        SyncRequest::After(points) => messages.sync_after(ctx.user(), &points).await,
     }
-    list.iter()
-        .map(|entry| {
-            let conversation = parse_uuid("conversationId", entry.get("conversationId"))?;
-            let after = match entry.get("afterSeq") {
-                None | Some(Value::Null) => 0,
-                Some(value) => value
-                    .as_i64()
-                    .filter(|n| *n >= 0)
-                    .ok_or_else(|| AppError::invalid_field("afterSeq", "must be a non-negative integer"))?,
-            };
-            Ok((conversation, after))
-        })
-        .collect()
-}
-
-fn replay_body(replay: &Replay) -> Value {
-    json!({ "messages": replay.messages, "conversations": replay.conversations, "truncated": replay.truncated })
 }

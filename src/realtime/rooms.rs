@@ -1,37 +1,51 @@
 //! `subscribe` / `unsubscribe`: the conversation room (typing indicators and subscribers'
 //! copies of messages). Participants only.
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use socketioxide::adapter::Adapter;
+use uuid::Uuid;
 
-use super::{Ctx, Events};
-use crate::{domain::message_input::parse_uuid, error::AppError, fanout::conversation_room};
+use super::{
+    dispatch::{Ctx, Events},
+    payloads::ConversationRef,
+};
+use crate::{
+    error::{AppError, AppResult},
+    fanout::socketio,
+};
 
 pub fn register<A: Adapter>(events: &mut Events<A>) {
-    events.on("subscribe", subscribe);
-    events.on("unsubscribe", unsubscribe);
+    events.on("subscribe", |ctx, request| subscribe(ctx, request, true));
+    events.on("unsubscribe", |ctx, request| subscribe(ctx, request, false));
 }
 
-async fn subscribe<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {
-    let conversation = parse_uuid("conversationId", payload.get("conversationId"))?;
-    let room = conversation_room(conversation);
-    check_subscription_limit(&ctx, &room)?;
-    ctx.state.conversations.detail(ctx.user(), conversation).await?;
-    ctx.socket.join(room);
-    Ok(json!({ "conversationId": conversation, "subscribed": true }))
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Subscription {
+    conversation_id: Uuid,
+    subscribed: bool,
+}
+
+async fn subscribe<A: Adapter>(ctx: Ctx<A>, request: ConversationRef, subscribed: bool) -> AppResult<Subscription> {
+    let conversation = request.conversation_id;
+    if subscribed {
+        check_subscription_limit(&ctx, conversation)?;
+        ctx.state.services.conversations.detail(ctx.user(), conversation).await?;
+    }
+    socketio::set_socket_subscription(&ctx.socket, conversation, subscribed);
+    Ok(Subscription { conversation_id: conversation, subscribed })
 }
 
 /// `MAX_SUBSCRIPTIONS_PER_SOCKET`: a socket in that many conversation rooms (however it
 /// joined them) may not subscribe to another; re-subscribing to one of them is fine.
-fn check_subscription_limit<A: Adapter>(ctx: &Ctx<A>, room: &str) -> Result<(), AppError> {
+fn check_subscription_limit<A: Adapter>(ctx: &Ctx<A>, conversation: Uuid) -> Result<(), AppError> {
     let limit = ctx.state.config.max_subscriptions_per_socket as usize;
     if limit == 0 {
         return Ok(());
     }
-    let rooms = ctx.socket.rooms();
-    // The prefix of `conversation_room`.
-    let subscribed = rooms.iter().filter(|r| r.starts_with("conversation:")).count();
-    if subscribed < limit || rooms.iter().any(|r| r == room) {
+    let (subscribed, already) = socketio::subscriptions(&ctx.socket, conversation);
+    if subscribed < limit || already {
         return Ok(());
     }
     Err(AppError::Validation {
@@ -40,10 +54,4 @@ fn check_subscription_limit<A: Adapter>(ctx: &Ctx<A>, room: &str) -> Result<(), 
         ),
         details: Some(json!({ "field": "conversationId", "limit": limit })),
     })
-}
-
-async fn unsubscribe<A: Adapter>(ctx: Ctx<A>, payload: Value) -> Result<Value, AppError> {
-    let conversation = parse_uuid("conversationId", payload.get("conversationId"))?;
-    ctx.socket.leave(conversation_room(conversation));
-    Ok(json!({ "conversationId": conversation, "subscribed": false }))
 }

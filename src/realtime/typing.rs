@@ -7,12 +7,15 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use serde_json::{Value, json};
+use serde::Serialize;
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 use uuid::Uuid;
 
-use super::{Ctx, Events};
-use crate::{domain::message_input::parse_uuid, error::AppError};
+use super::{
+    dispatch::{Ctx, Events},
+    payloads::TypingRequest,
+};
+use crate::error::{AppError, AppResult};
 
 /// Conversations this socket started typing in, so a disconnect can end them.
 #[derive(Clone, Default)]
@@ -20,12 +23,12 @@ struct TypedIn(Arc<Mutex<HashSet<Uuid>>>);
 
 pub fn register<A: Adapter>(events: &mut Events<A>) {
     for event in ["typing:start", "typing.start", "typing_start"] {
-        events.on(event, |ctx, payload| set(ctx, payload, Some(true)));
+        events.on(event, |ctx, request| set(ctx, request, Some(true)));
     }
     for event in ["typing:stop", "typing.stop", "typing_stop"] {
-        events.on(event, |ctx, payload| set(ctx, payload, Some(false)));
+        events.on(event, |ctx, request| set(ctx, request, Some(false)));
     }
-    events.on("message.typing", |ctx, payload| set(ctx, payload, None));
+    events.on("message.typing", |ctx, request| set(ctx, request, None));
 }
 
 /// The conversations `socket` typed in (and forgets them).
@@ -33,19 +36,19 @@ pub fn typed_in<A: Adapter>(socket: &SocketRef<A>) -> Vec<Uuid> {
     socket.extensions.get::<TypedIn>().map(|t| crate::sync::lock(&t.0).drain().collect()).unwrap_or_default()
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TypingAck {
+    conversation_id: Uuid,
+    typing: bool,
+}
+
 /// `typing`: `Some` from the event name, `None` from the payload's `is_typing`.
-async fn set<A: Adapter>(ctx: Ctx<A>, payload: Value, typing: Option<bool>) -> Result<Value, AppError> {
-    let conversation_field = payload.get("conversationId").or_else(|| payload.get("conversation_id"));
-    let conversation = parse_uuid("conversationId", conversation_field)?;
-    let typing = match typing {
-        Some(typing) => typing,
-        None => payload
-            .get("is_typing")
-            .or_else(|| payload.get("isTyping"))
-            .and_then(Value::as_bool)
-            .ok_or_else(|| AppError::invalid_field("is_typing", "must be true or false"))?,
-    };
-    ctx.state.typing.set(ctx.user(), conversation, typing).await?;
+async fn set<A: Adapter>(ctx: Ctx<A>, request: TypingRequest, typing: Option<bool>) -> AppResult<TypingAck> {
+    let conversation = request.conversation_id;
+    let typing =
+        typing.or(request.is_typing).ok_or_else(|| AppError::invalid_field("is_typing", "must be true or false"))?;
+    ctx.state.services.typing.set(ctx.user(), conversation, typing).await?;
     // Created on the first start: most sockets never type.
     let typed = match ctx.socket.extensions.get::<TypedIn>() {
         Some(typed) => Some(typed),
@@ -64,5 +67,5 @@ async fn set<A: Adapter>(ctx: Ctx<A>, payload: Value, typing: Option<bool>) -> R
             typed.remove(&conversation);
         }
     }
-    Ok(json!({ "conversationId": conversation, "typing": typing }))
+    Ok(TypingAck { conversation_id: conversation, typing })
 }

@@ -191,10 +191,10 @@ async fn every_event_by_every_role(app: TestApp) {
             if let Some(why) = check(&ack, expect) {
                 failures.push(format!("{row} ({name}) as {role:?}: {why}"));
             }
-            if let Ok(ack) = &ack {
-                if let Some(leak) = fx.foreign_email(fx.user(*role).map(|u| u.id), ack) {
-                    failures.push(format!("{row} as {role:?}, ack: {leak}"));
-                }
+            if let Ok(ack) = &ack
+                && let Some(leak) = fx.foreign_email(fx.user(*role).map(|u| u.id), ack)
+            {
+                failures.push(format!("{row} as {role:?}, ack: {leak}"));
             }
         }
     }

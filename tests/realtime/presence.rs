@@ -203,12 +203,13 @@ async fn a_dead_replicas_users_are_swept_offline(app: TestApp) {
     let bob_socket = connect(&app, &bob).await;
     // A socket of ann's on a replica that then died: registered, never renewed, never removed.
     app.state
+        .platform
         .shared
         .presence
         .touch(ann.id, "socket-on-a-dead-replica", parley::shared_state::PresenceStatus::Online)
         .await
         .unwrap();
-    app.state.presence.settle(ann.id).await;
+    app.state.services.presence.settle(ann.id).await;
     assert_eq!(bob_socket.expect_event("presence:update", WAIT).await["status"], "online");
     app.clock.advance(parley::shared_state::CONNECTION_TTL + Duration::from_secs(1));
     let offline = bob_socket.expect_event("presence:update", Duration::from_secs(10)).await;

@@ -93,10 +93,10 @@ async fn replicas_survive_a_redis_restart() {
     loop {
         attempt += 1;
         send(&ann_sender, conversation, &format!("after-{attempt}"), "back").await;
-        if let Some(received) = bob_socket.next_event("message:received", Duration::from_millis(500)).await {
-            if received["message"]["content"] == "back" {
-                break;
-            }
+        if let Some(received) = bob_socket.next_event("message:received", Duration::from_millis(500)).await
+            && received["message"]["content"] == "back"
+        {
+            break;
         }
         assert!(restarted.elapsed() < Duration::from_secs(10), "broadcasts did not recover within 10 s");
     }

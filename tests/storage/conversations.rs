@@ -111,7 +111,7 @@ pub async fn messages_get_consecutive_seqs_and_bump_the_conversation(store: Arc<
     assert_eq!(bumped.last_activity_at, at(12));
     let last = store.message(bumped.last_message_id.unwrap()).await.unwrap().unwrap();
     assert_eq!((last.seq, last.client_message_id.as_str()), (3, "c"));
-    assert_eq!(last.sender_username.starts_with("u0_"), true);
+    assert!(last.sender_username.starts_with("u0_"));
 }
 
 pub async fn a_retried_client_message_id_returns_the_original(store: Arc<dyn Storage>) {

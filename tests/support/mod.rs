@@ -12,9 +12,10 @@ pub mod socket;
 use std::{sync::Arc, time::Duration};
 
 use parley::{
-    app::{AppState, Application},
+    app::Application,
     clock::{ManualClock, SharedClock},
     config::Config,
+    state::AppState,
 };
 use sqlx::{Connection, PgConnection};
 use tokio::sync::OnceCell;

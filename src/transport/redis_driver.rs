@@ -94,10 +94,10 @@ fn route(message: PushInfo, handlers: &Handlers) {
         return;
     };
     let handlers = handlers.read().unwrap_or_else(|p| p.into_inner());
-    if let Some(stream) = handlers.get(&channel) {
-        if stream.try_send((channel, payload)).is_err() {
-            tracing::warn!("socket.io adapter: a channel's buffer is full, message dropped");
-        }
+    if let Some(stream) = handlers.get(&channel)
+        && stream.try_send((channel, payload)).is_err()
+    {
+        tracing::warn!("socket.io adapter: a channel's buffer is full, message dropped");
     }
 }
 

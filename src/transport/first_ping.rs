@@ -425,7 +425,7 @@ async fn answer_polling_first_ping(engine: Router, path: &str, request: Request,
 /// The Engine.IO path of a long-polling handshake (`GET …?EIO=4&transport=polling`, no sid).
 fn polling_handshake(request: &Request) -> Option<String> {
     let uri = request.uri();
-    if request.method() != Method::GET || !uri.path().starts_with(super::ENGINE_PATH) {
+    if request.method() != Method::GET || !uri.path().starts_with(super::handshake::ENGINE_PATH) {
         return None;
     }
     let query = uri.query()?;

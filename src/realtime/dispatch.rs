@@ -1,0 +1,176 @@
+//! The event table and the dispatcher every `/chat` socket shares. A handler is a typed
+//! function `async fn(Ctx, Input) -> AppResult<Output>`: the dispatcher checks the socket's
+//! rate budget and session, parses the payload into `Input` ([`FromPayload`]), queues the
+//! call behind the socket's earlier events, and renders the result as the ack. No handler
+//! touches raw JSON or builds an ack.
+
+use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use serde::Serialize;
+use serde_json::Value;
+use socketioxide::{
+    adapter::Adapter,
+    extract::{AckSender, SocketRef},
+};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::{
+    ack, connect, connect::Session, extras, limits, messages, payloads::FromPayload, presence, queue::EventQueue,
+    receipts, rooms, typing,
+};
+use crate::{
+    error::{AppError, AppResult},
+    fanout::{ServerEvent, socketio::Replies},
+    state::AppState,
+};
+
+type Reply = Pin<Box<dyn Future<Output = AppResult<Value>> + Send>>;
+type Handler<A> = Arc<dyn Fn(Ctx<A>, &Value) -> Reply + Send + Sync>;
+
+/// The `/chat` event handlers of every socket, registered once (see [`Gateway`]).
+pub struct Events<A: Adapter> {
+    handlers: HashMap<&'static str, Handler<A>>,
+}
+
+impl<A: Adapter> Events<A> {
+    /// Registers `event` for authenticated sockets. The payload is parsed into `I` first (a
+    /// payload that does not parse is refused, and `handler` is not called); the handler's
+    /// result is the ack.
+    pub fn on<I, O, F, Fut>(&mut self, event: &'static str, handler: F)
+    where
+        I: FromPayload,
+        O: Serialize,
+        F: Fn(Ctx<A>, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = AppResult<O>> + Send + 'static,
+    {
+        let erased = move |ctx: Ctx<A>, payload: &Value| -> Reply {
+            match I::from_payload(payload) {
+                Ok(input) => {
+                    let reply = handler(ctx, input);
+                    Box::pin(async move { render(reply.await?) })
+                }
+                Err(refusal) => Box::pin(std::future::ready(Err(refusal))),
+            }
+        };
+        self.handlers.insert(event, Arc::new(erased));
+    }
+}
+
+/// A handler's output as the ack's `data`.
+pub fn render(output: impl Serialize) -> AppResult<Value> {
+    serde_json::to_value(output).map_err(|err| AppError::Internal(err.into()))
+}
+
+/// What every socket of `/chat` shares: the application and the event table. A socket's only
+/// handler is a dispatcher holding this (and its queue), so a socket costs a few words here
+/// instead of a handler (and a copy of the state) per event name.
+pub struct Gateway<A: Adapter> {
+    pub state: AppState,
+    pub replies: Replies,
+    events: Events<A>,
+    /// `/chat` connections per client address on this replica (`MAX_CONNECTIONS_PER_IP`).
+    pub connections: Arc<limits::ConnectionCounts>,
+    /// `SOCKET_EVENTS_PER_SEC` / `SOCKET_EVENTS_BURST`.
+    rate: limits::EventRate,
+}
+
+impl<A: Adapter> Gateway<A> {
+    pub fn new(state: AppState) -> Self {
+        let mut events = Events { handlers: HashMap::new() };
+        messages::register(&mut events);
+        rooms::register(&mut events);
+        presence::register(&mut events);
+        receipts::register(&mut events);
+        typing::register(&mut events);
+        extras::register(&mut events);
+        let config = &state.config;
+        let connections = limits::ConnectionCounts::new(config.max_connections_per_ip);
+        let rate = limits::EventRate::new(config.socket_events_per_sec, config.socket_events_burst);
+        let replies = Replies::new(config.legacy_events);
+        Self { state, replies, events, connections, rate }
+    }
+
+    /// One client event: over the socket's rate refused (a flood disconnects), else `auth`, a
+    /// registered event (queued), or an unknown one (refused).
+    pub fn dispatch(
+        &self,
+        socket: SocketRef<A>,
+        event: String,
+        payload: Option<Value>,
+        ack: AckSender<A>,
+        queue: &EventQueue,
+    ) {
+        match queue.take_budget(self.rate) {
+            limits::Verdict::Run => {}
+            limits::Verdict::Refused(retry_after) => {
+                metrics::counter!("parley_rate_limited_total", "scope" => "socket_event_rate").increment(1);
+                let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after }));
+                return;
+            }
+            limits::Verdict::Flood => {
+                metrics::counter!("parley_rate_limited_total", "scope" => "socket_flood").increment(1);
+                tracing::warn!(sid = %socket.id, "socket floods events; disconnecting it");
+                let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after: Duration::from_secs(1) }));
+                let _ = socket.disconnect();
+                return;
+            }
+            limits::Verdict::Dropped => return,
+        }
+        if event == "auth" {
+            return connect::auth_event(socket, self, payload, ack, queue);
+        }
+        let Some((&event, handler)) = self.events.handlers.get_key_value(event.as_str()) else {
+            let refusal =
+                AppError::validation(format!("unknown event `{}`", event.chars().take(64).collect::<String>()));
+            let _ = ack.send(&ack::error(&refusal));
+            return;
+        };
+        if queue.is_full() {
+            metrics::counter!("parley_rate_limited_total", "scope" => "socket_events").increment(1);
+            let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after: Duration::from_secs(1) }));
+            return;
+        }
+        let (state, replies, handler) = (self.state.clone(), self.replies, handler.clone());
+        let span = tracing::info_span!("socket_event", event, sid = %socket.id);
+        queue.push(
+            async move {
+                let result = match connect::current_session(&socket, &state) {
+                    Ok(session) => {
+                        handler(Ctx { socket, state, session, replies }, &payload.unwrap_or(Value::Null)).await
+                    }
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = &result {
+                    tracing::debug!(code = err.code(), "event refused");
+                }
+                let _ = ack.send(&ack::envelope(result));
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// What a handler gets: the socket, the application, and the authenticated session.
+pub struct Ctx<A: Adapter> {
+    pub socket: SocketRef<A>,
+    pub state: AppState,
+    pub session: Session,
+    replies: Replies,
+}
+
+impl<A: Adapter> Ctx<A> {
+    pub fn user(&self) -> Uuid {
+        self.session.user_id
+    }
+
+    /// This socket's id, as broadcasts know it (to skip it).
+    pub fn connection(&self) -> String {
+        self.socket.id.to_string()
+    }
+
+    /// Sends `event` to this socket only.
+    pub fn reply(&self, event: &ServerEvent<'_>) {
+        self.replies.send(&self.socket, event);
+    }
+}

@@ -1,0 +1,100 @@
+//! One socket's events, run in arrival order, one at a time. An idle socket holds no task:
+//! one is spawned when a job arrives and ends when the queue is empty again.
+
+use std::{
+    collections::VecDeque,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex},
+};
+
+use super::limits;
+
+/// Events a socket may have waiting; beyond this its events are refused with `RATE_LIMITED`.
+pub const EVENT_QUEUE: usize = 256;
+
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One socket's events, run in arrival order, one at a time, once [`Self::start`] was called.
+/// An idle socket holds no task: one is spawned when a job arrives and ends when the queue
+/// is empty again.
+#[derive(Clone, Default)]
+pub struct EventQueue(Arc<Mutex<QueueState>>);
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Job>,
+    started: bool,
+    /// A task is draining `jobs`.
+    running: bool,
+    /// The socket's event rate limit (see [`limits::EventBudget`]).
+    budget: limits::EventBudget,
+}
+
+impl EventQueue {
+    /// Lets the queued jobs run (the namespace `connect` packet is out).
+    pub fn start(&self) {
+        let mut queue = crate::sync::lock(&self.0);
+        queue.started = true;
+        self.run_if_idle(&mut queue);
+    }
+
+    /// Queues `job`; `false` when the socket already has [`EVENT_QUEUE`] events waiting.
+    pub fn push(&self, job: impl Future<Output = ()> + Send + 'static) -> bool {
+        let mut queue = crate::sync::lock(&self.0);
+        if queue.jobs.len() >= EVENT_QUEUE {
+            return false;
+        }
+        queue.jobs.push_back(Box::pin(job));
+        self.run_if_idle(&mut queue);
+        true
+    }
+
+    pub fn take_budget(&self, rate: limits::EventRate) -> limits::Verdict {
+        crate::sync::lock(&self.0).budget.take(rate)
+    }
+
+    pub fn is_full(&self) -> bool {
+        crate::sync::lock(&self.0).jobs.len() >= EVENT_QUEUE
+    }
+
+    fn run_if_idle(&self, queue: &mut QueueState) {
+        if !queue.started || queue.running || queue.jobs.is_empty() {
+            return;
+        }
+        // No runtime: it is shutting down, and the jobs go with it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            queue.running = true;
+            runtime.spawn(self.clone().drain());
+        }
+    }
+
+    async fn drain(self) {
+        /// Ends the run however the task ends (a panicking job included): a job queued
+        /// meanwhile gets a new task.
+        struct Running(EventQueue);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                let mut queue = crate::sync::lock(&(self.0).0);
+                queue.running = false;
+                self.0.run_if_idle(&mut queue);
+            }
+        }
+        let _running = Running(self.clone());
+        loop {
+            let job = {
+                let mut queue = crate::sync::lock(&self.0);
+                match queue.jobs.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        if queue.jobs.capacity() > 8 {
+                            queue.jobs.shrink_to_fit();
+                        }
+                        return;
+                    }
+                }
+            };
+            job.await;
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! What every REST handler and socket handler reaches, wired once: the configuration, the
+//! clock, the domain [`Services`], and the [`Platform`] they run on (database, shared state,
+//! the fan-out to clients, this replica's sockets, metrics). Built by [`AppState::build`];
+//! the application (`crate::app`) only builds, serves and runs background work.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::{
+    clock::SharedClock,
+    config::Config,
+    domain::{
+        Deps,
+        auth::{AuthService, TokenSettings},
+        conversations::ConversationService,
+        delivery::LocalSockets,
+        messages::{MessageService, SendPipeline},
+        presence::PresenceService,
+        reads::ReadService,
+        typing::TypingService,
+        unread::UnreadNotifier,
+        users::UserService,
+    },
+    fanout::{Delivery, Fanout},
+    shared_state::SharedState,
+    storage::{self, Storage},
+    telemetry,
+};
+
+/// Everything a handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub clock: SharedClock,
+    pub services: Arc<Services>,
+    pub platform: Arc<Platform>,
+}
+
+/// The domain services, shared by REST and the socket gateway.
+pub struct Services {
+    pub auth: AuthService,
+    pub users: UserService,
+    pub conversations: ConversationService,
+    pub messages: MessageService,
+    pub presence: Arc<PresenceService>,
+    pub typing: Arc<TypingService>,
+    pub reads: ReadService,
+    pub unread: Arc<UnreadNotifier>,
+}
+
+/// What the services run on, for the few places that reach it directly (health checks,
+/// metrics, the socket gateway's bookkeeping).
+pub struct Platform {
+    /// This process, among the replicas (random per start).
+    pub instance: uuid::Uuid,
+    pub storage: Arc<dyn Storage>,
+    pub shared: SharedState,
+    pub fanout: Fanout,
+    /// Users with a socket on this replica.
+    pub local: Arc<LocalSockets>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// Opens the database and the shared state (Redis when configured) and wires the
+    /// services; `deliveries` are the transports that reach clients (see [`crate::fanout`]).
+    pub async fn build(config: Config, clock: SharedClock, deliveries: Vec<Arc<dyn Delivery>>) -> anyhow::Result<Self> {
+        let storage = storage::connect(config.database_url.expose()).await.context("opening the database")?;
+        let shared = match &config.redis_url {
+            Some(url) => SharedState::redis(url.expose(), &config.redis_key_prefix, clock.clone())
+                .await
+                .context("connecting to Redis")?,
+            None => SharedState::in_process(clock.clone()),
+        };
+        let fanout = Fanout::new(deliveries);
+        let deps =
+            Deps { storage: storage.clone(), shared: shared.clone(), fanout: fanout.clone(), clock: clock.clone() };
+        let local = Arc::new(LocalSockets::default());
+        let services = Services::build(&deps, &config, local.clone());
+        let platform = Platform {
+            instance: uuid::Uuid::new_v4(),
+            storage,
+            shared,
+            fanout,
+            local,
+            metrics: telemetry::metrics_handle(),
+        };
+        Ok(Self { config: Arc::new(config), clock, services: Arc::new(services), platform: Arc::new(platform) })
+    }
+}
+
+impl Services {
+    fn build(deps: &Deps, config: &Config, local: Arc<LocalSockets>) -> Self {
+        let tokens = TokenSettings {
+            jwt_secret: config.jwt_secret.expose(),
+            access_ttl: config.access_token_ttl,
+            refresh_ttl: config.refresh_token_ttl,
+        };
+        let typing = Arc::new(TypingService::new(deps));
+        let unread = Arc::new(UnreadNotifier::new(deps));
+        let presence = Arc::new(PresenceService::new(deps, config.presence_grace));
+        let pipeline = SendPipeline { typing: typing.clone(), unread: unread.clone(), local };
+        Self {
+            auth: AuthService::new(deps, tokens),
+            users: UserService::new(deps, presence.clone()),
+            conversations: ConversationService::new(deps, typing.clone()),
+            messages: MessageService::new(deps, pipeline, config.message_rate_per_min),
+            reads: ReadService::new(deps, unread.clone()),
+            presence,
+            typing,
+            unread,
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! What sits under both the REST API and the socket gateway: the listener and its accept
+//! loop (backlog, `TCP_NODELAY`, the first-PING wrapper), the client's address and bearer
+//! token as a request carries them, the copy-out of Socket.IO handshake requests, and the
+//! Redis driver of the Socket.IO adapter. Neither `http` nor `realtime` imports the other;
+//! both import this.
+
+pub mod first_ping;
+pub mod handshake;
+pub mod redis_driver;
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::{
+    extract::ConnectInfo,
+    http::{HeaderMap, header, request::Parts},
+    serve::{ListenerExt, TapIo},
+};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use first_ping::{FirstPingIo, FirstPingListener};
+
+/// Connections the kernel completes and queues before the server accepts them (capped by
+/// `net.core.somaxconn`). tokio's default of 1,024 overflows in a reconnect storm, and a
+/// dropped handshake costs the client a one-second SYN retry.
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// Binds `addr` (port 0 picks a free port) with [`LISTEN_BACKLOG`].
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// The listener `axum::serve` gets: Engine.IO connections answer the first PING themselves
+/// ([`first_ping`]), and every connection sends small frames (acks, events) at once instead
+/// of waiting on the peer's delayed ACK.
+pub fn accepting(listener: TcpListener) -> TapIo<FirstPingListener, fn(&mut FirstPingIo<TcpStream>)> {
+    FirstPingListener(listener).tap_io(set_nodelay)
+}
+
+fn set_nodelay(io: &mut FirstPingIo<TcpStream>) {
+    if let Err(err) = io.get_mut().set_nodelay(true) {
+        tracing::debug!(error = %err, "TCP_NODELAY not set");
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header, if any.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
+}
+
+/// The `token` query parameter of a request (a handshake), if any.
+pub fn query_token(parts: &Parts) -> Option<&str> {
+    let query = parts.uri.query()?;
+    query.split('&').find_map(|pair| pair.strip_prefix("token=")).filter(|t| !t.is_empty())
+}
+
+/// The address a request (or a Socket.IO handshake) comes from: the peer, or behind a
+/// trusted proxy the last `X-Forwarded-For` hop (the one our own proxy appended; earlier
+/// hops are client-controlled). REST rate limits and the socket gateway's per-address
+/// connection limit both count by it.
+pub fn client_ip(parts: &Parts, trust_proxy: bool) -> Option<IpAddr> {
+    let forwarded = || {
+        let header = parts.headers.get("x-forwarded-for")?.to_str().ok()?;
+        header.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
+    };
+    trust_proxy
+        .then(forwarded)
+        .flatten()
+        .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+}
