@@ -17,6 +17,11 @@ struct AckError {
     retry_after_ms: Option<u64>,
 }
 
+/// A handler's output as the ack's `data`.
+pub fn render(output: impl Serialize) -> AppResult<Value> {
+    serde_json::to_value(output).map_err(|err| AppError::Internal(err.into()))
+}
+
 pub fn ok(data: Value) -> Value {
     json!({ "ok": true, "data": data })
 }

@@ -2,7 +2,7 @@
 //! the late `auth` event within 10 s, token swaps on a live socket, the missed-message
 //! replay, and disconnects.
 
-use std::sync::Arc;
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use serde_json::Value;
 use socketioxide::{
@@ -13,18 +13,16 @@ use socketioxide::{
 use uuid::Uuid;
 
 use super::{
-    ack,
-    dispatch::{Gateway, render},
+    ack::{self, render},
+    dispatch::{Gateway, Link},
     limits::{ConnectionSlot, TooManyConnections},
     payloads::{AuthRequest, FromPayload},
     queue::EventQueue,
+    session::Session,
     typing,
 };
 use crate::{
-    domain::{
-        delivery::{CLEAN_CLOSE_MARGIN, SILENT_LOSS_MARGIN},
-        tokens::AccessClaims,
-    },
+    domain::delivery::{CLEAN_CLOSE_MARGIN, SILENT_LOSS_MARGIN},
     error::{AppError, AppResult},
     fanout::{
         ServerEvent,
@@ -35,20 +33,6 @@ use crate::{
     state::AppState,
     transport,
 };
-
-/// The authenticated identity of a socket, kept in its extensions.
-#[derive(Clone, Debug)]
-pub struct Session {
-    pub user_id: Uuid,
-    pub session_id: Uuid,
-    pub expires_at: i64,
-}
-
-impl From<&AccessClaims> for Session {
-    fn from(claims: &AccessClaims) -> Self {
-        Self { user_id: claims.sub, session_id: claims.sid, expires_at: claims.exp }
-    }
-}
 
 /// Before the `connect` packet (a middleware, see [`super::register`]): the place in the
 /// client address's connection count (none left: the namespace connect is refused), the
@@ -117,16 +101,15 @@ pub fn connected<A: Adapter>(socket: &SocketRef<A>, gateway: &Gateway<A>) {
     });
 }
 
-/// The `auth` event, queued behind the socket's earlier events.
+/// The `auth` event (see [`super::dispatch::AuthHandler`]): its ack, and a socket that is still not
+/// authenticated after it is refused.
 pub fn auth_event<A: Adapter>(
-    socket: SocketRef<A>,
-    gateway: &Gateway<A>,
+    link: Link<A>,
     payload: Option<Value>,
     ack: AckSender<A>,
-    queue: &EventQueue,
-) {
-    let (state, replies) = (gateway.state.clone(), gateway.replies);
-    let queued = queue.push(async move {
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let Link { socket, state, replies } = link;
         let result = match AuthRequest::from_payload(&payload.unwrap_or(Value::Null)) {
             Ok(request) => on_auth(&socket, &state, replies, request).await,
             Err(refusal) => Err(refusal),
@@ -138,10 +121,7 @@ pub fn auth_event<A: Adapter>(
         {
             send_refusal(&socket, replies, message);
         }
-    });
-    if !queued {
-        tracing::debug!("auth event dropped: the socket's queue is full");
-    }
+    })
 }
 
 /// The first token found: handshake auth payload, query string, then Authorization header.
@@ -241,17 +221,6 @@ fn refuse<A: Adapter>(socket: &SocketRef<A>, replies: Replies, err: &AppError) {
 fn send_refusal<A: Adapter>(socket: &SocketRef<A>, replies: Replies, message: String) {
     replies.send(socket, &ServerEvent::AuthError(AuthError { error: message, code: "AUTH_FAILED" }));
     let _ = socket.clone().disconnect();
-}
-
-/// The socket's session, refused when missing or past the access token's expiry (the client
-/// sends `auth` with a refreshed token to continue).
-pub fn current_session<A: Adapter>(socket: &SocketRef<A>, state: &AppState) -> Result<Session, AppError> {
-    let session =
-        socket.extensions.get::<Session>().ok_or(AppError::AuthFailed("authenticate first: send `auth {token}`"))?;
-    if session.expires_at <= state.clock.now().timestamp() {
-        return Err(AppError::AuthFailed("access token expired; send `auth` with a fresh token"));
-    }
-    Ok(session)
 }
 
 async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, state: AppState, reason: DisconnectReason) {

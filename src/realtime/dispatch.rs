@@ -16,8 +16,11 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
-    ack, connect, connect::Session, extras, limits, messages, payloads::FromPayload, presence, queue::EventQueue,
-    receipts, rooms, typing,
+    ack::{self, render},
+    limits,
+    payloads::FromPayload,
+    queue::EventQueue,
+    session::{Session, current_session},
 };
 use crate::{
     error::{AppError, AppResult},
@@ -27,13 +30,21 @@ use crate::{
 
 type Reply = Pin<Box<dyn Future<Output = AppResult<Value>> + Send>>;
 type Handler<A> = Arc<dyn Fn(Ctx<A>, &Value) -> Reply + Send + Sync>;
+/// The handler of `auth`, which runs before there is a session and answers its own ack.
+pub type AuthHandler<A> = fn(Link<A>, Option<Value>, AckSender<A>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The `/chat` event handlers of every socket, registered once (see [`Gateway`]).
 pub struct Events<A: Adapter> {
     handlers: HashMap<&'static str, Handler<A>>,
+    auth: AuthHandler<A>,
 }
 
 impl<A: Adapter> Events<A> {
+    /// A table with only the `auth` event.
+    pub fn new(auth: AuthHandler<A>) -> Self {
+        Self { handlers: HashMap::new(), auth }
+    }
+
     /// Registers `event` for authenticated sockets. The payload is parsed into `I` first (a
     /// payload that does not parse is refused, and `handler` is not called); the handler's
     /// result is the ack.
@@ -57,11 +68,6 @@ impl<A: Adapter> Events<A> {
     }
 }
 
-/// A handler's output as the ack's `data`.
-pub fn render(output: impl Serialize) -> AppResult<Value> {
-    serde_json::to_value(output).map_err(|err| AppError::Internal(err.into()))
-}
-
 /// What every socket of `/chat` shares: the application and the event table. A socket's only
 /// handler is a dispatcher holding this (and its queue), so a socket costs a few words here
 /// instead of a handler (and a copy of the state) per event name.
@@ -76,14 +82,7 @@ pub struct Gateway<A: Adapter> {
 }
 
 impl<A: Adapter> Gateway<A> {
-    pub fn new(state: AppState) -> Self {
-        let mut events = Events { handlers: HashMap::new() };
-        messages::register(&mut events);
-        rooms::register(&mut events);
-        presence::register(&mut events);
-        receipts::register(&mut events);
-        typing::register(&mut events);
-        extras::register(&mut events);
+    pub fn new(state: AppState, events: Events<A>) -> Self {
         let config = &state.config;
         let connections = limits::ConnectionCounts::new(config.max_connections_per_ip);
         let rate = limits::EventRate::new(config.socket_events_per_sec, config.socket_events_burst);
@@ -118,7 +117,11 @@ impl<A: Adapter> Gateway<A> {
             limits::Verdict::Dropped => return,
         }
         if event == "auth" {
-            return connect::auth_event(socket, self, payload, ack, queue);
+            // Queued behind the socket's earlier events, like every event.
+            if !queue.push((self.events.auth)(self.link(socket), payload, ack)) {
+                tracing::debug!("auth event dropped: the socket's queue is full");
+            }
+            return;
         }
         let Some((&event, handler)) = self.events.handlers.get_key_value(event.as_str()) else {
             let refusal =
@@ -135,7 +138,7 @@ impl<A: Adapter> Gateway<A> {
         let span = tracing::info_span!("socket_event", event, sid = %socket.id);
         queue.push(
             async move {
-                let result = match connect::current_session(&socket, &state) {
+                let result = match current_session(&socket, &state) {
                     Ok(session) => {
                         handler(Ctx { socket, state, session, replies }, &payload.unwrap_or(Value::Null)).await
                     }
@@ -149,6 +152,21 @@ impl<A: Adapter> Gateway<A> {
             .instrument(span),
         );
     }
+}
+
+impl<A: Adapter> Gateway<A> {
+    /// What code outside the dispatcher needs to serve `socket`.
+    pub fn link(&self, socket: SocketRef<A>) -> Link<A> {
+        Link { socket, state: self.state.clone(), replies: self.replies }
+    }
+}
+
+/// A socket with the application and its replies: what serves a socket before it has a
+/// session (connecting, `auth`).
+pub struct Link<A: Adapter> {
+    pub socket: SocketRef<A>,
+    pub state: AppState,
+    pub replies: Replies,
 }
 
 /// What a handler gets: the socket, the application, and the authenticated session.

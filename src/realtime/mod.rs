@@ -23,6 +23,7 @@ mod presence;
 mod queue;
 mod receipts;
 mod rooms;
+mod session;
 mod typing;
 
 use std::sync::Arc;
@@ -33,8 +34,8 @@ use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef, handler::Conn
 use socketioxide_core::adapter::DefinedAdapter;
 use uuid::Uuid;
 
-pub use connect::Session;
-use dispatch::Gateway;
+use dispatch::{Events, Gateway};
+pub use session::Session;
 
 use crate::{fanout::socketio::CHAT_NAMESPACE, state::AppState};
 
@@ -55,7 +56,7 @@ pub const SOCKET_READ_BUFFER: usize = 1024;
 /// [`queue::EventQueue`], held until the connect handler releases it; the handshake
 /// authentication is its first job, and events run one at a time, in arrival order, after it.
 pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, state: AppState) -> A::InitRes {
-    let gateway = Arc::new(Gateway::new(state));
+    let gateway = Arc::new(Gateway::new(state, events()));
     let prepare_gateway = gateway.clone();
     let prepare = move |socket: SocketRef<A>,
                         socketioxide::extract::TryData(auth): socketioxide::extract::TryData<Value>| {
@@ -66,6 +67,18 @@ pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, state: AppState) 
         std::future::ready(())
     };
     io.ns(CHAT_NAMESPACE, connected.with(prepare))
+}
+
+/// Every `/chat` event and its handler.
+fn events<A: Adapter>() -> Events<A> {
+    let mut events = Events::new(connect::auth_event);
+    messages::register(&mut events);
+    rooms::register(&mut events);
+    presence::register(&mut events);
+    receipts::register(&mut events);
+    typing::register(&mut events);
+    extras::register(&mut events);
+    events
 }
 
 /// What the application needs of the Socket.IO server whatever its adapter.
