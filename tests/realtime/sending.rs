@@ -10,6 +10,7 @@ in_all_modes!(
     a_message_reaches_every_other_socket_once_and_the_sender_gets_message_sent,
     a_retry_returns_the_original_on_any_transport_and_broadcasts_nothing,
     bad_payloads_get_validation_errors_and_the_socket_lives_on,
+    validation_acks_name_the_field_in_details,
     strangers_unknown_conversations_and_blocked_peers_are_refused,
     rest_sends_reach_sockets_like_socket_sends,
     edits_and_deletes_reach_participants,
@@ -111,6 +112,34 @@ async fn bad_payloads_get_validation_errors_and_the_socket_lives_on(app: TestApp
         assert_eq!(ack["error"]["code"], "VALIDATION_ERROR", "{payload} → {ack}");
         let error = socket.expect_event("message:error", WAIT).await;
         assert_eq!(error["code"], "VALIDATION_ERROR");
+    }
+    let fine = send(&socket, conversation, "ok", "still here").await;
+    assert_eq!(fine["ok"], true);
+}
+
+async fn validation_acks_name_the_field_in_details(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = direct(&ann, &bob).await;
+    let socket = connect(&app, &ann).await;
+    let cases = [
+        ("message:send", json!({"conversationId": conversation, "clientMessageId": "v", "content": ""}), "content"),
+        ("message:send", json!({"conversationId": "nope", "clientMessageId": "v", "content": "x"}), "conversationId"),
+        ("message:send", json!({"conversationId": conversation, "content": "x"}), "clientMessageId"),
+        ("receipt:read", json!({"conversationId": conversation}), "messageId"),
+        ("subscribe", json!({"conversationId": 7}), "conversationId"),
+        ("typing:start", json!({}), "conversationId"),
+        ("message.typing", json!({"conversationId": conversation, "is_typing": "yes"}), "is_typing"),
+        ("presence:heartbeat", json!({"status": "busy"}), "status"),
+        ("sync", json!({"conversations": [{"conversationId": conversation, "afterSeq": -1}]}), "afterSeq"),
+        ("block.add", json!({}), "username"),
+    ];
+    for (event, payload, field) in cases {
+        let ack = socket.emit_with_ack(event, payload.clone(), WAIT).await.unwrap();
+        assert_eq!(ack["ok"], false, "{event} {payload} → {ack}");
+        assert_eq!(ack["error"]["code"], "VALIDATION_ERROR", "{event} {payload} → {ack}");
+        assert_eq!(ack["error"]["details"]["field"], field, "{event} {payload} → {ack}");
+        assert!(ack["error"]["message"].as_str().is_some_and(|m| m.contains(field)), "{ack}");
     }
     let fine = send(&socket, conversation, "ok", "still here").await;
     assert_eq!(fine["ok"], true);
