@@ -14,14 +14,27 @@
 //!   session, the layer pulls that PING with a GET of its own and answers it with a POST `3`
 //!   before the handshake goes back to the client (the client cannot poll before it has the
 //!   sid, so it never races those requests).
-//! * WebSocket: [`FirstPingListener`] wraps each accepted connection in a [`FirstPingIo`]
-//!   that watches for a `101 Switching Protocols` whose first frame is an Engine.IO handshake
-//!   (`0{…}`). The next frame that is a PING (`2`) is not written; instead a masked PONG frame
+//! * WebSocket: [`FirstPingListener`] wraps each accepted connection in a [`FirstPingIo`].
+//!   Only a connection whose first request is a `GET /socket.io/…` is watched; on any other
+//!   (REST, the probes, `/metrics`) the wrapper sees that request line and is a plain pass
+//!   through from then on, with no parser in the path. A watched connection looks for a
+//!   `101 Switching Protocols` whose first frame is an Engine.IO handshake (`0{…}`). The next frame that is a PING (`2`) is not written; instead a masked PONG frame
 //!   (`3`) is handed to the server's reader at the next boundary between the client's frames.
 //!   A ping later than [`FIRST_PING_WINDOW`] after the handshake is left alone (engineioxide
 //!   then delays it itself), as is anything the wrapper does not recognise. After that first
 //!   PING (or on any other connection once its response head is seen not to be a 101) the
-//!   wrapper only passes bytes through.
+//!   wrapper only passes bytes through. (A keep-alive connection whose first request was
+//!   not Engine.IO, such as nginx reusing an upstream connection for a later upgrade, is
+//!   not watched: that client gets engineioxide's immediate PING, which it answers; only
+//!   the timing differs from the protocol.)
+//!
+//! # What would let this module go
+//! engineioxide starting its heartbeat one `pingInterval` after the handshake, as the
+//! protocol and the reference server do (its interval's first tick is immediate since
+//! Totodore/socketioxide#437), or an option to delay the first tick. With either, delete
+//! this module, the `with_polling_first_ping` layer in `app.rs` and `conformance.rs`, and
+//! let `transport::accepting` wrap the plain `TcpListener`; the tests in
+//! `tests/realtime/heartbeat.rs` and `e2e/conformance.test.mjs` stay and must still pass.
 
 use std::{
     io,
@@ -75,9 +88,15 @@ impl axum::serve::Listener for FirstPingListener {
     }
 }
 
+/// How an Engine.IO request starts: only connections whose first request does are watched.
+const ENGINE_REQUEST: &[u8] = b"GET /socket.io/";
+
 /// Where a connection stands, as far as the first PING goes.
 #[derive(Debug, Clone, Copy)]
 enum Watch {
+    /// Nothing read yet, or `seen` bytes of the first request, all matching
+    /// [`ENGINE_REQUEST`] so far.
+    FirstRequest { seen: usize },
     /// HTTP: each response head is checked for a `101`. `head_end`: the last read ended
     /// with the end of a request head (a client that sent frames ahead of the 101 is left
     /// alone: the wrapper could not tell where they start).
@@ -111,7 +130,7 @@ impl<T> FirstPingIo<T> {
     pub fn new(inner: T) -> Self {
         Self {
             inner,
-            watch: Watch::Http { head_end: false },
+            watch: Watch::FirstRequest { seen: 0 },
             outbound: Frames::default(),
             inbound: None,
             pong: None,
@@ -127,7 +146,7 @@ impl<T> FirstPingIo<T> {
     /// (the first PING).
     fn before_write(&mut self, buf: &[u8]) -> Option<usize> {
         match self.watch {
-            Watch::Off => Some(buf.len()),
+            Watch::Off | Watch::FirstRequest { .. } => Some(buf.len()),
             Watch::Http { head_end } => {
                 // Keep-alive connections (nginx's, say) may upgrade after other requests.
                 if head_end && buf.starts_with(SWITCHING) {
@@ -195,7 +214,7 @@ impl<T> FirstPingIo<T> {
                 Err(matched) => self.watch = Watch::UpgradeHead { matched },
             },
             Watch::Handshake | Watch::Ping { .. } => self.outbound.advance(written),
-            Watch::Http { .. } | Watch::Off => {}
+            Watch::Http { .. } | Watch::Off | Watch::FirstRequest { .. } => {}
         }
     }
 
@@ -211,7 +230,7 @@ impl<T> FirstPingIo<T> {
     /// or plain HTTP that is not a 101.
     fn passes_through(&self, first: &[u8]) -> bool {
         match self.watch {
-            Watch::Off => true,
+            Watch::Off | Watch::FirstRequest { .. } => true,
             Watch::Http { head_end } => !(head_end && first.starts_with(SWITCHING)),
             _ => false,
         }
@@ -247,10 +266,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for FirstPingIo<T> {
                 let read = &buf.filled()[before..];
                 if let Some(frames) = &mut this.inbound {
                     frames.advance(read);
-                } else if let Watch::Http { head_end } = &mut this.watch
-                    && !read.is_empty()
-                {
-                    *head_end = read.ends_with(b"\r\n\r\n");
+                } else if !read.is_empty() {
+                    match &mut this.watch {
+                        Watch::FirstRequest { seen } => this.watch = first_request(*seen, read),
+                        Watch::Http { head_end } => *head_end = read.ends_with(b"\r\n\r\n"),
+                        _ => {}
+                    }
                 }
             }
             Poll::Ready(Err(_)) => {}
@@ -294,6 +315,20 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstPingIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// What `read`, the next bytes of the connection's first request after `seen` of them, says
+/// about it: still possibly Engine.IO, Engine.IO (watched from now on), or not (left alone).
+fn first_request(seen: usize, read: &[u8]) -> Watch {
+    let expected = &ENGINE_REQUEST[seen..];
+    let n = expected.len().min(read.len());
+    if read[..n] != expected[..n] {
+        Watch::Off
+    } else if seen + n < ENGINE_REQUEST.len() {
+        Watch::FirstRequest { seen: seen + n }
+    } else {
+        Watch::Http { head_end: read.ends_with(b"\r\n\r\n") }
     }
 }
 
@@ -585,6 +620,39 @@ mod tests {
             }
             assert_eq!(seen, expected);
         }
+    }
+
+    #[test]
+    fn only_engine_io_first_requests_are_watched() {
+        assert_eq!(ENGINE_REQUEST, format!("GET {}/", super::super::handshake::ENGINE_PATH).as_bytes());
+        assert!(matches!(first_request(0, REQUEST), Watch::Http { head_end: true }));
+        assert!(matches!(first_request(0, b"GET /socket"), Watch::FirstRequest { seen: 11 }));
+        assert!(matches!(first_request(11, b".io/?EIO=4"), Watch::Http { head_end: false }));
+        assert!(matches!(first_request(0, b"GET /api/conversations HTTP/1.1\r\n\r\n"), Watch::Off));
+        assert!(matches!(first_request(0, b"POST /socket.io/?EIO=4"), Watch::Off));
+        assert!(matches!(first_request(4, b"/health"), Watch::Off));
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_first_request_is_not_engine_io_is_never_touched() {
+        use tokio::io::AsyncWriteExt;
+        // REST first, then (keep-alive) an upgrade whose first frame is a handshake and then
+        // a PING: the PING reaches the client, because the connection is not watched.
+        let (mut server, mut client) = connection();
+        let rest = b"GET /api/users/me HTTP/1.1\r\n\r\n";
+        client.write_all(rest).await.unwrap();
+        assert_eq!(read_some(&mut server).await, rest);
+        assert!(matches!(server.watch, Watch::Off));
+        client.write_all(REQUEST).await.unwrap();
+        read_some(&mut server).await;
+        let open = text_frame(br#"0{"sid":"abc","upgrades":[],"pingInterval":300,"pingTimeout":200}"#);
+        let expected = [SWITCHING, &open[..], &PING_FRAME[..]].concat();
+        server.write_all(&expected).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < expected.len() {
+            seen.extend(read_some(&mut client).await);
+        }
+        assert_eq!(seen, expected);
     }
 
     #[test]
