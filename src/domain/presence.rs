@@ -128,9 +128,11 @@ impl PresenceService {
             *counter += 1;
             *counter
         };
-        let (service, grace) = (self.clone(), self.grace);
+        // By the app clock, from this moment (not from when the task first runs).
+        let deadline = self.clock.now_ms() + i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX);
+        let service = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
+            service.clock.sleep_until(deadline).await;
             let latest = {
                 let mut departures = crate::sync::lock(&service.departures);
                 let latest = departures.get(&user) == Some(&departure);

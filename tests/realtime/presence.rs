@@ -3,14 +3,40 @@
 
 use std::time::Duration;
 
+use parley::shared_state::{LiveState, PresenceStatus};
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::support::{Mode, TestApp, http::TestUser};
 use crate::{WAIT, connect, direct};
 
-/// Grace of 1 s: long enough to see it work, short enough for a test.
+/// Grace of 1 s (on the app clock, which the tests move).
 async fn spawn(mode: Mode) -> Option<TestApp> {
     TestApp::try_spawn_with(mode, &[("PRESENCE_GRACE_SECS", "1")]).await
+}
+
+const GRACE: Duration = Duration::from_secs(1);
+
+/// Waits until the shared presence registry shows `done` for `user` (the server processed a
+/// connect or disconnect), failing after [`WAIT`].
+pub async fn registry_shows(app: &TestApp, user: Uuid, done: impl Fn(&LiveState) -> bool) {
+    let presence = &app.state.platform.shared.presence;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let states = presence.states(&[user]).await.expect("presence state");
+        if done(&states[0]) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the registry never showed it for {user}: {:?}", states[0]);
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Waits until the server has taken `user`'s last device away, then moves the app clock
+/// past the grace period.
+pub async fn gone_past_grace(app: &TestApp, user: Uuid, grace: Duration) {
+    registry_shows(app, user, |live| live.status == PresenceStatus::Offline).await;
+    app.clock.advance(grace + Duration::from_millis(1));
 }
 
 pub async fn befriend(a: &TestUser, b: &TestUser) {
@@ -45,16 +71,16 @@ mod grace {
         let bob_socket = connect(&app, &bob).await;
         connect(&app, &ann).await.disconnect().await;
         assert_eq!(bob_socket.expect_event("presence:update", WAIT).await["status"], "online");
+        super::registry_shows(&app, ann.id, |live| live.status == super::PresenceStatus::Offline).await;
         assert_eq!(
             bob.client.get(&format!("/api/users/{}/presence", ann.id)).await.body["status"],
             "online",
             "within the grace"
         );
-        assert!(
-            bob_socket.next_event("presence:update", Duration::from_secs(6)).await.is_none(),
-            "a sweep ran and waited"
-        );
-        app.clock.advance(Duration::from_secs(31));
+        // A sweep at this moment of the app clock, then a barrier: the sweep waits.
+        app.state.services.presence.sweep().await;
+        bob_socket.assert_no_event("presence:update", "the sweep did not wait for the grace period").await;
+        super::gone_past_grace(&app, ann.id, Duration::from_secs(30)).await;
         assert_eq!(bob_socket.expect_event("presence:update", Duration::from_secs(10)).await["status"], "offline");
     }
 }
@@ -81,12 +107,23 @@ async fn devices_aggregate_and_offline_waits_for_the_last_one_and_the_grace(app:
     let bob_socket = connect(&app, &bob).await;
     let (phone, laptop) = (connect(&app, &ann).await, connect(&app, &ann).await);
     assert_eq!(bob_socket.expect_event("presence:update", WAIT).await["status"], "online");
+    // The laptop leaves at a moment of its own, so the registry shows when it has left.
+    app.clock.advance(Duration::from_millis(10));
+    let left_at = parley::clock::Clock::now_ms(&app.clock);
     laptop.disconnect().await;
-    assert!(
-        bob_socket.next_event("presence:update", Duration::from_millis(1800)).await.is_none(),
-        "one device is still there"
-    );
+    registry_shows(&app, ann.id, |live| live.last_activity_ms == Some(left_at)).await;
+    // Past the laptop's grace on the app clock, a settle and a sweep on every replica decide
+    // nothing: the phone is still there.
+    app.clock.advance(GRACE * 2);
+    for replica in app.replicas() {
+        replica.state.services.presence.settle(ann.id).await;
+        replica.state.services.presence.sweep().await;
+    }
+    let rest = bob.client.get(&format!("/api/users/{}/presence", ann.id)).await;
+    assert_eq!(rest.assert_status(200)["status"], "online", "one device is still there");
+    bob_socket.assert_no_event("presence:update", "one device is still there").await;
     phone.disconnect().await;
+    gone_past_grace(&app, ann.id, GRACE).await;
     let offline = bob_socket.expect_event("presence:update", WAIT).await;
     assert_eq!(offline["status"], "offline");
     assert!(offline["lastSeenAt"].is_string(), "{offline}");
@@ -165,6 +202,7 @@ async fn hiding_last_seen_hides_it_everywhere(app: TestApp) {
     let bob_socket = connect(&app, &bob).await;
     connect(&app, &ann).await.disconnect().await;
     bob_socket.expect_event("presence:update", WAIT).await;
+    gone_past_grace(&app, ann.id, GRACE).await;
     let offline = bob_socket.expect_event("presence:update", WAIT).await;
     assert_eq!(offline["status"], "offline");
     assert!(offline["lastSeenAt"].is_null() && offline["lastActivity"].is_null(), "{offline}");
@@ -192,6 +230,7 @@ async fn legacy_presence_events_and_route(app: TestApp) {
     );
     assert!(row.get("last_seen").is_some() && row.get("last_active_at").is_some());
     ann_socket.disconnect().await;
+    gone_past_grace(&app, ann.id, GRACE).await;
     let offline = bob_socket.expect_event("user.offline", WAIT).await;
     assert_eq!(offline["isOnline"], false);
     assert!(offline["lastSeen"].is_string());

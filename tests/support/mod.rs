@@ -226,6 +226,11 @@ impl TestApp {
         Self::try_spawn(mode).await.expect("production services are reachable")
     }
 
+    /// This server and, in [`Mode::Replicated`], the other replica.
+    pub fn replicas(&self) -> Vec<&TestApp> {
+        std::iter::once(self).chain(self.other.as_deref()).collect()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

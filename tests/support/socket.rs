@@ -224,6 +224,23 @@ impl SocketClient {
         self.wait_event(event, timeout).await.map(|(data, _)| data)
     }
 
+    /// A round trip through this socket's event queue (a `ping` and its ack): the server
+    /// sends a socket's events in order and answers an event after what it emitted to that
+    /// socket before it, so when this returns, everything this replica sent the socket
+    /// before has arrived. The `pong` it causes stays queued.
+    pub async fn barrier(&self) {
+        self.emit_with_ack("ping", json!({}), Duration::from_secs(10)).await.expect("barrier: the ping's ack");
+    }
+
+    /// Proves that no `event` has reached this socket (since the last `drain` or wait for
+    /// it): a [`Self::barrier`] first, then a look at what arrived. Nothing is consumed.
+    pub async fn assert_no_event(&self, event: &str, why: &str) {
+        self.barrier().await;
+        let state = self.shared.lock();
+        let got: Vec<&Value> = state.events.iter().filter(|e| e.name == event).map(|e| &e.data).collect();
+        assert!(got.is_empty(), "{why}: got {event} {got:?}");
+    }
+
     /// All events received so far and not yet consumed, in arrival order, draining them.
     pub fn drain(&self) -> Vec<(String, Value)> {
         let mut state = self.shared.lock();
