@@ -107,7 +107,7 @@ describe("Engine.IO handshake", { skip }, () => {
 
 describe("Engine.IO heartbeat", { skip }, () => {
   // engineioxide alone would send the first PING right after the handshake; Parley answers
-  // that one itself (src/realtime/first_ping.rs), so clients see it pingInterval later.
+  // that one itself (src/transport/first_ping.rs), so clients see it pingInterval later.
   it("websocket: the first ping comes pingInterval after the handshake, after the CONNECT reply and auth", async () => {
     // Pings are kept in the queue: one before the CONNECT reply would fail the test.
     const socket = new RawSocket(wsEndpoint("EIO=4&transport=websocket"), { keepPings: true });

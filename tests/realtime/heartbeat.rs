@@ -1,7 +1,7 @@
 //! The Engine.IO heartbeat as a client sees it, with a short interval
 //! (`SOCKET_PING_INTERVAL_MS` 300, `SOCKET_PING_TIMEOUT_MS` 200): the first PING comes one
 //! interval after the handshake (engineioxide alone sends it at once; see
-//! `src/realtime/first_ping.rs`), never ahead of the namespace CONNECT reply; later PINGs come
+//! `src/transport/first_ping.rs`), never ahead of the namespace CONNECT reply; later PINGs come
 //! every interval and are not intercepted, so a client that stops answering is closed. Over a
 //! websocket and over long-polling. Every wait is bounded; the timing checks are lower bounds
 //! (a PING can be late on a busy machine, never early).
