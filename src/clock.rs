@@ -111,4 +111,3 @@ mod tests {
         clock.sleep_until(deadline).await;
     }
 }
-

@@ -100,22 +100,7 @@ impl<A: Adapter> Gateway<A> {
         ack: AckSender<A>,
         queue: &EventQueue,
     ) {
-        match queue.take_budget(self.rate) {
-            limits::Verdict::Run => {}
-            limits::Verdict::Refused(retry_after) => {
-                metrics::counter!("parley_rate_limited_total", "scope" => "socket_event_rate").increment(1);
-                let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after }));
-                return;
-            }
-            limits::Verdict::Flood => {
-                metrics::counter!("parley_rate_limited_total", "scope" => "socket_flood").increment(1);
-                tracing::warn!(sid = %socket.id, "socket floods events; disconnecting it");
-                let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after: Duration::from_secs(1) }));
-                let _ = socket.disconnect();
-                return;
-            }
-            limits::Verdict::Dropped => return,
-        }
+        let Some(ack) = self.within_budget(&socket, ack, queue) else { return };
         if event == "auth" {
             // Queued behind the socket's earlier events, like every event.
             if !queue.push((self.events.auth)(self.link(socket), payload, ack)) {
@@ -134,23 +119,51 @@ impl<A: Adapter> Gateway<A> {
             let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after: Duration::from_secs(1) }));
             return;
         }
-        let (state, replies, handler) = (self.state.clone(), self.replies, handler.clone());
         let span = tracing::info_span!("socket_event", event, sid = %socket.id);
-        queue.push(
-            async move {
-                let result = match current_session(&socket, &state) {
-                    Ok(session) => {
-                        handler(Ctx { socket, state, session, replies }, &payload.unwrap_or(Value::Null)).await
-                    }
-                    Err(err) => Err(err),
-                };
-                if let Err(err) = &result {
-                    tracing::debug!(code = err.code(), "event refused");
-                }
-                let _ = ack.send(&ack::envelope(result));
+        queue.push(self.run(handler.clone(), socket, payload, ack).instrument(span));
+    }
+
+    /// The socket's event budget: the ack back when the event may run; `None` when it was
+    /// refused (and answered), or the socket floods and is disconnected.
+    fn within_budget(&self, socket: &SocketRef<A>, ack: AckSender<A>, queue: &EventQueue) -> Option<AckSender<A>> {
+        let refusal = match queue.take_budget(self.rate) {
+            limits::Verdict::Run => return Some(ack),
+            limits::Verdict::Dropped => return None,
+            limits::Verdict::Refused(retry_after) => {
+                metrics::counter!("parley_rate_limited_total", "scope" => "socket_event_rate").increment(1);
+                AppError::RateLimited { retry_after }
             }
-            .instrument(span),
-        );
+            limits::Verdict::Flood => {
+                metrics::counter!("parley_rate_limited_total", "scope" => "socket_flood").increment(1);
+                tracing::warn!(sid = %socket.id, "socket floods events; disconnecting it");
+                let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after: Duration::from_secs(1) }));
+                let _ = socket.clone().disconnect();
+                return None;
+            }
+        };
+        let _ = ack.send(&ack::error(&refusal));
+        None
+    }
+
+    /// One queued event: the session check, the handler, the ack.
+    fn run(
+        &self,
+        handler: Handler<A>,
+        socket: SocketRef<A>,
+        payload: Option<Value>,
+        ack: AckSender<A>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let (state, replies) = (self.state.clone(), self.replies);
+        async move {
+            let result = match current_session(&socket, &state) {
+                Ok(session) => handler(Ctx { socket, state, session, replies }, &payload.unwrap_or(Value::Null)).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = &result {
+                tracing::debug!(code = err.code(), "event refused");
+            }
+            let _ = ack.send(&ack::envelope(result));
+        }
     }
 }
 

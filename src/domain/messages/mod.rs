@@ -1,11 +1,18 @@
 //! The message pipeline shared by the socket and REST paths: rate limit, membership and
 //! block checks, the storage transaction (dedup + `seq`), then the broadcast. Also history
-//! pages, edits, tombstones, and the missed-message replay on connect.
+//! pages, edits and tombstones; the missed-message replay and `sync` are in [`replay`], the
+//! delivered watermarks in [`delivered`].
+
+mod delivered;
+mod replay;
+
+pub use delivered::DELIVERED_FLUSH;
+pub use replay::{REPLAY_LIMIT, Replay, ReplayBatch};
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use chrono::{DateTime, Utc};
@@ -31,19 +38,12 @@ use crate::{
     shared_state::{Admission, Quota, SharedState},
     storage::{
         Storage,
-        models::{DeliveredMark, HistoryQuery, MessageRecord, NewMessage},
+        models::{HistoryQuery, MessageRecord, NewMessage},
     },
-    sync::lock,
 };
 
-/// Messages replayed per conversation on connect; beyond that the conversation is listed
-/// as truncated and the client pages through REST.
-pub const REPLAY_LIMIT: usize = 100;
 /// Conversations one forward may target.
 pub const FORWARD_MAX: usize = 10;
-/// How often gathered delivered watermarks are written.
-pub const DELIVERED_FLUSH: Duration = Duration::from_millis(250);
-
 /// A stored message and whether this call stored it (`false`: a retry found the original).
 pub struct Sent {
     pub message: Message,
@@ -63,23 +63,6 @@ pub struct HistoryRequest<'a> {
     pub limit: Option<i64>,
     pub after_seq: Option<i64>,
     pub since: Option<&'a str>,
-}
-
-/// One conversation's missed messages for a (re)connecting socket, oldest first. Once they
-/// are emitted, [`MessageService::mark_replayed`] moves the watermark to `delivered_to`.
-pub struct ReplayBatch {
-    pub conversation_id: Uuid,
-    pub messages: Vec<Message>,
-    pub delivered_to: i64,
-    pub truncated: bool,
-}
-
-/// Messages answering a `sync` request.
-#[derive(Default, Serialize)]
-pub struct Replay {
-    pub messages: Vec<Message>,
-    pub conversations: usize,
-    pub truncated: Vec<Uuid>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -123,14 +106,6 @@ impl MessageService {
             quota: Quota::per_minute(per_minute),
             writer: MessageWriter::spawn(deps.storage.clone()),
             delivered: Mutex::default(),
-        }
-    }
-
-    /// For users with sockets here: whatever was created more than `margin` ago reached them.
-    pub async fn settle_delivery(&self, users: &[Uuid], margin: std::time::Duration) {
-        let cutoff = self.clock.now() - chrono::Duration::from_std(margin).unwrap_or_default();
-        if let Err(err) = self.storage.mark_delivered_before(users, cutoff).await {
-            tracing::warn!(error = %err, "delivered watermarks not settled");
         }
     }
 
@@ -266,46 +241,6 @@ impl MessageService {
         }
     }
 
-    /// Participants with a socket on this replica got the message just now: their delivered
-    /// watermark moves past it (gathered here, written by [`Self::flush_delivered`] every
-    /// [`DELIVERED_FLUSH`] and before the user's next replay), so a later reconnect does not
-    /// replay it. Everyone else's moves when their own replica vouches for it
-    /// ([`Self::settle_delivery`]); until then a reconnect replays it (clients de-duplicate by
-    /// id), and nothing is lost if that replica dies.
-    fn record_delivery(&self, message: &MessageRecord, participants: &[Uuid]) {
-        let here = self.local.connected(participants);
-        if here.is_empty() {
-            return;
-        }
-        let mut pending = lock(&self.delivered);
-        for user in here {
-            let seq = pending.entry(user).or_default().entry(message.conversation_id).or_default();
-            *seq = (*seq).max(message.seq);
-        }
-    }
-
-    /// Writes the delivered watermarks gathered since the last flush, in one statement.
-    pub async fn flush_delivered(&self) {
-        let pending = std::mem::take(&mut *lock(&self.delivered));
-        let marks: Vec<DeliveredMark> = pending.into_iter().flat_map(|(user, seqs)| marks_of(user, seqs)).collect();
-        self.write_delivered(&marks).await;
-    }
-
-    /// Writes `user`'s gathered watermarks now, before their replay is computed.
-    async fn flush_delivered_for(&self, user: Uuid) {
-        let Some(seqs) = lock(&self.delivered).remove(&user) else { return };
-        self.write_delivered(&marks_of(user, seqs).collect::<Vec<_>>()).await;
-    }
-
-    async fn write_delivered(&self, marks: &[DeliveredMark]) {
-        if marks.is_empty() {
-            return;
-        }
-        if let Err(err) = self.storage.mark_delivered_many(marks).await {
-            tracing::warn!(error = %err, "delivered watermarks not advanced; messages may be replayed");
-        }
-    }
-
     pub async fn history(&self, user: Uuid, conversation: Uuid, request: HistoryRequest<'_>) -> AppResult<HistoryPage> {
         let limit = page_limit(request.limit)?;
         let (_, participant) = membership(self.storage.as_ref(), user, conversation).await?;
@@ -375,78 +310,6 @@ impl MessageService {
     async fn message_in(&self, conversation: Uuid, message: Uuid) -> AppResult<MessageRecord> {
         message_in(self.storage.as_ref(), conversation, message).await
     }
-
-    /// Everything past `user`'s delivered watermark, at most [`REPLAY_LIMIT`] per
-    /// conversation (deleted messages left out). When truncated, the watermark may move to
-    /// the end: the client is told to page through REST.
-    pub async fn replay(&self, user: Uuid) -> AppResult<Vec<ReplayBatch>> {
-        self.flush_delivered_for(user).await;
-        let mut batches = Vec::new();
-        for pending in self.storage.pending_deliveries(user).await? {
-            let floor = pending.last_delivered_seq.max(pending.cleared_seq).max(pending.hidden_seq);
-            let query = HistoryQuery::After { seq: floor };
-            let mut rows = self.storage.history(pending.conversation_id, floor, query, REPLAY_LIMIT as i64 + 1).await?;
-            let truncated = rows.len() > REPLAY_LIMIT;
-            rows.truncate(REPLAY_LIMIT);
-            batches.push(ReplayBatch {
-                conversation_id: pending.conversation_id,
-                delivered_to: if truncated { pending.last_seq } else { rows.last().map_or(floor, |m| m.seq) },
-                messages: rows.iter().filter(|m| m.deleted_at.is_none()).map(Message::from).collect(),
-                truncated,
-            });
-        }
-        Ok(batches)
-    }
-
-    /// Called once a [`ReplayBatch`] went out: a socket that drops mid-replay gets the rest
-    /// next time.
-    pub async fn mark_replayed(&self, user: Uuid, batch: &ReplayBatch) -> AppResult<()> {
-        Ok(self.storage.mark_delivered(batch.conversation_id, &[user], batch.delivered_to).await?)
-    }
-
-    /// The `sync` request: messages after given points, oldest first, with tombstones.
-    pub async fn sync_after(&self, user: Uuid, points: &[(Uuid, i64)]) -> AppResult<Replay> {
-        let mut replay = Replay::default();
-        let mut seen = HashSet::new();
-        for (conversation, after) in points.iter().copied().filter(|(c, _)| seen.insert(*c)) {
-            let (_, participant) = membership(self.storage.as_ref(), user, conversation).await?;
-            let query = HistoryQuery::After { seq: after.max(0) };
-            self.collect(&mut replay, conversation, participant.cleared_seq, query).await?;
-        }
-        Ok(replay)
-    }
-
-    /// The `sync {since}` request: every conversation active since `since`.
-    pub async fn sync_since(&self, user: Uuid, since: &str) -> AppResult<Replay> {
-        let time = parse_time("since", since)?;
-        let mut replay = Replay::default();
-        for archived in [false, true] {
-            let active = self.storage.conversations_of(user, archived, None, 1000).await?;
-            for summary in active.iter().filter(|s| s.conversation.last_activity_at > time) {
-                let query = HistoryQuery::Since { time };
-                self.collect(&mut replay, summary.conversation.id, summary.cleared_seq, query).await?;
-            }
-        }
-        Ok(replay)
-    }
-
-    async fn collect(&self, replay: &mut Replay, conversation: Uuid, floor: i64, query: HistoryQuery) -> AppResult<()> {
-        let mut rows = self.storage.history(conversation, floor, query, REPLAY_LIMIT as i64 + 1).await?;
-        if rows.len() > REPLAY_LIMIT {
-            rows.truncate(REPLAY_LIMIT);
-            replay.truncated.push(conversation);
-        }
-        if !rows.is_empty() {
-            replay.conversations += 1;
-        }
-        replay.messages.extend(rows.iter().map(Message::from));
-        Ok(())
-    }
-}
-
-/// `user`'s gathered watermarks (conversation → seq) as marks to write.
-fn marks_of(user: Uuid, seqs: HashMap<Uuid, i64>) -> impl Iterator<Item = DeliveredMark> {
-    seqs.into_iter().map(move |(conversation, seq)| DeliveredMark { conversation, user, seq })
 }
 
 fn parse_time(field: &str, raw: &str) -> AppResult<DateTime<Utc>> {
