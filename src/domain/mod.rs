@@ -1,6 +1,8 @@
 //! Services used by both REST handlers and socket handlers, plus the validated input types
 //! and wire views they speak. Dependencies point one way: http/realtime → domain →
-//! storage, shared_state.
+//! storage, shared_state, fanout. Services say what happened to whom through
+//! [`crate::fanout::Fanout`]; no service knows a transport. Membership checks are in
+//! [`access`], wire views in [`views`]; services are built from [`Deps`].
 
 pub mod access;
 pub mod auth;
