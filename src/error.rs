@@ -33,6 +33,9 @@ pub enum AppError {
     Blocked(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// An invite link that expired, was used up or was revoked.
+    #[error("this invite link is no longer valid")]
+    InviteInvalid,
     #[error("this email is already registered")]
     EmailTaken,
     #[error("this username is already taken")]
@@ -78,6 +81,7 @@ impl AppError {
             Self::NotInConversation => "NOT_IN_CONVERSATION",
             Self::Blocked(_) => "BLOCKED",
             Self::NotFound(_) => "NOT_FOUND",
+            Self::InviteInvalid => "INVITE_INVALID",
             Self::EmailTaken => "EMAIL_TAKEN",
             Self::UsernameTaken => "USERNAME_TAKEN",
             Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
@@ -94,6 +98,7 @@ impl AppError {
             Self::AuthFailed(_) | Self::InvalidCredentials | Self::TokenRevoked => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::NotInConversation | Self::Blocked(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::InviteInvalid => StatusCode::GONE,
             Self::EmailTaken | Self::UsernameTaken => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -16,6 +16,7 @@ use crate::{
         auth::{AuthService, TokenSettings},
         conversations::ConversationService,
         delivery::LocalSockets,
+        groups::GroupService,
         messages::{MessageService, SendPipeline},
         presence::PresenceService,
         reads::ReadService,
@@ -42,7 +43,8 @@ pub struct AppState {
 pub struct Services {
     pub auth: AuthService,
     pub users: UserService,
-    pub conversations: ConversationService,
+    pub conversations: Arc<ConversationService>,
+    pub groups: GroupService,
     pub messages: MessageService,
     pub presence: Arc<PresenceService>,
     pub typing: Arc<TypingService>,
@@ -102,10 +104,12 @@ impl Services {
         let unread = Arc::new(UnreadNotifier::new(deps));
         let presence = Arc::new(PresenceService::new(deps, config.presence_grace));
         let pipeline = SendPipeline { typing: typing.clone(), unread: unread.clone(), local };
+        let conversations = Arc::new(ConversationService::new(deps, typing.clone()));
         Self {
             auth: AuthService::new(deps, tokens),
             users: UserService::new(deps, presence.clone()),
-            conversations: ConversationService::new(deps, typing.clone()),
+            groups: GroupService::new(deps, conversations.clone()),
+            conversations,
             messages: MessageService::new(deps, pipeline, config.message_rate_per_min),
             reads: ReadService::new(deps, unread.clone()),
             presence,

@@ -18,7 +18,7 @@ use crate::{
     fanout::Fanout,
     storage::{
         Storage,
-        models::{ConversationKind, ConversationRecord, NewConversation, ParticipantRecord, Visibility},
+        models::{AddOutcome, ConversationKind, ConversationRecord, NewConversation, ParticipantRecord, Visibility},
     },
 };
 
@@ -163,14 +163,12 @@ impl ConversationService {
         self.detail_of(user, &conversation).await
     }
 
-    async fn detail_of(&self, user: Uuid, conversation: &ConversationRecord) -> AppResult<ConversationDetail> {
+    /// `conversation` as `user` sees it, with its participants.
+    pub async fn detail_of(&self, user: Uuid, conversation: &ConversationRecord) -> AppResult<ConversationDetail> {
         let summary =
             self.storage.conversation_summary(user, conversation.id).await?.ok_or(AppError::NotInConversation)?;
         let members = self.storage.members(conversation.id).await?;
-        let participants = members
-            .iter()
-            .map(|m| Participant { user: User::seen_by(&m.user, user), role: m.role, joined_at: m.joined_at.into() })
-            .collect();
+        let participants = members.iter().map(|m| Participant::seen_by(m, user)).collect();
         let mut conversation = [Conversation::from(&summary)];
         self.fill_typing(user, &mut conversation).await;
         let [conversation] = conversation;
@@ -223,11 +221,16 @@ impl ConversationService {
         if conversation.kind != ConversationKind::Group {
             return Err(AppError::validation("only groups can be joined"));
         }
-        if conversation.visibility != Visibility::Public && self.storage.participant(id, user).await?.is_none() {
-            return Err(AppError::Forbidden("this group is private: ask a member to add you"));
-        }
-        if self.storage.join(id, user, self.clock.now()).await? {
-            for member in self.storage.member_ids(id).await? {
+        if self.storage.participant(id, user).await?.is_none() {
+            if conversation.visibility != Visibility::Public {
+                return Err(AppError::Forbidden("this group is private: ask a member to add you"));
+            }
+            let outcome = self.admit(id, &[user], user).await?;
+            if !outcome.full.is_empty() {
+                return Err(AppError::Forbidden("this group is full"));
+            }
+            // The members who were there also get the new count, as before participant events.
+            for member in self.storage.member_ids(id).await?.into_iter().filter(|m| *m != user) {
                 self.push_update(member, id).await;
             }
         }
@@ -239,18 +242,58 @@ impl ConversationService {
         if conversation.kind != ConversationKind::Group {
             return Err(AppError::validation("direct conversations cannot be left; hide them instead"));
         }
+        self.remove_participant(id, user, user).await
+    }
+
+    /// Adds `users` to group `id` (up to [`GROUP_MAX_PARTICIPANTS`]): their live sockets join
+    /// the conversation's room on every replica, each gets `conversation:updated`, and the
+    /// members who were there get `participant:added` (`by`: who added them).
+    pub async fn admit(&self, id: Uuid, users: &[Uuid], by: Uuid) -> AppResult<AddOutcome> {
+        let before = self.storage.member_ids(id).await?;
+        let outcome = self.storage.add_members(id, users, GROUP_MAX_PARTICIPANTS, self.clock.now()).await?;
+        if outcome.added.is_empty() {
+            return Ok(outcome);
+        }
+        for user in &outcome.added {
+            self.fanout.set_subscription(*user, id, true).await;
+            self.push_update(*user, id).await;
+        }
+        let added = self.public_profiles(&outcome.added).await?;
+        self.fanout.participants_added(id, &added, by, &before).await;
+        Ok(outcome)
+    }
+
+    /// Takes `user` out of group `id` (`by` themselves: they left): their sockets leave the
+    /// room on every replica and stop hearing its typing; they get `conversation:updated
+    /// {removed: true}`, the members who stay `participant:removed` and their new view.
+    pub async fn remove_participant(&self, id: Uuid, user: Uuid, by: Uuid) -> AppResult<()> {
         let last_view = self.storage.conversation_summary(user, id).await?;
         let outcome = self.storage.leave(id, user, self.clock.now()).await?;
         self.fanout.set_subscription(user, id, false).await;
-        if let (true, Some(view)) = (outcome.left, last_view) {
+        if !outcome.left {
+            return Ok(());
+        }
+        self.typing.end(user, id).await;
+        if let Some(view) = last_view {
             self.fanout.conversation_removed(user, &Conversation::from(&view)).await;
         }
-        if outcome.left && !outcome.emptied {
-            for member in self.storage.member_ids(id).await? {
-                self.push_update(member, id).await;
-            }
+        if outcome.emptied {
+            return Ok(());
+        }
+        let members = self.storage.member_ids(id).await?;
+        let reason = if by == user { "left" } else { "removed" };
+        self.fanout.participant_removed(id, user, by, reason, &members).await;
+        for member in members {
+            self.push_update(member, id).await;
         }
         Ok(())
+    }
+
+    /// The profiles of `users` as anyone may see them (no email).
+    pub async fn public_profiles(&self, users: &[Uuid]) -> AppResult<Vec<User>> {
+        let mut records = self.storage.users_by_ids(users).await?;
+        records.sort_by_key(|r| users.iter().position(|u| *u == r.id));
+        Ok(records.iter().map(|r| User::seen_by(r, Uuid::nil())).collect())
     }
 
     async fn membership(&self, user: Uuid, id: Uuid) -> AppResult<(ConversationRecord, ParticipantRecord)> {
@@ -262,7 +305,7 @@ impl ConversationService {
     }
 
     /// `conversation:updated` with `user`'s own view; a failure to read it is only logged.
-    async fn push_update(&self, user: Uuid, conversation: Uuid) {
+    pub async fn push_update(&self, user: Uuid, conversation: Uuid) {
         match self.storage.conversation_summary(user, conversation).await {
             Ok(Some(summary)) => self.fanout.conversation_updated(user, &Conversation::from(&summary)).await,
             Ok(None) => {}
@@ -271,7 +314,7 @@ impl ConversationService {
     }
 }
 
-fn parse_title(raw: Option<&str>) -> AppResult<String> {
+pub(crate) fn parse_title(raw: Option<&str>) -> AppResult<String> {
     let title = raw.map(str::trim).unwrap_or_default();
     if title.is_empty() || title.chars().count() > TITLE_MAX_CHARS || title.chars().any(char::is_control) {
         return Err(AppError::invalid_field("title", "groups need a title of 1 to 100 characters"));

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod conversations;
 pub mod cursor;
 pub mod delivery;
+pub mod groups;
 pub mod input;
 pub mod message_input;
 pub mod message_writer;

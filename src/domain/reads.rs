@@ -183,13 +183,18 @@ impl ReadService {
         }
     }
 
-    /// `GET /api/messages/:id/receipts`.
+    /// `GET /api/messages/:id/receipts`: a message from before the caller joined is not
+    /// theirs to see (404). Readers and the total count only those who were there when it
+    /// was sent.
     pub async fn receipts(&self, user: Uuid, message: Uuid) -> AppResult<Receipts> {
         let record = self.storage.message(message).await?.ok_or(AppError::NotFound("message"))?;
-        membership(self.storage.as_ref(), user, record.conversation_id).await?;
+        let (_, participant) = membership(self.storage.as_ref(), user, record.conversation_id).await?;
+        if record.seq <= participant.joined_seq {
+            return Err(AppError::NotFound("message"));
+        }
         let readers = self.storage.readers(record.conversation_id, record.seq, record.sender_id).await?;
-        let total_count =
-            self.storage.member_ids(record.conversation_id).await?.iter().filter(|p| **p != record.sender_id).count();
+        let members = self.storage.members(record.conversation_id).await?;
+        let total_count = members.iter().filter(|m| m.user.id != record.sender_id && m.joined_seq < record.seq).count();
         let receipts: Vec<Receipt> = readers
             .iter()
             .map(|r| Receipt {

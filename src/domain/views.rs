@@ -8,8 +8,8 @@ use super::time::Timestamp;
 use crate::{
     shared_state::PresenceStatus,
     storage::models::{
-        ContentType, ConversationKind, ConversationSummaryRecord, MessageRecord, PresenceSharing, Role, UserRecord,
-        Visibility,
+        ContentType, ConversationKind, ConversationSummaryRecord, MemberRecord, MessageRecord, PresenceSharing, Role,
+        UserRecord, Visibility,
     },
 };
 
@@ -157,6 +157,10 @@ pub struct Conversation {
     /// Groups only: `public` groups can be joined by anyone who knows the id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,
+    pub description: Option<String>,
+    pub avatar_url: Option<String>,
+    /// The viewer muted it until then (no push; still counted unread).
+    pub muted_until: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub participant_count: i64,
@@ -192,6 +196,9 @@ impl From<&ConversationSummaryRecord> for Conversation {
             kind: c.kind,
             title: c.title.clone(),
             visibility: (c.kind == ConversationKind::Group).then_some(c.visibility),
+            description: c.description.clone(),
+            avatar_url: c.avatar_url.clone(),
+            muted_until: s.muted_until.map(Timestamp),
             created_at: c.created_at.into(),
             updated_at: c.updated_at.into(),
             participant_count: s.participant_count,
@@ -200,6 +207,13 @@ impl From<&ConversationSummaryRecord> for Conversation {
             is_archived: s.archived_at.is_some(),
             typing_users: Vec::new(),
         }
+    }
+}
+
+impl Participant {
+    /// `member` as `viewer` sees them.
+    pub fn seen_by(member: &MemberRecord, viewer: Uuid) -> Self {
+        Self { user: User::seen_by(&member.user, viewer), role: member.role, joined_at: member.joined_at.into() }
     }
 }
 

@@ -7,9 +7,12 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::{
-    time::Timestamp,
-    views::{Conversation, Message, PresenceView, TypingUser},
+use crate::{
+    domain::{
+        time::Timestamp,
+        views::{Conversation, Message, PresenceView, TypingUser, User},
+    },
+    storage::models::Role,
 };
 
 /// A payload with its event name: what a transport puts on the wire.
@@ -65,6 +68,9 @@ server_events! {
     BlockAdded(BlockChanged) = "block.added",
     BlockRemoved(BlockChanged) = "block.removed",
     ReadAck(ReadAck) = "message.read_ack",
+    ParticipantAdded(ParticipantAdded<'a>) = "participant:added",
+    ParticipantRemoved(ParticipantRemoved) = "participant:removed",
+    ParticipantUpdated(ParticipantUpdated) = "participant:updated",
 }
 
 /// `auth:success {userId}`.
@@ -229,4 +235,34 @@ pub struct BlockChanged {
 pub struct ReadAck {
     pub conversation_id: Uuid,
     pub read_at: Timestamp,
+}
+
+/// `participant:added {conversationId, users, by}`: to the members who were there.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantAdded<'a> {
+    pub conversation_id: Uuid,
+    pub users: &'a [User],
+    pub by: Uuid,
+}
+
+/// `participant:removed {conversationId, userId, by, reason}`: to the members who stay.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantRemoved {
+    pub conversation_id: Uuid,
+    pub user_id: Uuid,
+    pub by: Uuid,
+    /// `removed` (by an owner or admin) or `left`.
+    pub reason: &'static str,
+}
+
+/// `participant:updated {conversationId, userId, role, by}`: a role changed.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantUpdated {
+    pub conversation_id: Uuid,
+    pub user_id: Uuid,
+    pub role: Role,
+    pub by: Uuid,
 }

@@ -24,13 +24,16 @@ use uuid::Uuid;
 
 pub use events::ServerEvent;
 use events::{
-    AuthError, ConversationEvent, MessageDeleted, MessageEvent, ReceiptCount, ReceiptUpdated, TypingEvent,
-    UnreadUpdated,
+    AuthError, ConversationEvent, MessageDeleted, MessageEvent, ParticipantAdded, ParticipantRemoved,
+    ParticipantUpdated, ReceiptCount, ReceiptUpdated, TypingEvent, UnreadUpdated,
 };
 
-use crate::domain::{
-    time::Timestamp,
-    views::{Conversation, Message, PresenceView, TypingUser},
+use crate::{
+    domain::{
+        time::Timestamp,
+        views::{Conversation, Message, PresenceView, TypingUser, User},
+    },
+    storage::models::Role,
 };
 
 /// Who receives an event: every connection of `users`, of the `subscribers_of` a
@@ -160,6 +163,32 @@ impl Fanout {
     pub async fn unread_updated(&self, user: Uuid, conversation: Uuid, unread: i64, total: i64) {
         let event = UnreadUpdated { conversation_id: conversation, unread_count: unread, total };
         self.send(Audience::user(user), ServerEvent::UnreadUpdated(event)).await;
+    }
+
+    /// `participant:added` to `audience` (the members who were there): `users` joined,
+    /// added `by` someone (or by themselves).
+    pub async fn participants_added(&self, conversation: Uuid, users: &[User], by: Uuid, audience: &[Uuid]) {
+        let event = ParticipantAdded { conversation_id: conversation, users, by };
+        self.send(Audience::users(audience), ServerEvent::ParticipantAdded(event)).await;
+    }
+
+    /// `participant:removed` to `audience` (the members who stay); `reason`: `removed` or `left`.
+    pub async fn participant_removed(
+        &self,
+        conversation: Uuid,
+        user: Uuid,
+        by: Uuid,
+        reason: &'static str,
+        audience: &[Uuid],
+    ) {
+        let event = ParticipantRemoved { conversation_id: conversation, user_id: user, by, reason };
+        self.send(Audience::users(audience), ServerEvent::ParticipantRemoved(event)).await;
+    }
+
+    /// `participant:updated` to every participant: `user`'s role is now `role`.
+    pub async fn participant_updated(&self, conversation: Uuid, user: Uuid, role: Role, by: Uuid, audience: &[Uuid]) {
+        let event = ParticipantUpdated { conversation_id: conversation, user_id: user, role, by };
+        self.send(Audience::users(audience), ServerEvent::ParticipantUpdated(event)).await;
     }
 
     /// Tells the connections of a signed-out session why they go, then closes them.

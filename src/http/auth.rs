@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::extract::{AuthUser, ClientIp, Json, RawBody};
+use super::extract::{AuthUser, ClientIp, Json, RawBody, parse_optional_body};
 use crate::{
     domain::{
         auth::{RegisterInput, Session},
@@ -213,12 +213,4 @@ pub async fn me(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json
         other => other,
     })?;
     Ok(Json(User::own(&user)))
-}
-
-/// An optional JSON body: empty means default; anything else must parse.
-fn parse_optional_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> AppResult<T> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| AppError::validation(format!("invalid JSON body: {e}")))
 }

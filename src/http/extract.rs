@@ -114,3 +114,19 @@ impl FromRequestParts<AppState> for ClientIp {
         Ok(Self(ip.map_or_else(|| "unknown".into(), |ip| ip.to_string())))
     }
 }
+
+/// Distinguishes a field sent as `null` (`Some(None)`) from one left out (`None`): use with
+/// `#[serde(default, deserialize_with = "present")]`.
+pub fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// A JSON body that may be left out (empty or whitespace: `T::default()`).
+pub fn parse_optional_body<T: for<'de> serde::Deserialize<'de> + Default>(body: &[u8]) -> Result<T, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| AppError::validation(format!("invalid JSON body: {e}")))
+}

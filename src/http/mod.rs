@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod conversations;
 pub mod extract;
+pub mod groups;
 pub mod health;
 pub mod messages;
 pub mod presence;
@@ -56,6 +57,7 @@ use crate::{config::Config, error::AppError, state::AppState};
         (name = "Friends", description = "Follows; friends are mutual follows"),
         (name = "Blocks", description = "Blocking other users"),
         (name = "Conversations", description = "Direct conversations and groups"),
+        (name = "Groups", description = "Running a group: members, roles, invite links, mute"),
         (name = "Messages", description = "History, polling, the HTTP send fallback, edits and deletes"),
         (name = "Presence", description = "Who is online, as privacy settings allow"),
         (name = "Read state", description = "Unread counts, receipts, read status, archive"),
@@ -115,6 +117,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::router())
         .merge(users::router())
         .merge(conversations::router())
+        .merge(groups::router())
         .merge(messages::router())
         .merge(presence::router())
         .merge(reads::router())

@@ -2,12 +2,12 @@
 //! blocks.
 
 use axum::{extract::State, http::StatusCode};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::extract::{AuthUser, Json, Path, Query};
+use super::extract::{AuthUser, Json, Path, Query, present};
 use crate::{
     domain::{
         time::Timestamp,
@@ -84,11 +84,6 @@ pub struct UpdateProfileRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     avatar_url: Option<Option<String>>,
-}
-
-/// Distinguishes a field sent as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Update the signed-in user's profile.

@@ -171,8 +171,6 @@ pub trait ConversationRepo: Send + Sync {
     async fn hide_conversation(&self, conversation: Uuid, user: Uuid) -> StorageResult<bool>;
     /// Soft-deletes for everyone; `false` when it was already deleted.
     async fn soft_delete_conversation(&self, id: Uuid, now: DateTime<Utc>) -> StorageResult<bool>;
-    /// Adds `user` as a member; `false` when already a participant.
-    async fn join(&self, conversation: Uuid, user: Uuid, now: DateTime<Utc>) -> StorageResult<bool>;
     /// Removes `user`, handing ownership to the longest-standing admin (else member) when
     /// the last owner leaves, and soft-deleting the conversation when nobody is left.
     async fn leave(&self, conversation: Uuid, user: Uuid, now: DateTime<Utc>) -> StorageResult<LeaveOutcome>;
@@ -254,8 +252,48 @@ pub trait ReadRepo: Send + Sync {
 }
 
 /// Everything the application needs from a database.
+/// Running a group: its fields, its members and roles, invite links, per-user mute.
 #[async_trait]
-pub trait Storage: UserRepo + SessionRepo + SocialRepo + ConversationRepo + MessageRepo + ReadRepo {
+pub trait GroupRepo: Send + Sync {
+    /// Applies `patch` to a live conversation; `None` when there is none.
+    async fn update_conversation(
+        &self,
+        id: Uuid,
+        patch: &ConversationPatch,
+        now: DateTime<Utc>,
+    ) -> StorageResult<Option<ConversationRecord>>;
+    /// Adds `users` as members, in order, while the group has fewer than `limit`
+    /// participants (one transaction). Newcomers see what comes after now: their read,
+    /// delivered, cleared and joined marks start at the conversation's `last_seq`.
+    async fn add_members(
+        &self,
+        conversation: Uuid,
+        users: &[Uuid],
+        limit: usize,
+        now: DateTime<Utc>,
+    ) -> StorageResult<AddOutcome>;
+    /// Sets a participant's role; `false` when they are not one.
+    async fn set_role(&self, conversation: Uuid, user: Uuid, role: Role) -> StorageResult<bool>;
+    /// `to` becomes the owner and `from` (the owner) an admin, at once; `false` when either
+    /// is not a participant.
+    async fn transfer_ownership(&self, conversation: Uuid, from: Uuid, to: Uuid) -> StorageResult<bool>;
+    /// Mutes the conversation for `user` until `until` (`None`: unmuted).
+    async fn set_muted(&self, conversation: Uuid, user: Uuid, until: Option<DateTime<Utc>>) -> StorageResult<bool>;
+    async fn create_invite(&self, invite: &NewInvite) -> StorageResult<InviteRecord>;
+    async fn invite(&self, code: &str) -> StorageResult<Option<InviteRecord>>;
+    /// The conversation's invites that can still be accepted at `now`, oldest first.
+    async fn live_invites(&self, conversation: Uuid, now: DateTime<Utc>) -> StorageResult<Vec<InviteRecord>>;
+    /// `false` when already revoked (or unknown).
+    async fn revoke_invite(&self, code: &str, now: DateTime<Utc>) -> StorageResult<bool>;
+    /// Counts one use of a live invite (atomically, so `max_uses` holds under concurrent
+    /// accepts); `None` when it is not live.
+    async fn use_invite(&self, code: &str, now: DateTime<Utc>) -> StorageResult<Option<InviteRecord>>;
+    /// Gives back a use counted by [`Self::use_invite`] that led to nothing.
+    async fn unuse_invite(&self, code: &str) -> StorageResult<()>;
+}
+
+#[async_trait]
+pub trait Storage: UserRepo + SessionRepo + SocialRepo + ConversationRepo + GroupRepo + MessageRepo + ReadRepo {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
     /// A cheap round trip, for readiness checks.

@@ -198,6 +198,8 @@ pub struct ConversationRecord {
     pub title: Option<String>,
     #[sqlx(try_from = "String")]
     pub visibility: Visibility,
+    pub description: Option<String>,
+    pub avatar_url: Option<String>,
     pub created_by: Option<Uuid>,
     pub last_seq: i64,
     pub last_message_id: Option<Uuid>,
@@ -217,6 +219,62 @@ pub struct NewConversation {
     pub created_at: DateTime<Utc>,
 }
 
+/// Fields of a group to change; `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConversationPatch {
+    pub title: Option<String>,
+    pub description: Option<Option<String>>,
+    pub avatar_url: Option<Option<String>>,
+    pub visibility: Option<Visibility>,
+}
+
+impl ConversationPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What adding users to a group did, each user in one list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddOutcome {
+    pub added: Vec<Uuid>,
+    pub already_members: Vec<Uuid>,
+    /// Not added: the group reached its size limit.
+    pub full: Vec<Uuid>,
+}
+
+/// An invite link of a group.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct InviteRecord {
+    pub code: String,
+    pub conversation_id: Uuid,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub max_uses: Option<i32>,
+    pub uses: i32,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl InviteRecord {
+    /// Whether it can still be accepted at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none()
+            && self.expires_at.is_none_or(|at| at > now)
+            && self.max_uses.is_none_or(|max| self.uses < max)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewInvite {
+    pub code: String,
+    pub conversation_id: Uuid,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub max_uses: Option<i32>,
+}
+
 /// One member's state in a conversation.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ParticipantRecord {
@@ -233,6 +291,9 @@ pub struct ParticipantRecord {
     pub archived_at: Option<DateTime<Utc>>,
     pub hidden_seq: Option<i64>,
     pub marked_unread: bool,
+    /// The conversation's `last_seq` when they joined: they see what came after.
+    pub joined_seq: i64,
+    pub muted_until: Option<DateTime<Utc>>,
 }
 
 /// A participant with the public profile fields of the user.
@@ -241,6 +302,7 @@ pub struct MemberRecord {
     #[sqlx(try_from = "String")]
     pub role: Role,
     pub joined_at: DateTime<Utc>,
+    pub joined_seq: i64,
     #[sqlx(flatten)]
     pub user: UserRecord,
 }
@@ -253,6 +315,7 @@ pub struct ConversationSummaryRecord {
     pub archived_at: Option<DateTime<Utc>>,
     pub cleared_seq: i64,
     pub marked_unread: bool,
+    pub muted_until: Option<DateTime<Utc>>,
     pub participant_count: i64,
     pub unread_count: i64,
     pub lm_id: Option<Uuid>,

@@ -113,6 +113,29 @@ fn table() -> Vec<(&'static str, [Expect; 8])> {
         ("POST /api/conversations/{id}/join", signed_in(FORBIDDEN, INVALID, ok(200), ok(200), ok(200))),
         ("POST /api/conversations/{id}/join (public group)", signed_in(ok(200), INVALID, ok(200), ok(200), ok(200))),
         ("DELETE /api/conversations/{id}/leave", signed_in(NOT_IN, INVALID, ok(204), ok(204), ok(204))),
+        // --- running a group (SPEC §4.1; the blocked user: the direct conversation)
+        ("PATCH /api/conversations/{id}", signed_in(NOT_IN, INVALID, FORBIDDEN, ok(200), ok(200))),
+        ("POST /api/conversations/{id}/participants", signed_in(NOT_IN, INVALID, FORBIDDEN, ok(200), ok(200))),
+        // a plain member added for the occasion
+        (
+            "DELETE /api/conversations/{id}/participants/{userId} (a member)",
+            signed_in(NOT_IN, INVALID, FORBIDDEN, ok(204), ok(204)),
+        ),
+        (
+            "DELETE /api/conversations/{id}/participants/{userId} (the owner)",
+            signed_in(NOT_IN, INVALID, FORBIDDEN, FORBIDDEN, ok(204)),
+        ),
+        (
+            "PATCH /api/conversations/{id}/participants/{userId} (the member → admin)",
+            signed_in(NOT_IN, INVALID, FORBIDDEN, FORBIDDEN, ok(200)),
+        ),
+        ("PUT /api/conversations/{id}/mute", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
+        ("POST /api/conversations/{id}/invites", signed_in(NOT_IN, INVALID, FORBIDDEN, ok(201), ok(201))),
+        ("GET /api/conversations/{id}/invites", signed_in(NOT_IN, INVALID, FORBIDDEN, ok(200), ok(200))),
+        // an invite of the owner's group (the blocked user is not in it)
+        ("DELETE /api/invites/{code}", signed_in(NOT_IN, NOT_IN, FORBIDDEN, ok(204), ok(204))),
+        // the owner's invite: the blocked user may not use it; members are members already
+        ("POST /api/invites/{code}/accept", signed_in(ok(200), BLOCKED, ok(200), ok(200), ok(200))),
         ("PUT /api/conversations/{id}/archive", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
         ("PUT /api/conversations/{id}/read-status", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
         ("POST /api/conversations/{id}/typing", signed_in(NOT_IN, ok(204), ok(204), ok(204), ok(204))),
@@ -163,6 +186,13 @@ async fn public_group(app: &TestApp, fx: &Fixture) -> Uuid {
     let group = id_of(&fx.owner.client.post("/api/conversations", body).await.assert_status(201)["id"]);
     make_admin(app, group, fx.admin.id).await;
     group
+}
+
+/// An invite link of a fresh group of the owner's.
+async fn owners_invite(app: &TestApp, fx: &Fixture) -> String {
+    let group = fresh_group(app, fx).await;
+    let invite = fx.owner.client.post(&format!("/api/conversations/{group}/invites"), json!({})).await;
+    invite.assert_status(201)["code"].as_str().expect("a code").to_owned()
 }
 
 /// The conversation a destructive row acts on.
@@ -252,6 +282,49 @@ async fn call(app: &TestApp, fx: &Fixture, route: &str, role: Role) -> Reply {
                 _ => public_group(app, fx).await,
             };
             c.post_empty(&format!("/api/conversations/{conv}/join")).await
+        }
+        "PATCH /api/conversations/{id}" => {
+            let conv = target(app, fx, role).await;
+            c.patch(&format!("/api/conversations/{conv}"), json!({"description": "ours"})).await
+        }
+        "POST /api/conversations/{id}/participants" => {
+            let conv = target(app, fx, role).await;
+            let extra = app.register("Extra").await;
+            c.post(&format!("/api/conversations/{conv}/participants"), json!({"userIds": [extra.id]})).await
+        }
+        "DELETE /api/conversations/{id}/participants/{userId} (a member)" => {
+            let conv = target(app, fx, role).await;
+            let extra = app.register("Extra").await;
+            if role != Role::Blocked {
+                let add = json!({"userIds": [extra.id]});
+                fx.owner.client.post(&format!("/api/conversations/{conv}/participants"), add).await.assert_status(200);
+            }
+            c.delete(&format!("/api/conversations/{conv}/participants/{}", extra.id)).await
+        }
+        "DELETE /api/conversations/{id}/participants/{userId} (the owner)" => {
+            let conv = target(app, fx, role).await;
+            c.delete(&format!("/api/conversations/{conv}/participants/{owner}")).await
+        }
+        "PATCH /api/conversations/{id}/participants/{userId} (the member → admin)" => {
+            let conv = target(app, fx, role).await;
+            let member = fx.member.id;
+            c.patch(&format!("/api/conversations/{conv}/participants/{member}"), json!({"role": "admin"})).await
+        }
+        "PUT /api/conversations/{id}/mute" => {
+            c.put(&format!("/api/conversations/{conv}/mute"), json!({"until": "2999-01-01T00:00:00Z"})).await
+        }
+        "POST /api/conversations/{id}/invites" => {
+            let conv = target(app, fx, role).await;
+            c.post(&format!("/api/conversations/{conv}/invites"), json!({"maxUses": 3})).await
+        }
+        "GET /api/conversations/{id}/invites" => c.get(&format!("/api/conversations/{conv}/invites")).await,
+        "DELETE /api/invites/{code}" => {
+            let code = owners_invite(app, fx).await;
+            c.delete(&format!("/api/invites/{code}")).await
+        }
+        "POST /api/invites/{code}/accept" => {
+            let code = owners_invite(app, fx).await;
+            c.post_empty(&format!("/api/invites/{code}/accept")).await
         }
         "DELETE /api/conversations/{id}/leave" => {
             let conv = target(app, fx, role).await;

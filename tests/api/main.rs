@@ -9,6 +9,7 @@ mod authz;
 mod conversations;
 mod deployment;
 mod edges;
+mod groups;
 mod openapi;
 mod process;
 mod users;

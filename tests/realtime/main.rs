@@ -6,6 +6,7 @@ mod support;
 
 mod authz;
 mod connecting;
+mod groups;
 mod heartbeat;
 mod limits;
 mod presence;

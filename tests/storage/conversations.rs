@@ -61,7 +61,7 @@ pub(crate) fn message(conversation: Uuid, sender: Uuid, client_id: &str, secs: i
     }
 }
 
-async fn send(store: &Arc<dyn Storage>, m: &NewMessage) -> (i64, bool) {
+pub(crate) async fn send(store: &Arc<dyn Storage>, m: &NewMessage) -> (i64, bool) {
     match store.send_message(m).await.unwrap() {
         SendOutcome::Created(r) => (r.seq, true),
         SendOutcome::Duplicate(r) => (r.seq, false),
@@ -211,8 +211,9 @@ pub async fn edits_and_tombstones(store: Arc<dyn Storage>) {
 pub async fn the_last_owner_leaving_hands_over_and_the_last_member_deletes(store: Arc<dyn Storage>) {
     let u = users(&store, 3).await;
     let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
-    assert!(store.join(group.id, u[2], at(5)).await.unwrap());
-    assert!(!store.join(group.id, u[2], at(6)).await.unwrap(), "joining twice changes nothing");
+    assert_eq!(store.add_members(group.id, &[u[2]], 1000, at(5)).await.unwrap().added, [u[2]]);
+    let again = store.add_members(group.id, &[u[2]], 1000, at(6)).await.unwrap();
+    assert_eq!((again.added.len(), again.already_members), (0, vec![u[2]]), "joining twice changes nothing");
     let outcome = store.leave(group.id, u[0], at(7)).await.unwrap();
     assert!(outcome.left && !outcome.emptied);
     assert_eq!(outcome.new_owner, Some(u[1]), "the longest-standing member inherits");
@@ -227,9 +228,10 @@ pub async fn newcomers_start_with_history_delivered_and_read(store: Arc<dyn Stor
     let u = users(&store, 3).await;
     let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
     send(&store, &message(group.id, u[0], "before", 1)).await;
-    store.join(group.id, u[2], at(2)).await.unwrap();
+    store.add_members(group.id, &[u[2]], 1000, at(2)).await.unwrap();
     let newcomer = store.participant(group.id, u[2]).await.unwrap().unwrap();
     assert_eq!((newcomer.last_delivered_seq, newcomer.last_read_seq), (1, 1));
+    assert_eq!((newcomer.joined_seq, newcomer.cleared_seq), (1, 1), "history starts at the join");
     assert!(store.pending_deliveries(u[2]).await.unwrap().is_empty());
 }
 

@@ -7,6 +7,7 @@ mod support;
 
 mod contract;
 mod conversations;
+mod groups;
 mod writer;
 
 use std::sync::Arc;
@@ -62,6 +63,7 @@ macro_rules! contract_tests {
 
 use contract::*;
 use conversations::*;
+use groups::*;
 
 contract_tests!(
     a_direct_conversation_is_unique_per_pair,
@@ -92,4 +94,9 @@ contract_tests!(
     follows_are_idempotent_and_friends_are_mutual,
     blocking_drops_follows_both_ways_and_lists_newest_first,
     relationships_are_seen_from_the_viewer,
+    a_patch_changes_only_the_fields_it_names,
+    adds_stop_at_the_size_limit_even_when_concurrent,
+    roles_change_and_ownership_moves_in_one_step,
+    mute_is_kept_per_participant,
+    invites_count_uses_and_stop_when_expired_used_up_or_revoked,
 );

@@ -130,7 +130,11 @@ impl MessageService {
             return Err(AppError::invalid_field("conversationIds", "must name 1 to 10 conversations"));
         }
         let original = self.storage.message(message).await?.ok_or(AppError::NotFound("message"))?;
-        membership(self.storage.as_ref(), user, original.conversation_id).await?;
+        let (_, participant) = membership(self.storage.as_ref(), user, original.conversation_id).await?;
+        // What came before the caller joined is not theirs to see, nor to forward.
+        if original.seq <= participant.joined_seq {
+            return Err(AppError::NotFound("message"));
+        }
         let content =
             original.content.clone().filter(|_| original.deleted_at.is_none()).ok_or(AppError::NotFound("message"))?;
         for target in &unique {

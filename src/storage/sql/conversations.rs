@@ -7,7 +7,7 @@ macro_rules! select_summaries {
         concat!(
             "SELECT ",
             conversation_columns_c!(),
-            ", p.archived_at, p.cleared_seq, p.marked_unread, \
+            ", p.archived_at, p.cleared_seq, p.marked_unread, p.muted_until, \
              (SELECT COUNT(*) FROM conversation_participants pc \
               WHERE pc.conversation_id = c.id) AS participant_count, \
              (SELECT COUNT(*) FROM messages um WHERE um.conversation_id = c.id \
@@ -159,7 +159,7 @@ macro_rules! sql_conversations {
 
             async fn members(&self, conversation: uuid::Uuid) -> StorageResult<Vec<MemberRecord>> {
                 let rows = sqlx::query_as::<$db, MemberRecord>(concat!(
-                    "SELECT p.role, p.joined_at, ",
+                    "SELECT p.role, p.joined_at, p.joined_seq, ",
                     user_columns_u!(),
                     " FROM conversation_participants p JOIN users u ON u.id = p.user_id \
                      WHERE p.conversation_id = $1 ORDER BY p.joined_at, u.username"
@@ -277,28 +277,6 @@ macro_rules! sql_conversations {
                      WHERE id = $1 AND deleted_at IS NULL",
                 )
                 .bind(id)
-                .bind(now)
-                .execute(self.writer())
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            async fn join(
-                &self,
-                conversation: uuid::Uuid,
-                user: uuid::Uuid,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> StorageResult<bool> {
-                // A newcomer starts with everything so far delivered and read: joining is not
-                // a reason to replay or count the group's history.
-                let done = sqlx::query::<$db>(
-                    "INSERT INTO conversation_participants (conversation_id, user_id, role, joined_at, \
-                     last_delivered_seq, last_read_seq) \
-                     SELECT $1, $2, 'member', $3, last_seq, last_seq FROM conversations WHERE id = $1 \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(conversation)
-                .bind(user)
                 .bind(now)
                 .execute(self.writer())
                 .await?;

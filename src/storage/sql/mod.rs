@@ -26,7 +26,7 @@ macro_rules! user_columns_u {
 /// Columns of [`ConversationRecord`](super::models::ConversationRecord) qualified with `c`.
 macro_rules! conversation_columns_c {
     () => {
-        "c.id, c.kind, c.title, c.visibility, c.created_by, c.last_seq, c.last_message_id, \
+        "c.id, c.kind, c.title, c.visibility, c.description, c.avatar_url, c.created_by, c.last_seq, c.last_message_id, \
          c.last_activity_at, c.created_at, c.updated_at, c.deleted_at"
     };
 }
@@ -36,7 +36,7 @@ macro_rules! participant_columns {
     () => {
         "conversation_id, user_id, role, joined_at, last_read_seq, last_read_at, \
          last_delivered_seq, cleared_seq, messages_cleared_at, archived_at, hidden_seq, \
-         marked_unread"
+         marked_unread, joined_seq, muted_until"
     };
 }
 
@@ -57,6 +57,8 @@ mod accounts;
 #[macro_use]
 mod conversations;
 #[macro_use]
+mod groups;
+#[macro_use]
 mod messages;
 #[macro_use]
 mod reads;
@@ -64,8 +66,8 @@ mod reads;
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
         use $crate::storage::{
-            Contacts, ConversationRepo, LeaveOutcome, MessageRepo, ReadRepo, SessionRepo, SocialRepo, StorageError,
-            StorageResult, UserRepo, models::*,
+            Contacts, ConversationRepo, GroupRepo, LeaveOutcome, MessageRepo, ReadRepo, SessionRepo, SocialRepo,
+            StorageError, StorageResult, UserRepo, models::*,
         };
 
         /// Appends `(id, id, …)`, the list of an `IN`.
@@ -80,6 +82,7 @@ macro_rules! sql_store {
 
         sql_accounts!($store, $db);
         sql_conversations!($store, $db);
+        sql_groups!($store, $db);
         sql_messages!($store, $db);
         sql_reads!($store, $db);
 

@@ -93,6 +93,7 @@ macro_rules! sql_reads {
                        p.last_read_at) AS read_at \
                      FROM conversation_participants p JOIN users u ON u.id = p.user_id \
                      WHERE p.conversation_id = $1 AND p.user_id <> $3 AND p.last_read_seq >= $2 \
+                     AND p.joined_seq < $2 \
                      AND u.read_receipts_enabled ORDER BY read_at, u.username"
                 ))
                 .bind(conversation)
