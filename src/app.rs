@@ -15,10 +15,12 @@ use crate::{
     clock::{SharedClock, SystemClock},
     config::Config,
     domain::{delivery::SILENT_LOSS_MARGIN, messages::DELIVERED_FLUSH, unread::UNREAD_TICK},
-    fanout::socketio::SocketIoDelivery,
+    fanout::{Delivery, socketio::SocketIoDelivery},
+    rawws::{self, RawGateway, RawHub, delivery::RawDelivery},
     realtime::{self, RealtimeHandle},
     shared_state::CONNECTION_RENEW,
     state::{AppState, Services},
+    storage::Storage,
     transport::{self, first_ping, handshake, redis_driver::ReconnectingDriver},
 };
 
@@ -35,6 +37,8 @@ pub struct Application {
     state: AppState,
     router: Router,
     realtime: Arc<dyn RealtimeHandle>,
+    /// The raw WebSocket gateway's connections here.
+    raw: Arc<RawHub>,
 }
 
 impl Application {
@@ -52,24 +56,25 @@ impl Application {
             .max_payload(config.socket_max_payload as u64)
             .ws_max_message_size(config.socket_max_payload)
             .ws_read_buffer_size(realtime::SOCKET_READ_BUFFER);
+        let raw = Arc::new(RawHub::default());
         let (state, router, realtime) = match config.redis_url.clone() {
             None => {
                 let (layer, io) = builder.build_layer();
-                let state = build_state(config, clock, &io).await?;
+                let state = build_state(config, clock, &io, &raw).await?;
                 realtime::register(&io, state.clone());
-                (state.clone(), detached(crate::http::router(state).layer(layer)), handle(io))
+                (state.clone(), detached(routes(&state, &raw).layer(layer)), handle(io))
             }
             Some(url) => {
                 // Broadcasts reach the sockets of every replica through Redis pub/sub.
                 let (layer, io) = with_redis_adapter(builder, url.expose(), &config.redis_key_prefix).await?;
-                let state = build_state(config, clock, &io).await?;
+                let state = build_state(config, clock, &io, &raw).await?;
                 realtime::register(&io, state.clone()).await.map_err(|e| anyhow::anyhow!("Socket.IO adapter: {e}"))?;
-                (state.clone(), detached(crate::http::router(state).layer(layer)), handle(io))
+                (state.clone(), detached(routes(&state, &raw).layer(layer)), handle(io))
             }
         };
         let router = crate::http::with_edges(router, &state.config);
         let listener = transport::listen(addr).with_context(|| format!("binding {addr}"))?;
-        Ok(Self { listener, state, router, realtime })
+        Ok(Self { listener, state, router, realtime, raw })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -88,9 +93,9 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let background = spawn_background(&self.state, &self.realtime, stop_rx.clone());
+        let background = spawn_background(&self.state, &self.realtime, &self.raw, stop_rx.clone());
         let mut graceful = stop_rx.clone();
-        let io = self.realtime.clone();
+        let (io, raw) = (self.realtime.clone(), self.raw.clone());
         let listener = transport::accepting(self.listener);
         let server = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
@@ -98,6 +103,7 @@ impl Application {
                 tracing::info!("shutting down: closing sockets, draining requests");
                 // Sockets are told to go (clients reconnect elsewhere) so the drain can end.
                 io.close().await;
+                raw.close_all(1001, "server shutting down");
             });
         let mut deadline = stop_rx;
         tokio::select! {
@@ -118,10 +124,36 @@ impl Application {
     }
 }
 
-/// The state, with the Socket.IO server as the way out to clients.
-async fn build_state<A: Adapter>(config: Config, clock: SharedClock, io: &SocketIo<A>) -> anyhow::Result<AppState> {
+/// The state, with both gateways as the way out to clients: the Socket.IO server, and the
+/// raw WebSocket connections (across replicas through Redis when configured).
+async fn build_state<A: Adapter>(
+    config: Config,
+    clock: SharedClock,
+    io: &SocketIo<A>,
+    raw: &Arc<RawHub>,
+) -> anyhow::Result<AppState> {
     let legacy = config.legacy_events;
-    AppState::build(config, clock, vec![Arc::new(SocketIoDelivery::new(io.clone(), legacy))]).await
+    let redis = config.redis_url.as_ref().map(|url| (url.expose().to_owned(), config.redis_key_prefix.clone()));
+    AppState::build(config, clock, async |storage: &Arc<dyn Storage>| {
+        let raw = match redis {
+            None => RawDelivery::local(raw.clone(), storage.clone()),
+            Some((url, prefix)) => {
+                RawDelivery::redis(raw.clone(), storage.clone(), &url, &prefix, uuid::Uuid::new_v4())
+                    .await
+                    .context("connecting the raw WebSocket delivery to Redis")?
+            }
+        };
+        let deliveries: Vec<Arc<dyn Delivery>> =
+            vec![Arc::new(SocketIoDelivery::new(io.clone(), legacy)), Arc::new(raw)];
+        Ok(deliveries)
+    })
+    .await
+}
+
+/// REST, and the raw WebSocket gateway beside it.
+fn routes(state: &AppState, raw: &Arc<RawHub>) -> Router {
+    let gateway = Arc::new(RawGateway::new(state.clone(), raw.clone()));
+    crate::http::router(state.clone()).merge(rawws::router(gateway))
 }
 
 fn handle<A: Adapter>(io: SocketIo<A>) -> Arc<dyn RealtimeHandle> {
@@ -150,6 +182,7 @@ where
 fn spawn_background(
     state: &AppState,
     realtime: &Arc<dyn RealtimeHandle>,
+    raw: &Arc<RawHub>,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let services = &state.services;
@@ -160,8 +193,14 @@ fn spawn_background(
             Err(err) => tracing::warn!(error = %err, "purging refresh tokens failed"),
         }
     });
-    let renew = every(CONNECTION_RENEW, stop.clone(), (realtime.clone(), state.clone()), |(io, state)| async move {
-        realtime::renew_connections(io.as_ref(), &state).await;
+    let gateways = (realtime.clone(), raw.clone(), state.clone());
+    let renew = every(CONNECTION_RENEW, stop.clone(), gateways, |(io, raw, state)| async move {
+        // This replica's connections, on both gateways, stay in the shared presence registry.
+        let mut live = io.local_sockets();
+        live.extend(raw.local_connections());
+        if let Err(err) = state.platform.shared.presence.renew(&live).await {
+            tracing::warn!(error = %err, connections = live.len(), "renewing connections failed");
+        }
         // Sockets connected here all along got what is older than a silent-loss margin.
         state.services.messages.settle_delivery(&state.platform.local.users(), SILENT_LOSS_MARGIN).await;
     });

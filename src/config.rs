@@ -68,6 +68,10 @@ pub struct Config {
     /// `ping_interval` after the handshake) and closes a session whose pong does not come
     /// within `ping_timeout`.
     pub ping_interval: Duration,
+    /// Raw WebSocket gateway (`/chat/ws`, seed 002 §1.3): a ping frame every
+    /// `raw_ws_ping_interval`; a connection with no pong for `raw_ws_pong_timeout` is closed.
+    pub raw_ws_ping_interval: Duration,
+    pub raw_ws_pong_timeout: Duration,
     pub ping_timeout: Duration,
     /// Concurrent `/chat` connections per client address on this replica (0: no limit).
     pub max_connections_per_ip: u32,
@@ -117,6 +121,8 @@ pub const VARIABLES: &[&str] = &[
     "SOCKET_MAX_PAYLOAD_BYTES",
     "SOCKET_PING_INTERVAL_MS",
     "SOCKET_PING_TIMEOUT_MS",
+    "RAW_WS_PING_INTERVAL_MS",
+    "RAW_WS_PONG_TIMEOUT_MS",
     "MAX_CONNECTIONS_PER_IP",
     "SOCKET_EVENTS_PER_SEC",
     "SOCKET_EVENTS_BURST",
@@ -195,6 +201,14 @@ impl Config {
             ping_timeout: Duration::from_millis(positive(
                 parse_or(&get, "SOCKET_PING_TIMEOUT_MS", 20_000)?,
                 "SOCKET_PING_TIMEOUT_MS",
+            )?),
+            raw_ws_ping_interval: Duration::from_millis(positive(
+                parse_or(&get, "RAW_WS_PING_INTERVAL_MS", 54_000)?,
+                "RAW_WS_PING_INTERVAL_MS",
+            )?),
+            raw_ws_pong_timeout: Duration::from_millis(positive(
+                parse_or(&get, "RAW_WS_PONG_TIMEOUT_MS", 60_000)?,
+                "RAW_WS_PONG_TIMEOUT_MS",
             )?),
             max_connections_per_ip: parse_or(&get, "MAX_CONNECTIONS_PER_IP", 256)?,
             socket_events_per_sec: parse_or(&get, "SOCKET_EVENTS_PER_SEC", 20)?,

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod error;
 pub mod fanout;
 pub mod http;
+pub mod rawws;
 pub mod realtime;
 pub mod shared_state;
 pub mod state;

@@ -67,8 +67,13 @@ pub struct Platform {
 
 impl AppState {
     /// Opens the database and the shared state (Redis when configured) and wires the
-    /// services; `deliveries` are the transports that reach clients (see [`crate::fanout`]).
-    pub async fn build(config: Config, clock: SharedClock, deliveries: Vec<Arc<dyn Delivery>>) -> anyhow::Result<Self> {
+    /// services; `deliveries` makes the transports that reach clients (see [`crate::fanout`])
+    /// once the database is open.
+    pub async fn build(
+        config: Config,
+        clock: SharedClock,
+        deliveries: impl AsyncFnOnce(&Arc<dyn Storage>) -> anyhow::Result<Vec<Arc<dyn Delivery>>>,
+    ) -> anyhow::Result<Self> {
         let storage = storage::connect(config.database_url.expose()).await.context("opening the database")?;
         let shared = match &config.redis_url {
             Some(url) => SharedState::redis(url.expose(), &config.redis_key_prefix, clock.clone())
@@ -76,7 +81,7 @@ impl AppState {
                 .context("connecting to Redis")?,
             None => SharedState::in_process(clock.clone()),
         };
-        let fanout = Fanout::new(deliveries);
+        let fanout = Fanout::new(deliveries(&storage).await?);
         let deps =
             Deps { storage: storage.clone(), shared: shared.clone(), fanout: fanout.clone(), clock: clock.clone() };
         let local = Arc::new(LocalSockets::default());

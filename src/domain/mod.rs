@@ -15,6 +15,7 @@ pub mod message_input;
 pub mod message_writer;
 pub mod messages;
 pub mod password;
+pub mod payloads;
 pub mod presence;
 pub mod reads;
 pub mod time;

@@ -15,12 +15,11 @@ use uuid::Uuid;
 use super::{
     ack::{self, render},
     dispatch::{Gateway, Link},
-    limits::{ConnectionSlot, TooManyConnections},
-    payloads::{AuthRequest, FromPayload},
     queue::EventQueue,
     session::Session,
     typing,
 };
+use crate::domain::payloads::{AuthRequest, FromPayload};
 use crate::{
     domain::delivery::{CLEAN_CLOSE_MARGIN, SILENT_LOSS_MARGIN},
     error::{AppError, AppResult},
@@ -32,6 +31,7 @@ use crate::{
     shared_state::PresenceStatus,
     state::AppState,
     transport,
+    transport::limits::{ConnectionSlot, TooManyConnections},
 };
 
 /// Before the `connect` packet (a middleware, see [`super::register`]): the place in the

@@ -17,15 +17,15 @@ use uuid::Uuid;
 
 use super::{
     ack::{self, render},
-    limits,
-    payloads::FromPayload,
     queue::EventQueue,
     session::{Session, current_session},
 };
+use crate::domain::payloads::FromPayload;
 use crate::{
     error::{AppError, AppResult},
     fanout::{ServerEvent, socketio::Replies},
     state::AppState,
+    transport::limits,
 };
 
 type Reply = Pin<Box<dyn Future<Output = AppResult<Value>> + Send>>;

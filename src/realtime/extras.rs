@@ -3,10 +3,8 @@
 
 use socketioxide::adapter::Adapter;
 
-use super::{
-    dispatch::{Ctx, Events},
-    payloads::{BlockRequest, PingRequest},
-};
+use super::dispatch::{Ctx, Events};
+use crate::domain::payloads::{BlockRequest, PingRequest};
 use crate::{
     domain::time::Timestamp,
     error::AppResult,

@@ -4,10 +4,8 @@ use serde::Serialize;
 use socketioxide::adapter::Adapter;
 use uuid::Uuid;
 
-use super::{
-    dispatch::{Ctx, Events},
-    payloads::{SendRequest, SyncRequest},
-};
+use super::dispatch::{Ctx, Events};
+use crate::domain::payloads::{SendRequest, SyncRequest};
 use crate::{
     domain::{messages::Replay, views::Message},
     error::AppResult,

@@ -16,9 +16,9 @@ mod ack;
 mod connect;
 mod dispatch;
 mod extras;
-mod limits;
+
 mod messages;
-mod payloads;
+
 mod presence;
 mod queue;
 mod receipts;
@@ -102,14 +102,5 @@ impl<A: Adapter> RealtimeHandle for SocketIo<A> {
             .into_iter()
             .filter_map(|s| s.extensions.get::<Session>().map(|session| (session.user_id, s.id.to_string())))
             .collect()
-    }
-}
-
-/// Renews this replica's sockets in the shared presence registry, so other replicas keep
-/// seeing them (see [`crate::shared_state::Presence`]).
-pub async fn renew_connections(realtime: &dyn RealtimeHandle, state: &AppState) {
-    let live = realtime.local_sockets();
-    if let Err(err) = state.platform.shared.presence.renew(&live).await {
-        tracing::warn!(error = %err, sockets = live.len(), "renewing connections failed");
     }
 }

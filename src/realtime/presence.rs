@@ -4,10 +4,8 @@
 use serde::Serialize;
 use socketioxide::adapter::Adapter;
 
-use super::{
-    dispatch::{Ctx, Events},
-    payloads::Heartbeat,
-};
+use super::dispatch::{Ctx, Events};
+use crate::domain::payloads::Heartbeat;
 use crate::{error::AppResult, shared_state::PresenceStatus};
 
 pub fn register<A: Adapter>(events: &mut Events<A>) {

@@ -8,7 +8,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use super::limits;
+use crate::transport::limits;
 
 /// Events a socket may have waiting; beyond this its events are refused with `RATE_LIMITED`.
 pub const EVENT_QUEUE: usize = 256;

@@ -3,10 +3,8 @@
 
 use socketioxide::adapter::Adapter;
 
-use super::{
-    dispatch::{Ctx, Events},
-    payloads::{AnyConversationRef, ReadRequest},
-};
+use super::dispatch::{Ctx, Events};
+use crate::domain::payloads::{AnyConversationRef, ReadRequest};
 use crate::{
     domain::reads::ReadOutcome,
     error::AppResult,

@@ -6,10 +6,8 @@ use serde_json::json;
 use socketioxide::adapter::Adapter;
 use uuid::Uuid;
 
-use super::{
-    dispatch::{Ctx, Events},
-    payloads::ConversationRef,
-};
+use super::dispatch::{Ctx, Events};
+use crate::domain::payloads::ConversationRef;
 use crate::{
     error::{AppError, AppResult},
     fanout::socketio,

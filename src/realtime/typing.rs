@@ -11,10 +11,8 @@ use serde::Serialize;
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 use uuid::Uuid;
 
-use super::{
-    dispatch::{Ctx, Events},
-    payloads::TypingRequest,
-};
+use super::dispatch::{Ctx, Events};
+use crate::domain::payloads::TypingRequest;
 use crate::error::{AppError, AppResult};
 
 /// Conversations this socket started typing in, so a disconnect can end them.

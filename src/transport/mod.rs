@@ -6,6 +6,7 @@
 
 pub mod first_ping;
 pub mod handshake;
+pub mod limits;
 pub mod redis_driver;
 
 use std::net::{IpAddr, SocketAddr};

@@ -132,7 +132,10 @@ async fn role_changes_and_leaving_are_announced_to_members_only(app: TestApp) {
     assert_eq!(bob_socket.expect_event("participant:updated", WAIT).await["role"], "owner");
 
     // An edit reaches every member with their own view; a mute only the muter's devices.
-    ann.client.patch(&format!("/api/conversations/{conversation}"), json!({"title": "Renamed"})).await.assert_status(200);
+    ann.client
+        .patch(&format!("/api/conversations/{conversation}"), json!({"title": "Renamed"}))
+        .await
+        .assert_status(200);
     assert_eq!(cat_socket.expect_event("conversation:updated", WAIT).await["conversation"]["title"], "Renamed");
     assert_eq!(bob_socket.expect_event("conversation:updated", WAIT).await["conversation"]["title"], "Renamed");
     let mute = json!({"until": "2999-01-01T00:00:00Z"});

@@ -7,6 +7,7 @@
 
 pub mod authz;
 pub mod http;
+pub mod raw;
 pub mod socket;
 
 use std::{sync::Arc, time::Duration};

@@ -1,6 +1,6 @@
-//! Abuse limits of the `/chat` gateway: concurrent connections per client address (counted
-//! in this process, so per replica) and each socket's event budget (two token buckets in the
-//! socket's [`super::EventQueue`] state). Subscriptions per socket are checked by `subscribe`.
+//! Abuse limits of the realtime gateways: concurrent connections per client address (counted
+//! in this process, so per replica) and each connection's event budget (two token buckets
+//! kept with the connection). Subscriptions per socket are checked by `subscribe`.
 
 use std::{
     collections::HashMap,

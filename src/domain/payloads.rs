@@ -1,7 +1,7 @@
-//! The payloads of client events, parsed into types that cannot hold an invalid value. The
-//! dispatcher parses each payload into its handler's input type before the handler runs
-//! (see [`super::dispatch::Events::on`]); a payload that does not parse is refused with a
-//! `VALIDATION_ERROR` ack naming the field (`details.field`), and the handler never sees it.
+//! The payloads of realtime client events (Socket.IO events and raw WebSocket envelopes
+//! alike), parsed into types that cannot hold an invalid value. Each gateway parses a
+//! payload into its handler's input type before the handler runs; a payload that does not
+//! parse is refused naming the field (`details.field`), and the handler never sees it.
 //! Older clients' spellings (`conversation_id`, `tempId`, `isTyping`) are accepted here, so
 //! handlers know one shape.
 
