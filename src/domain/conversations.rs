@@ -138,9 +138,8 @@ impl ConversationService {
 
     /// The one other participant of a direct conversation: exists, not blocked either way.
     async fn direct_peer(&self, user: Uuid, input: &CreateConversation, others: &BTreeSet<Uuid>) -> AppResult<Uuid> {
-        if input.title.is_some() {
-            return Err(AppError::invalid_field("title", "direct conversations have no title"));
-        }
+        // A title is ignored (SPEC §4.6: the seeds' clients send one, as a NestJS DTO with an
+        // optional title would accept).
         if input.visibility.is_some() {
             return Err(AppError::invalid_field("visibility", "direct conversations have no visibility"));
         }

@@ -47,9 +47,18 @@ impl OutgoingMessage {
         })
     }
 
+    /// Text needs 1 to 4000 characters of content; a media message may come without a
+    /// caption (seed 002: "content OR media required"; SPEC §4.2), stored as "".
     pub fn parse(raw: RawMessage<'_>) -> Result<Self, AppError> {
         let conversation_id = parse_uuid("conversationId", raw.conversation_id)?;
-        let content = parse_content(raw.content)?;
+        let media_type = !matches!(text("contentType", raw.content_type)?, None | Some("text"));
+        let no_caption = match raw.content {
+            None => true,
+            Some(Value::String(caption)) => caption.trim().is_empty(),
+            Some(_) => false,
+        };
+        let captionless = raw.media.is_some() && media_type && no_caption;
+        let content = if captionless { String::new() } else { parse_content(raw.content)? };
         let client_message_id = text("clientMessageId", raw.client_message_id)?
             .filter(|id| !id.trim().is_empty())
             .ok_or_else(|| AppError::invalid_field("clientMessageId", "is required"))?;
@@ -245,6 +254,14 @@ mod tests {
             assert_eq!(err.code(), "VALIDATION_ERROR", "{payload}");
             assert!(err.to_string().contains(field), "{payload}: {err}");
         }
+        let photo = json!({"conversationId": id, "clientMessageId": "c", "contentType": "image",
+            "media": [{"url": "https://cdn.example/a.png"}]});
+        assert_eq!(OutgoingMessage::from_payload(&photo).unwrap().content, "", "a photo needs no caption");
+        let blank = json!({"conversationId": id, "clientMessageId": "c", "type": "image", "content": " ",
+            "media": [{"url": "https://cdn.example/a.png"}]});
+        assert!(OutgoingMessage::from_payload(&blank).is_ok(), "nor a blank one");
+        let bare = json!({"conversationId": id, "clientMessageId": "c", "contentType": "text", "content": ""});
+        assert!(OutgoingMessage::from_payload(&bare).is_err(), "text still needs content");
         let max = json!({"conversationId": id, "content": "é".repeat(4000), "clientMessageId": "c"});
         let multiline = json!({"conversationId": id, "content": "a\n\tb", "clientMessageId": "c"});
         assert!(OutgoingMessage::from_payload(&multiline).is_ok(), "newlines and tabs are content");

@@ -72,7 +72,7 @@ async fn list(
 pub struct CreateRequest {
     #[serde(rename = "type")]
     kind: ConversationKind,
-    /// Required for groups; not allowed for direct conversations.
+    /// Required for groups; ignored for direct conversations.
     title: Option<String>,
     /// Groups only, default `private`: a `public` group can be joined by anyone who knows
     /// its id; a `private` one only by being added.

@@ -75,8 +75,9 @@ async fn history(
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SendMessageRequest {
-    /// 1–4000 characters.
-    content: String,
+    /// 1–4000 characters; may be left out (or empty) for an image, video or file message
+    /// with `media`.
+    content: Option<String>,
     /// The client's id for this message: retries with the same id return the original.
     client_message_id: String,
     content_type: Option<ContentType>,

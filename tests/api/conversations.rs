@@ -18,6 +18,7 @@ in_both_modes!(
     a_private_group_cannot_be_joined_by_knowing_its_id,
     history_pages_newest_first_and_polls_oldest_first,
     the_http_send_validates_and_deduplicates,
+    a_photo_needs_no_caption,
 );
 
 fn id_of(body: &Value) -> Uuid {
@@ -90,7 +91,6 @@ async fn direct_conversations_refuse_blocked_users_and_bad_input(app: TestApp) {
         json!({"type": "direct", "participantIds": []}),
         json!({"type": "direct", "participantIds": [bob.id, cat.id]}),
         json!({"type": "direct", "participantIds": [ann.id]}),
-        json!({"type": "direct", "title": "no", "participantIds": [cat.id]}),
         json!({"type": "channel", "participantIds": [cat.id]}),
         json!({"type": "direct", "participantIds": ["not-a-uuid"]}),
         json!({"participantIds": [cat.id]}),
@@ -105,6 +105,13 @@ async fn direct_conversations_refuse_blocked_users_and_bad_input(app: TestApp) {
         ann.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().is_empty(),
         "nothing was created"
     );
+    // A title with a direct conversation is accepted and ignored (SPEC §4.6: as the seeds'
+    // NestJS validation would).
+    let titled = ann
+        .client
+        .post("/api/conversations", json!({"type": "direct", "title": "ours", "participantIds": [cat.id]}))
+        .await;
+    assert!(titled.assert_status(201)["title"].is_null(), "{}", titled.body);
 }
 
 async fn groups_need_a_title_and_known_members(app: TestApp) {
@@ -397,4 +404,20 @@ mod edge_cases {
         ann.client.get(&format!("/api/conversations/{id}")).await.assert_error(404, "NOT_FOUND");
         assert!(ann.client.get("/api/conversations").await.body["conversations"].as_array().unwrap().is_empty());
     }
+}
+
+async fn a_photo_needs_no_caption(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let bob = app.register("Bob").await;
+    let conversation = create_direct(&ann, &bob).await;
+    let path = format!("/api/conversations/{conversation}/messages");
+    let photo = json!({"clientMessageId": "p-1", "contentType": "image", "media": [{"url": "https://cdn.example/a.png", "type": "image"}]});
+    let sent = ann.client.post(&path, photo).await;
+    let body = sent.assert_status(201);
+    assert_eq!((body["content"].clone(), body["contentType"].clone()), (json!(""), json!("image")));
+    assert_eq!(body["media"][0]["url"], "https://cdn.example/a.png");
+    // Text still needs its content; media still needs a media type.
+    ann.client.post(&path, json!({"clientMessageId": "p-2"})).await.assert_error(400, "VALIDATION_ERROR");
+    let text_with_media = json!({"clientMessageId": "p-3", "media": [{"url": "https://cdn.example/a.png"}]});
+    ann.client.post(&path, text_with_media).await.assert_error(400, "VALIDATION_ERROR");
 }
