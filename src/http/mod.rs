@@ -10,6 +10,7 @@ pub mod health;
 pub mod messages;
 pub mod presence;
 pub mod reads;
+pub mod rooms;
 pub mod users;
 
 use std::time::{Duration, Instant};
@@ -121,6 +122,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(messages::router())
         .merge(presence::router())
         .merge(reads::router())
+        .merge(rooms::router())
         .merge(health::router())
         .split_for_parts();
     UnauthorizedResponses.modify(&mut openapi);

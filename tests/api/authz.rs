@@ -113,6 +113,10 @@ fn table() -> Vec<(&'static str, [Expect; 8])> {
         ("POST /api/conversations/{id}/join", signed_in(FORBIDDEN, INVALID, ok(200), ok(200), ok(200))),
         ("POST /api/conversations/{id}/join (public group)", signed_in(ok(200), INVALID, ok(200), ok(200), ok(200))),
         ("DELETE /api/conversations/{id}/leave", signed_in(NOT_IN, INVALID, ok(204), ok(204), ok(204))),
+        // --- seed 003's routes
+        ("POST /api/chat/rooms/{id}/typing/", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
+        ("GET /api/chat/rooms/", anyone(200)),
+        ("GET /api/chat/messages/poll/?room_id=", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
         // --- running a group (SPEC §4.1; the blocked user: the direct conversation)
         ("PATCH /api/conversations/{id}", signed_in(NOT_IN, INVALID, FORBIDDEN, ok(200), ok(200))),
         ("POST /api/conversations/{id}/participants", signed_in(NOT_IN, INVALID, FORBIDDEN, ok(200), ok(200))),
@@ -283,6 +287,11 @@ async fn call(app: &TestApp, fx: &Fixture, route: &str, role: Role) -> Reply {
             };
             c.post_empty(&format!("/api/conversations/{conv}/join")).await
         }
+        "POST /api/chat/rooms/{id}/typing/" => {
+            c.post(&format!("/api/chat/rooms/{conv}/typing/"), json!({"is_typing": true})).await
+        }
+        "GET /api/chat/rooms/" => c.get("/api/chat/rooms/").await,
+        "GET /api/chat/messages/poll/?room_id=" => c.get(&format!("/api/chat/messages/poll/?room_id={conv}")).await,
         "PATCH /api/conversations/{id}" => {
             let conv = target(app, fx, role).await;
             c.patch(&format!("/api/conversations/{conv}"), json!({"description": "ours"})).await

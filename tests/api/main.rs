@@ -12,4 +12,5 @@ mod edges;
 mod groups;
 mod openapi;
 mod process;
+mod rooms;
 mod users;

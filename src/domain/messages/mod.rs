@@ -27,6 +27,7 @@ use super::{
     delivery::LocalSockets,
     message_input::{MessageText, OutgoingMessage},
     message_writer::{MessageWriter, Stored},
+    time::Timestamp,
     typing::TypingService,
     unread::UnreadNotifier,
     views::Message,
@@ -42,6 +43,8 @@ use crate::{
     },
 };
 
+/// Messages one seed 003 poll returns at most; the next poll goes on from the last.
+pub const POLL_PAGE: i64 = 100;
 /// Conversations one forward may target.
 pub const FORWARD_MAX: usize = 10;
 /// A stored message and whether this call stored it (`false`: a retry found the original).
@@ -266,6 +269,29 @@ impl MessageService {
             _ => None,
         };
         Ok(HistoryPage { messages: rows.iter().map(Message::from).collect(), next_cursor, has_more })
+    }
+
+    /// Seed 003's poll: messages after `since` (oldest first, at most a page), and the time
+    /// to pass as the next `since`. Every message gets a `created_at` later than the one
+    /// before it in its conversation, at commit (see the storage's send), so the next poll
+    /// from the returned time misses and repeats nothing, even for a message committed in the
+    /// same millisecond as this poll.
+    pub async fn poll(
+        &self,
+        user: Uuid,
+        conversation: Uuid,
+        since: Option<&str>,
+    ) -> AppResult<(Vec<Message>, Timestamp)> {
+        // Read before the messages: anything committed after this is later than it.
+        let (record, participant) = membership(self.storage.as_ref(), user, conversation).await?;
+        let since = match since {
+            Some(raw) => parse_time("since", raw)?,
+            None => DateTime::<Utc>::UNIX_EPOCH,
+        };
+        let query = HistoryQuery::Since { time: since };
+        let rows = self.storage.history(conversation, participant.cleared_seq, query, POLL_PAGE).await?;
+        let next = rows.last().map_or(record.last_activity_at, |m| m.created_at);
+        Ok((rows.iter().map(Message::from).collect(), Timestamp(next)))
     }
 
     /// Edits the caller's own message.

@@ -67,8 +67,8 @@ macro_rules! sql_messages {
             let stored: Vec<MessageRecord> = lookup.build_query_as().fetch_all(&mut *tx).await?;
             let mut plan = crate::storage::batch::plan_batch(batch, &stored);
             let seqs = if plan.fresh.is_empty() { Default::default() } else { assign_seqs(&mut tx, batch, &plan).await? };
-            let rows: Vec<(&NewMessage, i64)> =
-                plan.fresh.iter().filter_map(|i| seqs.get(i).map(|seq| (&batch[*i], *seq))).collect();
+            let rows: Vec<(&NewMessage, i64, chrono::DateTime<chrono::Utc>)> =
+                plan.fresh.iter().filter_map(|i| seqs.get(i).map(|(seq, at)| (&batch[*i], *seq, *at))).collect();
             if !rows.is_empty() {
                 let Some(created) = insert_messages(&mut tx, &rows).await? else {
                     // Dropping the transaction rolls it back, `seq` numbers included.
@@ -84,13 +84,13 @@ macro_rules! sql_messages {
         /// concurrent writer stored one of their keys first.
         async fn insert_messages(
             tx: &mut sqlx::Transaction<'static, $db>,
-            rows: &[(&NewMessage, i64)],
+            rows: &[(&NewMessage, i64, chrono::DateTime<chrono::Utc>)],
         ) -> StorageResult<Option<Vec<MessageRecord>>> {
             let mut insert = sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO messages (id, conversation_id, seq, sender_id, client_message_id, \
                  content, content_type, media, forwarded_from, created_at, updated_at) ",
             );
-            insert.push_values(rows, |mut row, (message, seq)| {
+            insert.push_values(rows, |mut row, (message, seq, at)| {
                 row.push_bind(message.id)
                     .push_bind(message.conversation_id)
                     .push_bind(*seq)
@@ -100,25 +100,29 @@ macro_rules! sql_messages {
                     .push_bind(message.content_type.as_str())
                     .push_bind(message.media.clone().map(sqlx::types::Json))
                     .push_bind(message.forwarded_from)
-                    .push_bind(message.created_at)
-                    .push_bind(message.created_at);
+                    .push_bind(*at)
+                    .push_bind(*at);
             });
             insert.push(" ON CONFLICT (sender_id, client_message_id) DO NOTHING");
             if insert.build().execute(&mut **tx).await?.rows_affected() < rows.len() as u64 {
                 return Ok(None);
             }
             let mut reread = sqlx::QueryBuilder::<$db>::new(concat!(select_messages!(), " WHERE m.id IN "));
-            push_id_list(&mut reread, rows.iter().map(|(message, _)| message.id));
+            push_id_list(&mut reread, rows.iter().map(|(message, _, _)| message.id));
             Ok(Some(reread.build_query_as().fetch_all(&mut **tx).await?))
         }
 
         /// Bumps `last_seq` once per conversation of the batch (row locks taken in id order)
         /// and hands out the numbers in batch order; conversations that are gone get none.
+        /// Each message also gets its `created_at` here, under the lock: its own time, or 1 ms
+        /// after the conversation's last message when that is not earlier. So `created_at`
+        /// strictly grows with `seq` in every conversation, whatever the replicas' clocks say,
+        /// and polling by time (`?since=`, seed 003's poll) misses and repeats nothing.
         async fn assign_seqs(
             tx: &mut sqlx::Transaction<'static, $db>,
             batch: &[NewMessage],
             plan: &crate::storage::batch::BatchPlan,
-        ) -> StorageResult<std::collections::HashMap<usize, i64>> {
+        ) -> StorageResult<std::collections::HashMap<usize, (i64, chrono::DateTime<chrono::Utc>)>> {
             let groups = plan.by_conversation(batch);
             let mut bump = sqlx::QueryBuilder::<$db>::new("WITH v(id, n, last_id, at) AS (VALUES ");
             let mut values = bump.separated(", ");
@@ -130,23 +134,40 @@ macro_rules! sql_messages {
             }
             bump.push(
                 ") UPDATE conversations SET last_seq = conversations.last_seq + v.n, last_message_id = v.last_id, \
-                 last_activity_at = CASE WHEN conversations.last_activity_at < v.at THEN v.at \
-                 ELSE conversations.last_activity_at END, updated_at = v.at \
+                 updated_at = v.at \
                  FROM v WHERE conversations.id = v.id AND conversations.deleted_at IS NULL \
-                 RETURNING conversations.id, conversations.last_seq",
+                 RETURNING conversations.id, conversations.last_seq, conversations.last_activity_at",
             );
-            let last: Vec<(uuid::Uuid, i64)> = bump.build_query_as().fetch_all(&mut **tx).await?;
-            let last: std::collections::HashMap<uuid::Uuid, i64> = last.into_iter().collect();
-            let mut seqs = std::collections::HashMap::new();
+            let last: Vec<(uuid::Uuid, i64, chrono::DateTime<chrono::Utc>)> =
+                bump.build_query_as().fetch_all(&mut **tx).await?;
+            let last: std::collections::HashMap<uuid::Uuid, (i64, chrono::DateTime<chrono::Utc>)> =
+                last.into_iter().map(|(id, seq, at)| (id, (seq, at))).collect();
+            let mut assigned = std::collections::HashMap::new();
+            let mut activity = Vec::with_capacity(groups.len());
             for group in &groups {
-                if let Some(top) = last.get(&group.conversation) {
-                    let first = top - group.members.len() as i64 + 1;
-                    for (k, index) in group.members.iter().enumerate() {
-                        seqs.insert(*index, first + k as i64);
-                    }
+                let Some((top, previous)) = last.get(&group.conversation) else { continue };
+                let first = top - group.members.len() as i64 + 1;
+                let mut floor = *previous;
+                for (k, index) in group.members.iter().enumerate() {
+                    let at = batch[*index].created_at.max(floor + chrono::Duration::milliseconds(1));
+                    floor = at;
+                    assigned.insert(*index, (first + k as i64, at));
                 }
+                activity.push((group.conversation, floor));
             }
-            Ok(seqs)
+            if !activity.is_empty() {
+                let mut moved = sqlx::QueryBuilder::<$db>::new("WITH v(id, at) AS (VALUES ");
+                let mut values = moved.separated(", ");
+                for (conversation, at) in &activity {
+                    values.push("(").push_bind_unseparated(*conversation);
+                    values.push_unseparated(", ").push_bind_unseparated(*at).push_unseparated(")");
+                }
+                moved.push(
+                    ") UPDATE conversations SET last_activity_at = v.at FROM v WHERE conversations.id = v.id",
+                );
+                moved.build().execute(&mut **tx).await?;
+            }
+            Ok(assigned)
         }
 
         #[async_trait::async_trait]
