@@ -44,13 +44,17 @@ impl MessageService {
 
     /// Writes the delivered watermarks gathered since the last flush, in one statement.
     pub async fn flush_delivered(&self) {
+        let _writing = self.delivered_writes.lock().await;
         let pending = std::mem::take(&mut *lock(&self.delivered));
         let marks: Vec<DeliveredMark> = pending.into_iter().flat_map(|(user, seqs)| marks_of(user, seqs)).collect();
         self.write_delivered(&marks).await;
     }
 
-    /// Writes `user`'s gathered watermarks now, before their replay is computed.
+    /// Writes `user`'s gathered watermarks now, before their replay is computed. It waits
+    /// for a periodic flush that is writing: that flush may have taken the user's marks
+    /// already, and a replay read before its write lands would send them again.
     pub(super) async fn flush_delivered_for(&self, user: Uuid) {
+        let _writing = self.delivered_writes.lock().await;
         let Some(seqs) = lock(&self.delivered).remove(&user) else { return };
         self.write_delivered(&marks_of(user, seqs).collect::<Vec<_>>()).await;
     }

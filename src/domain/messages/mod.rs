@@ -93,6 +93,8 @@ pub struct MessageService {
     writer: MessageWriter,
     /// Delivered watermarks not yet written: user → conversation → seq.
     delivered: Mutex<HashMap<Uuid, HashMap<Uuid, i64>>>,
+    /// Held while gathered watermarks are written (see `flush_delivered_for`).
+    delivered_writes: tokio::sync::Mutex<()>,
 }
 
 impl MessageService {
@@ -109,6 +111,7 @@ impl MessageService {
             quota: Quota::per_minute(per_minute),
             writer: MessageWriter::spawn(deps.storage.clone()),
             delivered: Mutex::default(),
+            delivered_writes: tokio::sync::Mutex::new(()),
         }
     }
 
