@@ -14,6 +14,15 @@ use crate::{
     shared_state::PresenceStatus,
 };
 
+/// Client events under the older clients' names that have canonical twins: a socket that
+/// uses one speaks the legacy dialect (see [`super::socketio::speak_legacy`]).
+pub const LEGACY_CLIENT_EVENTS: [&str; 7] =
+    ["message.send", "message.read", "message.typing", "typing.start", "typing.stop", "typing_start", "typing_stop"];
+
+pub fn is_legacy_client_event(event: &str) -> bool {
+    LEGACY_CLIENT_EVENTS.contains(&event)
+}
+
 /// A legacy twin of a canonical event.
 #[derive(Clone, Debug)]
 pub enum LegacyEvent<'a> {

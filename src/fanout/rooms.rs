@@ -7,13 +7,18 @@
 //!   join and leave it, its members' live sockets);
 //! * `session:{id}`: the sockets of one login session;
 //! * `socket:{sid}`: one socket, so a broadcast can skip the socket that caused it, from
-//!   any replica.
+//!   any replica;
+//! * `dialect:modern`: the sockets that do not speak the legacy event names; legacy twins
+//!   skip it (see [`super::socketio`]).
 //!
 //! [`Audience`]: super::Audience
 
 use uuid::Uuid;
 
 const CONVERSATION_PREFIX: &str = "conversation:";
+
+/// Sockets that get no legacy twins.
+pub const MODERN_ROOM: &str = "dialect:modern";
 
 pub fn user_room(user: Uuid) -> String {
     format!("user:{user}")

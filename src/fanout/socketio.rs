@@ -16,7 +16,7 @@ use super::{
     Audience, Delivery,
     events::{ServerEvent, Wire},
     legacy,
-    rooms::{conversation_room, is_conversation_room, session_room, socket_room, user_room},
+    rooms::{MODERN_ROOM, conversation_room, is_conversation_room, session_room, socket_room, user_room},
 };
 
 pub const CHAT_NAMESPACE: &str = "/chat";
@@ -72,6 +72,12 @@ impl Rooms {
     fn apply<A: Adapter>(&self, operators: BroadcastOperators<A>) -> BroadcastOperators<A> {
         operators.to(self.to.clone()).except(self.except.clone())
     }
+
+    /// The same audience, less the sockets that speak only the canonical names.
+    fn legacy_speakers(mut self) -> Self {
+        self.except.push(MODERN_ROOM.to_owned());
+        self
+    }
 }
 
 #[async_trait]
@@ -79,10 +85,16 @@ impl<A: Adapter> Delivery for SocketIoDelivery<A> {
     async fn deliver(&self, audience: &Audience, event: &ServerEvent<'_>) {
         let rooms = Rooms::of(audience);
         self.emit(&rooms, event).await;
-        if self.legacy {
-            for twin in legacy::twins(event) {
-                self.emit(&rooms, &twin).await;
-            }
+        if !self.legacy {
+            return;
+        }
+        let twins = legacy::twins(event);
+        if twins.is_empty() {
+            return;
+        }
+        let speakers = rooms.legacy_speakers();
+        for twin in twins {
+            self.emit(&speakers, &twin).await;
         }
     }
 
@@ -126,7 +138,7 @@ impl Replies {
     /// Sends at once; a socket whose buffer is full misses it (it is far behind anyway).
     pub fn send<A: Adapter>(&self, socket: &SocketRef<A>, event: &ServerEvent<'_>) {
         let _ = emit_now(socket, event);
-        if self.legacy {
+        if self.legacy && speaks_legacy(socket) {
             for twin in legacy::twins(event) {
                 let _ = emit_now(socket, &twin);
             }
@@ -139,7 +151,7 @@ impl Replies {
         if !emit_with_backpressure(socket, event).await {
             return false;
         }
-        if self.legacy {
+        if self.legacy && speaks_legacy(socket) {
             for twin in legacy::twins(event) {
                 if !emit_with_backpressure(socket, &twin).await {
                     return false;
@@ -167,6 +179,33 @@ async fn emit_with_backpressure<A: Adapter>(socket: &SocketRef<A>, event: &(impl
     }
     tracing::warn!(sid = %socket.id, "socket does not drain; giving up on it");
     false
+}
+
+/// Marks a socket that speaks the legacy event names (in its extensions).
+#[derive(Clone, Copy, Debug)]
+struct LegacyDialect;
+
+/// Legacy twins are opt-in per socket: asked for in the handshake (`auth.legacy: true`,
+/// `?legacy=1`), or later by using a legacy event name ([`speak_legacy`]). Every other
+/// socket sits in [`MODERN_ROOM`], which the twins skip.
+pub fn choose_dialect<A: Adapter>(socket: &SocketRef<A>, legacy: bool) {
+    if legacy {
+        socket.extensions.insert(LegacyDialect);
+    } else {
+        socket.join(MODERN_ROOM);
+    }
+}
+
+/// The socket used a legacy event name: it gets the twins from now on.
+pub fn speak_legacy<A: Adapter>(socket: &SocketRef<A>) {
+    if !speaks_legacy(socket) {
+        socket.extensions.insert(LegacyDialect);
+        socket.leave(MODERN_ROOM);
+    }
+}
+
+fn speaks_legacy<A: Adapter>(socket: &SocketRef<A>) -> bool {
+    socket.extensions.get::<LegacyDialect>().is_some()
 }
 
 /// An authenticated socket enters its user's and its session's rooms, and its own.

@@ -57,6 +57,7 @@ pub fn prepare<A: Adapter>(
         }
     }
     socketio::enter_own_room(socket);
+    socketio::choose_dialect(socket, wants_legacy(socket, &auth));
     let queue = EventQueue::default();
     // Taken back by `connected`, which starts it.
     socket.extensions.insert(queue.clone());
@@ -122,6 +123,15 @@ pub fn auth_event<A: Adapter>(
             send_refusal(&socket, replies, message);
         }
     })
+}
+
+/// Legacy twins asked for in the handshake: `auth.legacy: true` or `?legacy=1`.
+fn wants_legacy<A: Adapter>(socket: &SocketRef<A>, auth: &Value) -> bool {
+    if auth.get("legacy").and_then(Value::as_bool) == Some(true) {
+        return true;
+    }
+    let query = socket.req_parts().uri.query().unwrap_or_default();
+    query.split('&').any(|pair| pair == "legacy=1" || pair == "legacy=true")
 }
 
 /// The first token found: handshake auth payload, query string, then Authorization header.

@@ -101,6 +101,9 @@ impl<A: Adapter> Gateway<A> {
         queue: &EventQueue,
     ) {
         let Some(ack) = self.within_budget(&socket, ack, queue) else { return };
+        if crate::fanout::legacy::is_legacy_client_event(&event) {
+            crate::fanout::socketio::speak_legacy(&socket);
+        }
         if event == "auth" {
             // Queued behind the socket's earlier events, like every event.
             if !queue.push((self.events.auth)(self.link(socket), payload, ack)) {

@@ -38,6 +38,14 @@ pub async fn connect(app: &TestApp, user: &TestUser) -> SocketClient {
     socket
 }
 
+/// Like [`connect`], asking for the legacy twins in the handshake (`auth.legacy: true`).
+pub async fn connect_legacy(app: &TestApp, user: &TestUser) -> SocketClient {
+    let socket = connect_raw(app, Some(json!({ "token": user.token, "legacy": true }))).await;
+    socket.expect_event("auth:success", WAIT).await;
+    socket.expect_event("sync:complete", WAIT).await;
+    socket
+}
+
 pub async fn connect_raw(app: &TestApp, auth: Option<Value>) -> SocketClient {
     SocketClient::connect(&app.socket_base(), ConnectOptions { auth, ..Default::default() })
         .await

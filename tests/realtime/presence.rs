@@ -215,7 +215,7 @@ async fn hiding_last_seen_hides_it_everywhere(app: TestApp) {
 async fn legacy_presence_events_and_route(app: TestApp) {
     let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
     befriend(&ann, &bob).await;
-    let bob_socket = connect(&app, &bob).await;
+    let bob_socket = crate::connect_legacy(&app, &bob).await;
     let ann_socket = connect(&app, &ann).await;
     let status = bob_socket.expect_event("user_status", WAIT).await;
     assert_eq!((status["user_id"].clone(), status["status"].clone()), (json!(ann.id), json!("online")));

@@ -171,7 +171,7 @@ async fn large_groups_get_batched_reader_counts(app: TestApp) {
 async fn legacy_message_read_reads_everything(app: TestApp) {
     let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
     let conversation = direct(&ann, &bob).await;
-    let (ann_socket, bob_socket) = (connect(&app, &ann).await, connect(&app, &bob).await);
+    let (ann_socket, bob_socket) = (crate::connect_legacy(&app, &ann).await, connect(&app, &bob).await);
     send(&ann_socket, conversation, "l1", "one").await;
     send(&ann_socket, conversation, "l2", "two").await;
     let ack = bob_socket.emit_with_ack("message.read", json!({"conversationId": conversation}), WAIT).await.unwrap();

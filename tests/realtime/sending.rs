@@ -3,7 +3,10 @@
 
 use serde_json::json;
 
-use crate::support::{Mode, TestApp};
+use crate::support::{
+    Mode, TestApp,
+    socket::{ConnectOptions, SocketClient},
+};
 use crate::{WAIT, connect, direct, group, in_all_modes, send, send_payload};
 
 in_all_modes!(
@@ -16,6 +19,7 @@ in_all_modes!(
     edits_and_deletes_reach_participants,
     a_burst_from_one_socket_keeps_its_order,
     legacy_message_send_uses_temp_id_and_legacy_events,
+    legacy_twins_go_only_to_sockets_that_speak_them,
     subscribing_needs_participation,
 );
 
@@ -240,7 +244,8 @@ async fn legacy_message_send_uses_temp_id_and_legacy_events(app: TestApp) {
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
     let conversation = direct(&ann, &bob).await;
-    let (ann_socket, bob_socket) = (connect(&app, &ann).await, connect(&app, &bob).await);
+    // Ann's socket speaks the old names by using one; bob's asked for them when connecting.
+    let (ann_socket, bob_socket) = (connect(&app, &ann).await, crate::connect_legacy(&app, &bob).await);
     ann_socket
         .emit(
             "message.send",
@@ -253,6 +258,31 @@ async fn legacy_message_send_uses_temp_id_and_legacy_events(app: TestApp) {
     assert_eq!(ann_socket.expect_event("message:sent", WAIT).await["clientMessageId"], "temp-1");
     assert_eq!(bob_socket.expect_event("message.new", WAIT).await["message"]["content"], "old client");
     assert_eq!(bob_socket.expect_event("message:received", WAIT).await["message"]["content"], "old client");
+}
+
+async fn legacy_twins_go_only_to_sockets_that_speak_them(app: TestApp) {
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    let conversation = direct(&ann, &bob).await;
+    let modern = connect(&app, &bob).await;
+    let by_query = {
+        let query = vec![("legacy".to_owned(), "1".to_owned())];
+        let options = ConnectOptions { auth: Some(json!({"token": bob.token})), query, ..Default::default() };
+        let socket = SocketClient::connect(&app.socket_base(), options).await.expect("connect");
+        socket.expect_event("sync:complete", WAIT).await;
+        socket
+    };
+    // A socket that used a legacy name speaks the dialect from then on.
+    let converted = connect(&app, &bob).await;
+    let read = converted.emit_with_ack("message.read", json!({"conversationId": conversation}), WAIT).await.unwrap();
+    assert_eq!(read["ok"], true, "{read}");
+    let ann_socket = connect(&app, &ann).await;
+    send(&ann_socket, conversation, "a-1", "for everyone").await;
+    for socket in [&by_query, &converted] {
+        assert_eq!(socket.expect_event("message.new", WAIT).await["message"]["content"], "for everyone");
+    }
+    modern.expect_event("message:received", WAIT).await;
+    modern.assert_no_event("message.new", "a socket that never spoke the old names got a twin").await;
+    ann_socket.assert_no_event("message.sent", "a modern sender got the legacy twin of its confirmation").await;
 }
 
 async fn subscribing_needs_participation(app: TestApp) {
