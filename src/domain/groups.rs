@@ -19,6 +19,7 @@ use super::{
     Deps, access,
     conversations::ConversationService,
     input::AvatarUrl,
+    quota,
     time::Timestamp,
     views::{Conversation, ConversationDetail, Participant, User},
 };
@@ -26,7 +27,7 @@ use crate::{
     clock::SharedClock,
     error::{AppError, AppResult},
     fanout::Fanout,
-    shared_state::{Admission, Quota, SharedState},
+    shared_state::{Quota, SharedState},
     storage::{
         Storage,
         models::{
@@ -216,19 +217,24 @@ impl GroupService {
             return Err(AppError::invalid_field("userId", "you are the owner: make someone else owner to hand over"));
         }
         let subject = self.participant(id, target).await?;
-        let members = self.storage.member_ids(id).await?;
-        if role == Role::Owner {
+        let changed = if role == Role::Owner {
             if !self.storage.transfer_ownership(id, user, target).await? {
                 return Err(AppError::NotFound("participant"));
             }
-            self.fanout.participant_updated(id, target, Role::Owner, user, &members).await;
-            self.fanout.participant_updated(id, user, Role::Admin, user, &members).await;
+            vec![(target, Role::Owner), (user, Role::Admin)]
         } else if subject.role != role {
             self.storage.set_role(id, target, role).await?;
-            self.fanout.participant_updated(id, target, role, user, &members).await;
+            vec![(target, role)]
+        } else {
+            Vec::new()
+        };
+        let members = self.storage.members(id).await?;
+        let ids: Vec<Uuid> = members.iter().map(|m| m.user.id).collect();
+        for (changed_user, new_role) in changed {
+            self.fanout.participant_updated(id, changed_user, new_role, user, &ids).await;
         }
-        let member = self.storage.members(id).await?.into_iter().find(|m| m.user.id == target);
-        member.map(|m| Participant::seen_by(&m, user)).ok_or(AppError::NotFound("participant"))
+        let member = members.iter().find(|m| m.user.id == target);
+        member.map(|m| Participant::seen_by(m, user)).ok_or(AppError::NotFound("participant"))
     }
 
     /// `PUT /api/conversations/:id/mute {until}`: for the caller only; `None` (or a time
@@ -237,9 +243,10 @@ impl GroupService {
         access::membership(self.storage.as_ref(), user, id).await?;
         let until = until.filter(|at| *at > self.clock.now());
         self.storage.set_muted(id, user, until).await?;
-        self.conversations.push_update(user, id).await;
         let summary = self.storage.conversation_summary(user, id).await?.ok_or(AppError::NotInConversation)?;
-        Ok(Conversation::from(&summary))
+        let view = Conversation::from(&summary);
+        self.fanout.conversation_updated(user, &view).await;
+        Ok(view)
     }
 
     /// `POST /api/conversations/:id/invites` (owners, admins).
@@ -327,17 +334,7 @@ impl GroupService {
     /// [`INVITE_ACCEPTS_PER_MIN`], shared by every replica; an unreachable Redis admits.
     async fn admit_acceptance(&self, user: Uuid) -> AppResult<()> {
         let quota = Quota::per_minute(INVITE_ACCEPTS_PER_MIN);
-        match self.shared.rate_limits.take(&format!("invite-accepts:{user}"), quota).await {
-            Ok(Admission::Admitted(_)) => Ok(()),
-            Ok(Admission::Denied { retry_after }) => {
-                metrics::counter!("parley_rate_limited_total", "scope" => "invite_accepts").increment(1);
-                Err(AppError::RateLimited { retry_after })
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "invite rate limit unavailable, admitting");
-                Ok(())
-            }
-        }
+        quota::take(&self.shared, &format!("invite-accepts:{user}"), quota, "invite_accepts").await
     }
 
     /// A live group the caller takes part in with (at least) the role `needs` asks for.

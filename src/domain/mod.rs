@@ -17,6 +17,7 @@ pub mod messages;
 pub mod password;
 pub mod payloads;
 pub mod presence;
+pub mod quota;
 pub mod reads;
 pub mod time;
 pub mod tokens;

@@ -27,6 +27,7 @@ use super::{
     delivery::LocalSockets,
     message_input::{MessageText, OutgoingMessage},
     message_writer::{MessageWriter, Stored},
+    quota,
     time::Timestamp,
     typing::TypingService,
     unread::UnreadNotifier,
@@ -36,7 +37,7 @@ use crate::{
     clock::SharedClock,
     error::{AppError, AppResult},
     fanout::Fanout,
-    shared_state::{Admission, Quota, SharedState},
+    shared_state::{Quota, SharedState},
     storage::{
         Storage,
         models::{HistoryQuery, MessageRecord, NewMessage},
@@ -238,17 +239,7 @@ impl MessageService {
 
     /// The shared token bucket; an unreachable Redis admits rather than blocking chat.
     async fn admit(&self, sender: Uuid) -> AppResult<()> {
-        match self.shared.rate_limits.take(&format!("messages:{sender}"), self.quota).await {
-            Ok(Admission::Admitted(_)) => Ok(()),
-            Ok(Admission::Denied { retry_after }) => {
-                metrics::counter!("parley_rate_limited_total", "scope" => "messages").increment(1);
-                Err(AppError::RateLimited { retry_after })
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "message rate limit unavailable, admitting");
-                Ok(())
-            }
-        }
+        quota::take(&self.shared, &format!("messages:{sender}"), self.quota, "messages").await
     }
 
     pub async fn history(&self, user: Uuid, conversation: Uuid, request: HistoryRequest<'_>) -> AppResult<HistoryPage> {
