@@ -192,7 +192,7 @@ impl Config {
             receipt_flush: Duration::from_millis(parse_or(&get, "RECEIPT_FLUSH_MS", 10_000)?.max(10)),
             message_rate_per_min: parse_or(&get, "MESSAGE_RATE_PER_MIN", 30)?,
             trust_proxy: parse_or(&get, "TRUST_PROXY", false)?,
-            body_limit: parse_or(&get, "BODY_LIMIT_BYTES", 64 * 1024)?,
+            body_limit: parse_or(&get, "BODY_LIMIT_BYTES", 128 * 1024)?,
             socket_max_payload: parse_or(&get, "SOCKET_MAX_PAYLOAD_BYTES", 256 * 1024)?,
             ping_interval: Duration::from_millis(positive(
                 parse_or(&get, "SOCKET_PING_INTERVAL_MS", 25_000)?,

@@ -9,6 +9,8 @@ use crate::{error::AppError, storage::models::ContentType};
 pub const CONTENT_MAX_CHARS: usize = 4000;
 pub const CLIENT_ID_MAX_CHARS: usize = 128;
 pub const MEDIA_MAX_ITEMS: usize = 10;
+/// The longest `encryptedContent`, in base64 characters (64 KiB).
+pub const CIPHERTEXT_MAX_CHARS: usize = 64 * 1024;
 const URL_MAX_BYTES: usize = 2048;
 const TEXT_FIELD_MAX_CHARS: usize = 255;
 
@@ -20,6 +22,8 @@ pub struct OutgoingMessage {
     pub content_type: ContentType,
     /// A validated array of media objects, or none.
     pub media: Option<Value>,
+    /// End-to-end encrypted (`isEncrypted: true`): the ciphertext, and `content` is empty.
+    pub encrypted_content: Option<Ciphertext>,
 }
 
 /// The raw fields, as any transport received them.
@@ -30,6 +34,8 @@ pub struct RawMessage<'a> {
     pub client_message_id: Option<&'a Value>,
     pub content_type: Option<&'a Value>,
     pub media: Option<&'a Value>,
+    pub is_encrypted: Option<&'a Value>,
+    pub encrypted_content: Option<&'a Value>,
 }
 
 impl OutgoingMessage {
@@ -44,13 +50,20 @@ impl OutgoingMessage {
             client_message_id: pick(&["clientMessageId", "tempId"]),
             content_type: pick(&["contentType", "type"]),
             media: pick(&["media"]),
+            is_encrypted: pick(&["isEncrypted"]),
+            encrypted_content: pick(&["encryptedContent"]),
         })
     }
 
     /// Text needs 1 to 4000 characters of content; a media message may come without a
     /// caption (seed 002: "content OR media required"; SPEC §4.2), stored as "".
+    ///
+    /// An encrypted message (`isEncrypted: true`) carries `encryptedContent` instead of
+    /// `content`, which must then be absent or empty: plaintext beside the ciphertext would
+    /// defeat the encryption.
     pub fn parse(raw: RawMessage<'_>) -> Result<Self, AppError> {
         let conversation_id = parse_uuid("conversationId", raw.conversation_id)?;
+        let encrypted_content = parse_encryption(raw.is_encrypted, raw.encrypted_content)?;
         let media_type = !matches!(text("contentType", raw.content_type)?, None | Some("text"));
         let no_caption = match raw.content {
             None => true,
@@ -58,7 +71,12 @@ impl OutgoingMessage {
             Some(_) => false,
         };
         let captionless = raw.media.is_some() && media_type && no_caption;
-        let content = if captionless { String::new() } else { parse_content(raw.content)? };
+        let content = match &encrypted_content {
+            Some(_) if no_caption => String::new(),
+            Some(_) => return Err(AppError::invalid_field("content", "must be empty in an encrypted message")),
+            None if captionless => String::new(),
+            None => parse_content(raw.content)?,
+        };
         let client_message_id = text("clientMessageId", raw.client_message_id)?
             .filter(|id| !id.trim().is_empty())
             .ok_or_else(|| AppError::invalid_field("clientMessageId", "is required"))?;
@@ -80,7 +98,79 @@ impl OutgoingMessage {
             }
             _ => {}
         }
-        Ok(Self { conversation_id, content, client_message_id: client_message_id.to_owned(), content_type, media })
+        Ok(Self {
+            conversation_id,
+            content,
+            client_message_id: client_message_id.to_owned(),
+            content_type,
+            media,
+            encrypted_content,
+        })
+    }
+}
+
+/// `isEncrypted` and `encryptedContent`: the ciphertext when the message is encrypted.
+fn parse_encryption(flag: Option<&Value>, ciphertext: Option<&Value>) -> Result<Option<Ciphertext>, AppError> {
+    let encrypted = match flag {
+        None => false,
+        Some(Value::Bool(flag)) => *flag,
+        Some(_) => return Err(AppError::invalid_field("isEncrypted", "must be a boolean")),
+    };
+    match (encrypted, ciphertext) {
+        (true, Some(value)) => {
+            let raw = text("encryptedContent", Some(value))?.unwrap_or_default();
+            Ok(Some(Ciphertext::parse(raw)?))
+        }
+        (true, None) => Err(AppError::invalid_field("encryptedContent", "is required when isEncrypted is true")),
+        (false, Some(_)) => Err(AppError::invalid_field("encryptedContent", "needs isEncrypted: true")),
+        (false, None) => Ok(None),
+    }
+}
+
+/// A message's new body (`PATCH …/messages/:id`): text, or an encrypted message's new
+/// ciphertext.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MessageEdit {
+    Text(MessageText),
+    Encrypted(Ciphertext),
+}
+
+impl MessageEdit {
+    /// `{content}` or `{encryptedContent}`, exactly one of them.
+    pub fn parse(content: Option<&str>, encrypted_content: Option<&str>) -> Result<Self, AppError> {
+        match (content, encrypted_content) {
+            (Some(text), None) => Ok(Self::Text(MessageText::parse(text)?)),
+            (None, Some(ciphertext)) => Ok(Self::Encrypted(Ciphertext::parse(ciphertext)?)),
+            (Some(_), Some(_)) => Err(AppError::invalid_field("content", "send content or encryptedContent, not both")),
+            (None, None) => Err(AppError::invalid_field("content", "is required")),
+        }
+    }
+}
+
+/// The ciphertext of an end-to-end encrypted message: base64 (standard or URL-safe, padded
+/// or not) of at most [`CIPHERTEXT_MAX_CHARS`] characters. The server stores and delivers
+/// it untouched; that it is base64 is all it can check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ciphertext(String);
+
+impl Ciphertext {
+    pub fn parse(raw: &str) -> Result<Self, AppError> {
+        let invalid = |why: &str| AppError::invalid_field("encryptedContent", why.to_owned());
+        if raw.is_empty() || raw.len() > CIPHERTEXT_MAX_CHARS {
+            return Err(invalid("must be 1 to 65536 characters of base64"));
+        }
+        if crate::domain::public_key::decode_base64(raw).is_none() {
+            return Err(invalid("must be base64"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
     }
 }
 

@@ -78,6 +78,12 @@ pub struct Message {
     pub content_type: ContentType,
     #[schema(value_type = Option<Vec<Object>>)]
     pub media: Option<serde_json::Value>,
+    /// End-to-end encrypted: `content` is empty and `encryptedContent` holds the ciphertext,
+    /// as the sender's client made it.
+    pub is_encrypted: bool,
+    /// Base64 ciphertext of an encrypted message (absent otherwise; null once deleted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted_content: Option<String>,
     pub client_message_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forwarded_from: Option<Uuid>,
@@ -105,6 +111,8 @@ impl From<&MessageRecord> for Message {
             content: m.content.clone(),
             content_type: m.content_type,
             media: m.media.as_ref().map(|j| j.0.clone()),
+            is_encrypted: m.is_encrypted,
+            encrypted_content: m.encrypted_content.clone(),
             client_message_id: m.client_message_id.clone(),
             forwarded_from: m.forwarded_from,
             forwarded_count: m.forwarded_count,

@@ -71,6 +71,7 @@ server_events! {
     ParticipantAdded(ParticipantAdded<'a>) = "participant:added",
     ParticipantRemoved(ParticipantRemoved) = "participant:removed",
     ParticipantUpdated(ParticipantUpdated) = "participant:updated",
+    KeysChanged(KeysChanged) = "keys:changed",
 }
 
 /// `auth:success {userId}`.
@@ -265,4 +266,12 @@ pub struct ParticipantUpdated {
     pub user_id: Uuid,
     pub role: Role,
     pub by: Uuid,
+}
+
+/// `keys:changed {userId}`: the user's public keys changed (a new device, a rotation or a
+/// deletion); fetch them again before encrypting to them.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeysChanged {
+    pub user_id: Uuid,
 }

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 pub use events::ServerEvent;
 use events::{
-    AuthError, ConversationEvent, MessageDeleted, MessageEvent, ParticipantAdded, ParticipantRemoved,
+    AuthError, ConversationEvent, KeysChanged, MessageDeleted, MessageEvent, ParticipantAdded, ParticipantRemoved,
     ParticipantUpdated, ReceiptCount, ReceiptUpdated, TypingEvent, UnreadUpdated,
 };
 
@@ -189,6 +189,11 @@ impl Fanout {
     pub async fn participant_updated(&self, conversation: Uuid, user: Uuid, role: Role, by: Uuid, audience: &[Uuid]) {
         let event = ParticipantUpdated { conversation_id: conversation, user_id: user, role, by };
         self.send(Audience::users(audience), ServerEvent::ParticipantUpdated(event)).await;
+    }
+
+    /// `keys:changed {userId}` to every connection of `audience`.
+    pub async fn keys_changed(&self, user: Uuid, audience: &[Uuid]) {
+        self.send(Audience::users(audience), ServerEvent::KeysChanged(KeysChanged { user_id: user })).await;
     }
 
     /// Tells the connections of a signed-out session why they go, then closes them.

@@ -12,7 +12,7 @@ use super::extract::{AuthUser, Json, Path, Query};
 use crate::{
     domain::{
         input::Scope,
-        message_input::{MessageText, OutgoingMessage, RawMessage},
+        message_input::{MessageEdit, OutgoingMessage, RawMessage},
         messages::HistoryRequest,
         views::Message,
     },
@@ -76,7 +76,7 @@ async fn history(
 #[serde(rename_all = "camelCase")]
 pub struct SendMessageRequest {
     /// 1–4000 characters; may be left out (or empty) for an image, video or file message
-    /// with `media`.
+    /// with `media`, and must be for an encrypted message.
     content: Option<String>,
     /// The client's id for this message: retries with the same id return the original.
     client_message_id: String,
@@ -84,6 +84,11 @@ pub struct SendMessageRequest {
     /// Up to 10 `{url, type?, thumbnail?, width?, height?, size?, duration?, mimeType?, name?}`.
     #[schema(value_type = Option<Vec<Object>>)]
     media: Option<Value>,
+    /// `true` for an end-to-end encrypted message: `encryptedContent` then replaces
+    /// `content` (which must be absent or empty).
+    is_encrypted: Option<bool>,
+    /// The base64 ciphertext (at most 65,536 characters), stored and delivered untouched.
+    encrypted_content: Option<String>,
 }
 
 /// Send a message over HTTP: same checks, storage, dedup and broadcasts as `message:send`.
@@ -110,6 +115,8 @@ async fn send(
         client_message_id: object.get("clientMessageId"),
         content_type: object.get("contentType").filter(|v| !v.is_null()),
         media: object.get("media").filter(|v| !v.is_null()),
+        is_encrypted: object.get("isEncrypted").filter(|v| !v.is_null()),
+        encrypted_content: object.get("encryptedContent").filter(|v| !v.is_null()),
     })?;
     let sent = state.services.messages.send(auth.id, message, None).await?;
     let status = if sent.created { StatusCode::CREATED } else { StatusCode::OK };
@@ -141,9 +148,12 @@ async fn clear(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct EditMessageRequest {
-    /// 1–4000 characters.
-    content: String,
+    /// 1–4000 characters (a message that is not encrypted).
+    content: Option<String>,
+    /// The new base64 ciphertext (an encrypted message).
+    encrypted_content: Option<String>,
 }
 
 /// Edit your own message; participants get `message:updated`.
@@ -158,8 +168,8 @@ async fn edit(
     Path((id, message)): Path<(Uuid, Uuid)>,
     Json(body): Json<EditMessageRequest>,
 ) -> AppResult<Json<Message>> {
-    let content = MessageText::parse(&body.content)?;
-    Ok(Json(state.services.messages.edit(auth.id, id, message, content).await?))
+    let edit = MessageEdit::parse(body.content.as_deref(), body.encrypted_content.as_deref())?;
+    Ok(Json(state.services.messages.edit(auth.id, id, message, edit).await?))
 }
 
 /// Delete a message (yours, or any as owner/admin): it becomes a tombstone; participants

@@ -7,6 +7,7 @@ pub mod conversations;
 pub mod extract;
 pub mod groups;
 pub mod health;
+pub mod keys;
 pub mod messages;
 pub mod presence;
 pub mod reads;
@@ -59,6 +60,7 @@ use crate::{config::Config, error::AppError, state::AppState};
         (name = "Blocks", description = "Blocking other users"),
         (name = "Conversations", description = "Direct conversations and groups"),
         (name = "Groups", description = "Running a group: members, roles, invite links, mute"),
+        (name = "Encryption", description = "The key directory: public keys per device, verification records"),
         (name = "Messages", description = "History, polling, the HTTP send fallback, edits and deletes"),
         (name = "Presence", description = "Who is online, as privacy settings allow"),
         (name = "Read state", description = "Unread counts, receipts, read status, archive"),
@@ -119,6 +121,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(users::router())
         .merge(conversations::router())
         .merge(groups::router())
+        .merge(keys::router())
         .merge(messages::router())
         .merge(presence::router())
         .merge(reads::router())

@@ -77,6 +77,9 @@ pub struct SeedMessage<'a> {
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     media: Option<&'a Value>,
+    is_encrypted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encrypted_content: Option<&'a str>,
     is_read: bool,
     created_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,6 +111,8 @@ impl<'a> From<&'a Message> for SeedMessage<'a> {
             kind: m.content_type,
             content: m.content.as_deref(),
             media: m.media.as_ref(),
+            is_encrypted: m.is_encrypted,
+            encrypted_content: m.encrypted_content.as_deref(),
             is_read: false,
             created_at: m.created_at,
             deleted_at: m.deleted_at,
@@ -200,6 +205,7 @@ pub fn render(event: &ServerEvent<'_>) -> Vec<Frame> {
         ServerEvent::ParticipantAdded(e) => vec![frame("participant.added", e)],
         ServerEvent::ParticipantRemoved(e) => vec![frame("participant.removed", e)],
         ServerEvent::ParticipantUpdated(e) => vec![frame("participant.updated", e)],
+        ServerEvent::KeysChanged(e) => vec![frame("keys.changed", e)],
     }
 }
 

@@ -7,6 +7,7 @@
 //! statements. The same contract test suite (`tests/storage`) runs against both.
 
 mod batch;
+pub mod keys;
 pub mod models;
 #[macro_use]
 mod sql;
@@ -202,8 +203,15 @@ pub trait MessageRepo: Send + Sync {
         query: HistoryQuery,
         limit: i64,
     ) -> StorageResult<Vec<MessageRecord>>;
-    /// Replaces the content of a live message; `None` when missing or deleted.
-    async fn edit_message(&self, id: Uuid, content: &str, now: DateTime<Utc>) -> StorageResult<Option<MessageRecord>>;
+    /// Replaces the content (or, of an encrypted message, the ciphertext) of a live message;
+    /// `None` when missing or deleted.
+    async fn edit_message(
+        &self,
+        id: Uuid,
+        content: &str,
+        encrypted_content: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StorageResult<Option<MessageRecord>>;
     /// Turns a message into a tombstone; `None` when missing or already deleted.
     async fn delete_message(&self, id: Uuid, now: DateTime<Utc>) -> StorageResult<Option<MessageRecord>>;
     /// Conversations with messages past `user`'s delivered watermark (and past what they cleared).
@@ -293,7 +301,9 @@ pub trait GroupRepo: Send + Sync {
 }
 
 #[async_trait]
-pub trait Storage: UserRepo + SessionRepo + SocialRepo + ConversationRepo + GroupRepo + MessageRepo + ReadRepo {
+pub trait Storage:
+    UserRepo + SessionRepo + SocialRepo + ConversationRepo + GroupRepo + MessageRepo + ReadRepo + keys::KeyRepo
+{
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
     /// A cheap round trip, for readiness checks.

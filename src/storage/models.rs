@@ -190,6 +190,16 @@ pub enum ContentType {
 }
 text_enum!(ContentType { Text => "text", Image => "image", Video => "video", File => "file" });
 
+/// The key agreement or signature scheme of a public key in the key directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyAlgorithm {
+    X25519,
+    P256,
+    Ed25519,
+}
+text_enum!(KeyAlgorithm { X25519 => "x25519", P256 => "p256", Ed25519 => "ed25519" });
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ConversationRecord {
     pub id: Uuid,
@@ -339,6 +349,9 @@ pub struct MessageRecord {
     #[sqlx(try_from = "String")]
     pub content_type: ContentType,
     pub media: Option<sqlx::types::Json<serde_json::Value>>,
+    pub is_encrypted: bool,
+    /// The ciphertext of an end-to-end encrypted message, as the client sent it.
+    pub encrypted_content: Option<String>,
     pub forwarded_from: Option<Uuid>,
     pub forwarded_count: i32,
     pub created_at: DateTime<Utc>,
@@ -359,6 +372,8 @@ pub struct NewMessage {
     pub content: String,
     pub content_type: ContentType,
     pub media: Option<serde_json::Value>,
+    /// An end-to-end encrypted message's ciphertext (its `content` is then empty).
+    pub encrypted_content: Option<String>,
     pub forwarded_from: Option<Uuid>,
     pub created_at: DateTime<Utc>,
 }

@@ -19,6 +19,7 @@ use crate::support::{
         create_group, id_of, make_admin, send,
     },
     http::{Client, Reply},
+    keys::p256_public_key,
 };
 
 /// Messages per minute are not what this test is about.
@@ -173,6 +174,15 @@ fn table() -> Vec<(&'static str, [Expect; 8])> {
         ("DELETE /api/users/{id}/follow", signed_in(ok(204), ok(204), ok(204), ok(204), INVALID)),
         ("POST /api/users/{id}/block", signed_in(ok(204), ok(204), ok(204), ok(204), INVALID)),
         ("DELETE /api/users/{id}/block", signed_in(ok(204), ok(204), ok(204), ok(204), INVALID)),
+        // --- the key directory (SPEC §4.5): the caller's own keys; anyone's public keys
+        ("POST /api/keys", anyone(201)),
+        ("POST /api/chat/encryption/keys", anyone(201)),
+        ("GET /api/users/{id}/keys", anyone(200)),
+        ("GET /api/chat/encryption/keys/{user_id}", anyone(200)),
+        ("DELETE /api/keys/{keyId} (own)", anyone(204)),
+        ("DELETE /api/keys/{keyId} (the owner's)", signed_in(NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, ok(204))),
+        ("POST /api/keys/verify (the owner's key)", anyone(200)),
+        ("POST /api/chat/encryption/verify (the owner's key)", anyone(200)),
     ]
 }
 
@@ -197,6 +207,14 @@ async fn owners_invite(app: &TestApp, fx: &Fixture) -> String {
     let group = fresh_group(app, fx).await;
     let invite = fx.owner.client.post(&format!("/api/conversations/{group}/invites"), json!({})).await;
     invite.assert_status(201)["code"].as_str().expect("a code").to_owned()
+}
+
+/// A fresh key for `user`'s `device` (a rotation when it had one): (keyId, fingerprint).
+async fn device_key(user: &crate::support::http::TestUser, device: &str) -> (String, String) {
+    let (public_key, fingerprint) = p256_public_key();
+    let body = json!({"deviceId": device, "publicKey": public_key, "algorithm": "p256"});
+    let reply = user.client.post("/api/keys", body).await;
+    (reply.assert_status(201)["keyId"].as_str().expect("keyId").to_owned(), fingerprint)
 }
 
 /// The conversation a destructive row acts on.
@@ -398,6 +416,29 @@ async fn call(app: &TestApp, fx: &Fixture, route: &str, role: Role) -> Reply {
         "DELETE /api/users/{id}/follow" => c.delete(&format!("/api/users/{owner}/follow")).await,
         "POST /api/users/{id}/block" => c.post_empty(&format!("/api/users/{owner}/block")).await,
         "DELETE /api/users/{id}/block" => c.delete(&format!("/api/users/{owner}/block")).await,
+        "POST /api/keys" | "POST /api/chat/encryption/keys" => {
+            let path = route.trim_start_matches("POST ");
+            c.post(path, json!({"deviceId": new_client_id(), "publicKey": p256_public_key().0, "algorithm": "p256"}))
+                .await
+        }
+        "GET /api/users/{id}/keys" => c.get(&format!("/api/users/{owner}/keys")).await,
+        "GET /api/chat/encryption/keys/{user_id}" => c.get(&format!("/api/chat/encryption/keys/{owner}")).await,
+        "DELETE /api/keys/{keyId} (own)" => {
+            let key = match fx.user(role) {
+                Some(user) => device_key(user, &new_client_id()).await.0,
+                None => device_key(&fx.member, &new_client_id()).await.0,
+            };
+            c.delete(&format!("/api/keys/{key}")).await
+        }
+        "DELETE /api/keys/{keyId} (the owner's)" => {
+            let (key, _) = device_key(&fx.owner, "authz-delete").await;
+            c.delete(&format!("/api/keys/{key}")).await
+        }
+        "POST /api/keys/verify (the owner's key)" | "POST /api/chat/encryption/verify (the owner's key)" => {
+            let (_, fingerprint) = device_key(&fx.owner, "authz-verify").await;
+            let path = route.trim_start_matches("POST ").split(" (").next().unwrap_or_default();
+            c.post(path, json!({"userId": owner, "fingerprint": fingerprint})).await
+        }
         other => panic!("no request for route {other:?}"),
     }
 }

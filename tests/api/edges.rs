@@ -57,7 +57,7 @@ async fn a_body_that_is_not_json_is_415(app: TestApp) {
 
 async fn an_oversize_body_is_413(app: TestApp) {
     let anon = app.client();
-    let huge = "x".repeat(66 * 1024);
+    let huge = "x".repeat(130 * 1024);
     let register = json!({"email": "big@example.com", "password": PASSWORD, "displayName": huge});
     oversize_is_refused(|| anon.request(Method::POST, "/api/auth/register").json(&register)).await;
     oversize_is_refused(|| anon.request(Method::POST, "/api/auth/refresh").body(huge.clone())).await;
@@ -191,7 +191,7 @@ mod every_route {
         let other = app.register("Other").await;
         let before = (user.client.get("/api/auth/me").await.body, user.client.get("/api/users/me/settings").await.body);
         let spec = app.client().get("/api/openapi.json").await.body;
-        let huge = format!("{{\"displayName\":\"{}\"}}", "x".repeat(66 * 1024));
+        let huge = format!("{{\"displayName\":\"{}\"}}", "x".repeat(130 * 1024));
         let bodies: [(&str, &str, &[u16]); 4] = [
             ("application/json", "{not json", &[400, 401]),
             ("application/json", "[1,2,3]", &[400, 401]),

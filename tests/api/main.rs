@@ -10,6 +10,7 @@ mod conversations;
 mod deployment;
 mod edges;
 mod groups;
+mod keys;
 mod openapi;
 mod process;
 mod rooms;

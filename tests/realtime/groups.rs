@@ -7,11 +7,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::in_all_modes;
-use crate::support::{
-    TestApp,
-    http::TestUser,
-    socket::{ConnectOptions, SocketClient},
-};
+use crate::support::{TestApp, socket::SocketClient};
 use crate::{WAIT, group, send};
 
 in_all_modes!(
@@ -19,21 +15,6 @@ in_all_modes!(
     a_removed_users_live_sockets_leave_at_once_on_every_replica,
     role_changes_and_leaving_are_announced_to_members_only,
 );
-
-/// A socket of `user` on the server at `base`, past the replay.
-async fn connect_at(base: &str, user: &TestUser) -> SocketClient {
-    let options = ConnectOptions { auth: Some(json!({ "token": user.token })), ..Default::default() };
-    let socket = SocketClient::connect(base, options).await.expect("connect /chat");
-    socket.expect_event("auth:success", WAIT).await;
-    socket.expect_event("sync:complete", WAIT).await;
-    socket
-}
-
-/// The replica REST calls go to, and the other one (the same server when there is one).
-fn replicas(app: &TestApp) -> (String, String) {
-    let other = app.other.as_ref().map_or_else(|| app.base.clone(), |other| other.base.clone());
-    (app.base.clone(), other)
-}
 
 async fn subscribe(socket: &SocketClient, conversation: Uuid) {
     let ack = socket.emit_with_ack("subscribe", json!({"conversationId": conversation}), WAIT).await.unwrap();
@@ -49,9 +30,10 @@ async fn an_added_users_live_sockets_join_at_once_on_any_replica(app: TestApp) {
     let (ann, bob, cat, eve) =
         (app.register("Ann").await, app.register("Bob").await, app.register("Cat").await, app.register("Eve").await);
     let conversation = group(&ann, &[&bob]).await;
-    let (here, there) = replicas(&app);
-    let (bob_socket, eve_socket) = (connect_at(&here, &bob).await, connect_at(&here, &eve).await);
-    let cat_socket = connect_at(&there, &cat).await;
+    let (here, there) = crate::replicas(&app);
+    let (bob_socket, eve_socket) =
+        (crate::connect_at(&here, &bob.token).await, crate::connect_at(&here, &eve.token).await);
+    let cat_socket = crate::connect_at(&there, &cat.token).await;
     subscribe(&bob_socket, conversation).await;
 
     let added =
@@ -79,10 +61,11 @@ async fn a_removed_users_live_sockets_leave_at_once_on_every_replica(app: TestAp
     let (ann, bob, cat, dan) =
         (app.register("Ann").await, app.register("Bob").await, app.register("Cat").await, app.register("Dan").await);
     let conversation = group(&ann, &[&bob, &cat, &dan]).await;
-    let (here, there) = replicas(&app);
-    let bob_socket = connect_at(&here, &bob).await;
+    let (here, there) = crate::replicas(&app);
+    let bob_socket = crate::connect_at(&here, &bob.token).await;
     // Cat and dan side by side on the other server, both subscribed: dan is the control.
-    let (cat_socket, dan_socket) = (connect_at(&there, &cat).await, connect_at(&there, &dan).await);
+    let (cat_socket, dan_socket) =
+        (crate::connect_at(&there, &cat.token).await, crate::connect_at(&there, &dan.token).await);
     for socket in [&bob_socket, &cat_socket, &dan_socket] {
         subscribe(socket, conversation).await;
     }
@@ -114,9 +97,10 @@ async fn role_changes_and_leaving_are_announced_to_members_only(app: TestApp) {
     let (ann, bob, cat, eve) =
         (app.register("Ann").await, app.register("Bob").await, app.register("Cat").await, app.register("Eve").await);
     let conversation = group(&ann, &[&bob, &cat]).await;
-    let (here, there) = replicas(&app);
-    let (bob_socket, cat_socket) = (connect_at(&there, &bob).await, connect_at(&there, &cat).await);
-    let eve_socket = connect_at(&there, &eve).await;
+    let (here, there) = crate::replicas(&app);
+    let (bob_socket, cat_socket) =
+        (crate::connect_at(&there, &bob.token).await, crate::connect_at(&there, &cat.token).await);
+    let eve_socket = crate::connect_at(&there, &eve.token).await;
 
     let path = format!("/api/conversations/{conversation}/participants/{}", bob.id);
     ann.client.patch(&path, json!({"role": "owner"})).await.assert_status(200);
@@ -144,7 +128,7 @@ async fn role_changes_and_leaving_are_announced_to_members_only(app: TestApp) {
     assert_eq!(muted["conversation"]["mutedUntil"], "2999-01-01T00:00:00.000Z");
     bob_socket.assert_no_event("conversation:updated", "a mute is the muter's own").await;
 
-    let leave = connect_at(&here, &ann).await;
+    let leave = crate::connect_at(&here, &ann.token).await;
     ann.client.delete(&format!("/api/conversations/{conversation}/leave")).await.assert_status(204);
     let left = cat_socket.expect_event("participant:removed", WAIT).await;
     assert_eq!(left, json!({"conversationId": conversation, "userId": ann.id, "by": ann.id, "reason": "left"}));

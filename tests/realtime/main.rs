@@ -6,6 +6,7 @@ mod support;
 
 mod authz;
 mod connecting;
+mod encryption;
 mod groups;
 mod heartbeat;
 mod limits;
@@ -44,6 +45,21 @@ pub async fn connect_legacy(app: &TestApp, user: &TestUser) -> SocketClient {
     socket.expect_event("auth:success", WAIT).await;
     socket.expect_event("sync:complete", WAIT).await;
     socket
+}
+
+/// A socket authenticated with `token` on the server at `base`, past the replay.
+pub async fn connect_at(base: &str, token: &str) -> SocketClient {
+    let options = ConnectOptions { auth: Some(json!({ "token": token })), ..Default::default() };
+    let socket = SocketClient::connect(base, options).await.expect("connect /chat");
+    socket.expect_event("auth:success", WAIT).await;
+    socket.expect_event("sync:complete", WAIT).await;
+    socket
+}
+
+/// The replica REST calls go to, and the other one (the same server when there is one).
+pub fn replicas(app: &TestApp) -> (String, String) {
+    let other = app.other.as_ref().map_or_else(|| app.base.clone(), |other| other.base.clone());
+    (app.base.clone(), other)
 }
 
 pub async fn connect_raw(app: &TestApp, auth: Option<Value>) -> SocketClient {

@@ -12,7 +12,6 @@ use uuid::Uuid;
 use crate::support::{
     Mode, TestApp,
     raw::{POLICY, RawClient},
-    socket::{ConnectOptions, SocketClient},
 };
 use crate::{WAIT, direct, in_all_modes};
 
@@ -22,20 +21,6 @@ in_all_modes!(
     bad_input_gets_the_error_envelope_and_harms_nobody,
     a_flood_is_refused_then_closed,
 );
-
-/// The replica REST calls go to, and the other one (the same server when there is one).
-fn replicas(app: &TestApp) -> (String, String) {
-    let other = app.other.as_ref().map_or_else(|| app.base.clone(), |other| other.base.clone());
-    (app.base.clone(), other)
-}
-
-async fn socketio(base: &str, token: &str) -> SocketClient {
-    let options = ConnectOptions { auth: Some(json!({ "token": token })), ..Default::default() };
-    let socket = SocketClient::connect(base, options).await.expect("connect /chat");
-    socket.expect_event("auth:success", WAIT).await;
-    socket.expect_event("sync:complete", WAIT).await;
-    socket
-}
 
 async fn a_bad_or_missing_token_gets_the_seeds_error_and_a_close(app: TestApp) {
     for token in [None, Some("garbage")] {
@@ -57,8 +42,8 @@ async fn a_raw_client_and_a_socketio_client_talk_in_one_conversation(app: TestAp
     let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
     let conversation = direct(&ann, &bob).await;
     crate::presence::befriend(&ann, &bob).await;
-    let (here, there) = replicas(&app);
-    let bob_socket = socketio(&there, &bob.token).await;
+    let (here, there) = crate::replicas(&app);
+    let bob_socket = crate::connect_at(&there, &bob.token).await;
     bob_socket.emit_with_ack("subscribe", json!({"conversationId": conversation}), WAIT).await.unwrap();
     let mut ann_raw = RawClient::connect_as(&here, &ann.token).await;
     // Presence: bob hears ann come online.

@@ -56,6 +56,7 @@ pub(crate) fn message(conversation: Uuid, sender: Uuid, client_id: &str, secs: i
         content: format!("hello {client_id}"),
         content_type: ContentType::Text,
         media: None,
+        encrypted_content: None,
         forwarded_from: None,
         created_at: at(secs),
     }
@@ -200,12 +201,12 @@ pub async fn edits_and_tombstones(store: Arc<dyn Storage>) {
     let (c, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
     let m = message(c.id, u[0], "x", 1);
     send(&store, &m).await;
-    let edited = store.edit_message(m.id, "fixed", at(2)).await.unwrap().unwrap();
+    let edited = store.edit_message(m.id, "fixed", None, at(2)).await.unwrap().unwrap();
     assert_eq!((edited.content.as_deref(), edited.updated_at), (Some("fixed"), at(2)));
     let gone = store.delete_message(m.id, at(3)).await.unwrap().unwrap();
     assert!(gone.content.is_none() && gone.deleted_at == Some(at(3)));
     assert!(store.delete_message(m.id, at(4)).await.unwrap().is_none(), "already deleted");
-    assert!(store.edit_message(m.id, "again", at(5)).await.unwrap().is_none(), "tombstones stay");
+    assert!(store.edit_message(m.id, "again", None, at(5)).await.unwrap().is_none(), "tombstones stay");
 }
 
 pub async fn the_last_owner_leaving_hands_over_and_the_last_member_deletes(store: Arc<dyn Storage>) {

@@ -8,6 +8,7 @@ mod support;
 mod contract;
 mod conversations;
 mod groups;
+mod keys;
 mod writer;
 
 use std::sync::Arc;
@@ -64,6 +65,7 @@ macro_rules! contract_tests {
 use contract::*;
 use conversations::*;
 use groups::*;
+use keys::*;
 
 contract_tests!(
     a_direct_conversation_is_unique_per_pair,
@@ -99,4 +101,9 @@ contract_tests!(
     roles_change_and_ownership_moves_in_one_step,
     mute_is_kept_per_participant,
     invites_count_uses_and_stop_when_expired_used_up_or_revoked,
+    a_device_has_one_active_key_and_rotation_replaces_it,
+    concurrent_registrations_keep_the_device_limit,
+    verifications_are_recorded_once_per_fingerprint,
+    key_contacts_are_friends_and_conversation_partners,
+    encrypted_messages_are_stored_untouched,
 );

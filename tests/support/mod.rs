@@ -7,6 +7,7 @@
 
 pub mod authz;
 pub mod http;
+pub mod keys;
 pub mod raw;
 pub mod socket;
 

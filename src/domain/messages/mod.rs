@@ -25,7 +25,7 @@ use super::{
     conversations::page_limit,
     cursor,
     delivery::LocalSockets,
-    message_input::{MessageText, OutgoingMessage},
+    message_input::{Ciphertext, MessageEdit, OutgoingMessage},
     message_writer::{MessageWriter, Stored},
     quota,
     time::Timestamp,
@@ -144,6 +144,12 @@ impl MessageService {
         }
         let content =
             original.content.clone().filter(|_| original.deleted_at.is_none()).ok_or(AppError::NotFound("message"))?;
+        if original.is_encrypted {
+            // Its ciphertext was made for the keys of its own conversation's members.
+            return Err(AppError::validation(
+                "an encrypted message cannot be forwarded: re-encrypt it and send it as a new message",
+            ));
+        }
         for target in &unique {
             membership(self.storage.as_ref(), user, *target).await?;
         }
@@ -157,6 +163,7 @@ impl MessageService {
                 client_message_id: format!("forward:{message}:{target}"),
                 content_type: original.content_type,
                 media: original.media.as_ref().map(|m| m.0.clone()),
+                encrypted_content: None,
             };
             match self.send_copy(user, copy, None, Some(original.id)).await {
                 Ok(sent) => {
@@ -198,6 +205,7 @@ impl MessageService {
             content: message.content,
             content_type: message.content_type,
             media: message.media,
+            encrypted_content: message.encrypted_content.map(Ciphertext::into_inner),
             forwarded_from,
             created_at: self.clock.now(),
         };
@@ -288,22 +296,27 @@ impl MessageService {
         Ok((rows.iter().map(Message::from).collect(), Timestamp(next)))
     }
 
-    /// Edits the caller's own message.
-    pub async fn edit(
-        &self,
-        user: Uuid,
-        conversation: Uuid,
-        message: Uuid,
-        content: MessageText,
-    ) -> AppResult<Message> {
+    /// Edits the caller's own message: new text for a plain message, a new ciphertext for an
+    /// encrypted one.
+    pub async fn edit(&self, user: Uuid, conversation: Uuid, message: Uuid, edit: MessageEdit) -> AppResult<Message> {
         membership(self.storage.as_ref(), user, conversation).await?;
         let existing = self.message_in(conversation, message).await?;
         if existing.sender_id != user {
             return Err(AppError::Forbidden("you can only edit your own messages"));
         }
+        let (content, ciphertext) = match (&edit, existing.is_encrypted) {
+            (MessageEdit::Text(text), false) => (text.as_str(), None),
+            (MessageEdit::Encrypted(ciphertext), true) => ("", Some(ciphertext.as_str())),
+            (MessageEdit::Text(_), true) => {
+                return Err(AppError::invalid_field("encryptedContent", "is required to edit an encrypted message"));
+            }
+            (MessageEdit::Encrypted(_), false) => {
+                return Err(AppError::invalid_field("content", "is required to edit a message that is not encrypted"));
+            }
+        };
         let edited = self
             .storage
-            .edit_message(message, content.as_str(), self.clock.now())
+            .edit_message(message, content, ciphertext, self.clock.now())
             .await?
             .ok_or(AppError::NotFound("message"))?;
         let view = Message::from(&edited);

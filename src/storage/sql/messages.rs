@@ -88,7 +88,8 @@ macro_rules! sql_messages {
         ) -> StorageResult<Option<Vec<MessageRecord>>> {
             let mut insert = sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO messages (id, conversation_id, seq, sender_id, client_message_id, \
-                 content, content_type, media, forwarded_from, created_at, updated_at) ",
+                 content, content_type, media, is_encrypted, encrypted_content, forwarded_from, created_at, \
+                 updated_at) ",
             );
             insert.push_values(rows, |mut row, (message, seq, at)| {
                 row.push_bind(message.id)
@@ -99,6 +100,8 @@ macro_rules! sql_messages {
                     .push_bind(&message.content)
                     .push_bind(message.content_type.as_str())
                     .push_bind(message.media.clone().map(sqlx::types::Json))
+                    .push_bind(message.encrypted_content.is_some())
+                    .push_bind(&message.encrypted_content)
                     .push_bind(message.forwarded_from)
                     .push_bind(*at)
                     .push_bind(*at);
@@ -252,13 +255,16 @@ macro_rules! sql_messages {
                 &self,
                 id: uuid::Uuid,
                 content: &str,
+                encrypted_content: Option<&str>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> StorageResult<Option<MessageRecord>> {
                 let done = sqlx::query::<$db>(
-                    "UPDATE messages SET content = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL",
+                    "UPDATE messages SET content = $2, encrypted_content = $3, updated_at = $4 \
+                     WHERE id = $1 AND deleted_at IS NULL",
                 )
                 .bind(id)
                 .bind(content)
+                .bind(encrypted_content)
                 .bind(now)
                 .execute(self.writer())
                 .await?;
@@ -271,7 +277,8 @@ macro_rules! sql_messages {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> StorageResult<Option<MessageRecord>> {
                 let done = sqlx::query::<$db>(
-                    "UPDATE messages SET content = NULL, media = NULL, deleted_at = $2, updated_at = $2 \
+                    "UPDATE messages SET content = NULL, media = NULL, encrypted_content = NULL, deleted_at = $2, \
+                     updated_at = $2 \
                      WHERE id = $1 AND deleted_at IS NULL",
                 )
                 .bind(id)

@@ -45,8 +45,8 @@ macro_rules! participant_columns {
 macro_rules! select_messages {
     () => {
         "SELECT m.id, m.conversation_id, m.seq, m.sender_id, m.client_message_id, m.content, \
-         m.content_type, m.media, m.forwarded_from, m.forwarded_count, m.created_at, \
-         m.updated_at, m.deleted_at, u.username AS sender_username, \
+         m.content_type, m.media, m.is_encrypted, m.encrypted_content, m.forwarded_from, \
+         m.forwarded_count, m.created_at, m.updated_at, m.deleted_at, u.username AS sender_username, \
          u.display_name AS sender_display_name, u.avatar_url AS sender_avatar_url, \
          u.created_at AS sender_created_at FROM messages m JOIN users u ON u.id = m.sender_id"
     };
@@ -58,6 +58,8 @@ mod accounts;
 mod conversations;
 #[macro_use]
 mod groups;
+#[macro_use]
+mod keys;
 #[macro_use]
 mod messages;
 #[macro_use]
@@ -83,6 +85,7 @@ macro_rules! sql_store {
         sql_accounts!($store, $db);
         sql_conversations!($store, $db);
         sql_groups!($store, $db);
+        sql_keys!($store, $db);
         sql_messages!($store, $db);
         sql_reads!($store, $db);
 
