@@ -1,6 +1,8 @@
 // The production topology on loopback: two Parley replicas (PostgreSQL + a Redis of its
 // own) behind nginx, clients on both sides over websocket and polling, then faults:
-// SIGKILL of a replica, a Redis restart, SIGTERM of the other. Run by multi-replica.sh.
+// SIGKILL of a replica, a Redis restart, SIGTERM of the other. Then a fresh topology for
+// seed 002's raw WebSocket client meeting a socket.io-client user across the replicas, and
+// the raw client's replica killed. Run by multi-replica.sh.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -10,6 +12,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { io } from "socket.io-client";
+import { rawClient, reconnectingRawClient } from "./raw-client.mjs";
 
 const BIN = process.env.PARLEY_BIN;
 const DATABASE_URL = process.env.DATABASE_URL;
@@ -140,6 +143,21 @@ async function addressFor(instance) {
   throw new Error(`no source address reaches ${instance}`);
 }
 
+/** Redis, replicas a and b and nginx, all fresh; the source addresses nginx sends to a and b. */
+async function startTopology() {
+  redisPort = await freePort();
+  nginxPort = await freePort();
+  delete replicas.a;
+  delete replicas.b;
+  await startRedis();
+  await startReplica("a");
+  await startReplica("b");
+  await startNginx();
+  const [onA, onB] = [await addressFor(replicas.a.instance), await addressFor(replicas.b.instance)];
+  log(`replica a on :${replicas.a.port} (clients from ${onA}), replica b on :${replicas.b.port} (clients from ${onB}), nginx :${nginxPort}`);
+  return [onA, onB];
+}
+
 const openSockets = [];
 
 function client(user, localAddress, transport, extra = {}) {
@@ -179,14 +197,7 @@ test("two replicas behind nginx: delivery, presence, typing, receipts, unread, t
     for (const socket of openSockets) socket.close();
     await procs.stopAll();
   });
-  redisPort = await freePort();
-  nginxPort = await freePort();
-  await startRedis();
-  await startReplica("a");
-  await startReplica("b");
-  await startNginx();
-  const [onA, onB] = [await addressFor(replicas.a.instance), await addressFor(replicas.b.instance)];
-  log(`replica a on :${replicas.a.port} (clients from ${onA}), replica b on :${replicas.b.port} (clients from ${onB}), nginx :${nginxPort}`);
+  const [onA, onB] = await startTopology();
 
   const [ann, bob] = [await register("Ann"), await register("Bob")];
   for (const [from, to] of [[ann, bob], [bob, ann]]) {
@@ -272,4 +283,96 @@ test("two replicas behind nginx: delivery, presence, typing, receipts, unread, t
   await until("bob received every message ann sent", () => bobMissing().length === 0, 10000);
   log(`nothing lost: ${acked.length} acked messages stored and delivered across 3 faults`);
   for (const socket of [annSocket, bobSocket, annOnA]) socket.close();
+});
+
+test("seed 002's raw WebSocket client and a socket.io-client user across replicas, and the raw client's replica killed", { timeout: 120000 }, async (t) => {
+  const raws = [];
+  t.after(async () => {
+    for (const socket of openSockets) socket.close();
+    for (const raw of raws) raw.socket.terminate();
+    await procs.stopAll();
+  });
+  const [onA, onB] = await startTopology();
+  const base = `http://127.0.0.1:${nginxPort}`;
+  const rawOn = (user, address) => {
+    const raw = rawClient(base, user.token, { localAddress: address });
+    raws.push(raw);
+    return raw;
+  };
+  const [ann, bob] = [await register("Ann"), await register("Bob")];
+  for (const [from, to] of [[ann, bob], [bob, ann]]) {
+    assert.equal((await api(nginxPort, `/api/users/${to.id}/follow`, { method: "POST", token: from.token })).status, 200);
+  }
+  const created = await api(nginxPort, "/api/conversations", { method: "POST", token: ann.token, body: { type: "direct", participantIds: [bob.id] } });
+  const conversationId = created.body.id;
+
+  // Bob on replica b (socket.io-client); Ann's raw client on replica a.
+  const bobSocket = client(bob, onB, "websocket");
+  await waitFor(bobSocket, "sync:complete");
+  await bobSocket.timeout(WAIT).emitWithAck("subscribe", { conversationId });
+  const bobSawAnn = waitFor(bobSocket, "presence:update", (p) => p.userId === ann.id && p.status === "online");
+  const raw = rawOn(ann, onA);
+  assert.equal((await raw.next("connection.success")).payload.userId, ann.id);
+  const bulk = (await raw.next("status.bulk")).payload.users;
+  assert.equal(bulk.find((u) => u.userId === bob.id)?.isOnline, true, JSON.stringify(bulk));
+  await bobSawAnn;
+  log("presence both ways across replicas (raw on a, socket.io on b)");
+
+  // Raw → socket.io, and a retried tempId stored once.
+  const bobGets = waitFor(bobSocket, "message:received", ({ message }) => message.content === "Hello there!");
+  raw.send("message.send", { conversationId, type: "text", content: "Hello there!", tempId: "temp-1" });
+  const sent = (await raw.next("message.sent")).payload;
+  assert.equal((await bobGets).message.id, sent.message.id);
+  raw.send("message.send", { conversationId, type: "text", content: "Hello there!", tempId: "temp-1" });
+  assert.equal((await raw.next("message.sent")).payload.message.id, sent.message.id);
+  const once = await api(nginxPort, `/api/conversations/${conversationId}/messages`, { token: bob.token });
+  assert.equal(once.body.messages.length, 1, "the retried tempId was stored once");
+  // Socket.IO → raw.
+  const back = await sendMessage(bobSocket, conversationId, "hi ann");
+  assert.equal((await raw.next("message.new")).payload.message.id, back.messageId);
+  log("messages both ways across replicas; a retried tempId stored once");
+
+  // Typing both ways, and a read receipt.
+  const bobSeesTyping = waitFor(bobSocket, "typing:started", (p) => p.userId === ann.id);
+  raw.send("typing.start", { conversationId });
+  await bobSeesTyping;
+  await bobSocket.timeout(WAIT).emitWithAck("typing:start", { conversationId });
+  assert.equal((await raw.next("typing.start")).payload.userId, bob.id);
+  const bobSeesRead = waitFor(bobSocket, "receipt:updated", (r) => r.userId === ann.id);
+  raw.send("message.read", { conversationId });
+  await raw.next("message.read_ack");
+  await bobSeesRead;
+  log("typing and a read receipt across replicas");
+
+  // Kill replica a while Ann's raw client is sending: whatever it acked is stored.
+  const acked = [sent.message.id, back.messageId];
+  for (let i = 0; i < 20; i++) raw.send("message.send", { conversationId, type: "text", content: `burst ${i}`, tempId: `burst-${i}` });
+  for (let i = 0; i < 3; i++) acked.push((await raw.next("message.sent")).payload.message.id);
+  await procs.stop("a", "SIGKILL");
+  log("FAULT: replica a (ann's raw connection) killed with SIGKILL");
+  await raw.closed;
+  for (const envelope of raw.received.filter((m) => m.type === "message.sent")) acked.push(envelope.payload.message.id);
+  // Bob goes on sending while Ann is away.
+  const whileAway = [];
+  for (let i = 0; i < 3; i++) whileAway.push((await sendMessage(bobSocket, conversationId, `while ann is away ${i}`)).messageId);
+  acked.push(...whileAway);
+  // Ann's client reconnects as seed 002's does: a new WebSocket, which nginx sends to b.
+  const again = await reconnectingRawClient(base, ann.token, { localAddress: onA });
+  raws.push(again);
+  const replayed = new Set();
+  await until("ann's reconnected raw client got what bob sent meanwhile", async () => {
+    for (const envelope of again.received.filter((m) => m.type === "message.new")) replayed.add(envelope.payload.message.id);
+    return whileAway.every((id) => replayed.has(id));
+  }, 10000);
+  log(`ann's raw client reconnected through nginx and got the ${whileAway.length} messages sent meanwhile`);
+  const history = await api(nginxPort, `/api/conversations/${conversationId}/messages?limit=100`, { token: bob.token });
+  const stored = new Set(history.body.messages.map((m) => m.id));
+  assert.deepEqual(acked.filter((id) => !stored.has(id)), [], "every acked message is stored");
+  // A resend of every burst message (a client retrying what it never saw acked) adds none twice.
+  for (let i = 0; i < 20; i++) again.send("message.send", { conversationId, type: "text", content: `burst ${i}`, tempId: `burst-${i}` });
+  for (let i = 0; i < 20; i++) await again.next("message.sent");
+  const after = await api(nginxPort, `/api/conversations/${conversationId}/messages?limit=100`, { token: bob.token });
+  const bursts = after.body.messages.filter((m) => m.content.startsWith("burst "));
+  assert.equal(bursts.length, 20, "each burst message stored exactly once");
+  log(`nothing acked lost: ${acked.length} acked messages stored; the retried burst stored once each`);
 });

@@ -5,35 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { BASE, WAIT_MS, api, connect, emitWithAck, register, waitFor } from "./lib.mjs";
-
-/** Seed 002 §13's hook, without React: a socket and the envelopes it received. */
-function rawClient(token) {
-  const socket = new WebSocket(`${BASE.replace(/^http/, "ws")}/chat/ws?token=${token}`);
-  const received = [];
-  const waiters = [];
-  socket.onmessage = (event) => {
-    const message = JSON.parse(event.data);
-    received.push(message);
-    for (const waiter of [...waiters]) waiter();
-  };
-  /** The next envelope of `type` not taken yet. */
-  const next = (type) =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${type} within ${WAIT_MS} ms: ${JSON.stringify(received)}`)), WAIT_MS);
-      const check = () => {
-        const index = received.findIndex((m) => m.type === type);
-        if (index < 0) return;
-        const [message] = received.splice(index, 1);
-        waiters.splice(waiters.indexOf(check), 1);
-        clearTimeout(timer);
-        resolve(message);
-      };
-      waiters.push(check);
-      check();
-    });
-  const send = (type, payload) => socket.send(JSON.stringify({ type, payload }));
-  return { socket, next, send, received };
-}
+import { rawClient } from "./raw-client.mjs";
 
 test("a raw WebSocket client and a socket.io-client user chat in one conversation", async () => {
   const ann = await register("Ann");
@@ -47,7 +19,7 @@ test("a raw WebSocket client and a socket.io-client user chat in one conversatio
   await emitWithAck(bobSocket, "subscribe", { conversationId });
   const bobSeesAnn = waitFor(bobSocket, "presence:update");
 
-  const raw = rawClient(ann.token);
+  const raw = rawClient(BASE, ann.token);
   const hello = await raw.next("connection.success");
   assert.equal(hello.payload.userId, ann.id);
   assert.ok(Array.isArray((await raw.next("status.bulk")).payload.users));

@@ -55,6 +55,7 @@ fn nginx_keeps_sessions_sticky_upgrades_websockets_and_forwards_the_client() {
         "proxy_http_version 1.1;",
         "X-Forwarded-For $proxy_add_x_forwarded_for",
         "location /socket.io/",
+        "location = /chat/ws",
         "proxy_read_timeout 75s;",
     ] {
         assert!(conf.contains(needle), "nginx/parley.conf lacks `{needle}`");

@@ -134,7 +134,7 @@ async fn bad_input_gets_the_error_envelope_and_harms_nobody(app: TestApp) {
     assert_eq!(prober.expect("error").await["error"]["code"], "invalid_message");
     prober.barrier().await;
     // A frame over the size limit closes that one connection.
-    prober.send_message(Message::text("x".repeat(2 * 1024 * 1024))).await;
+    prober.send_message(Message::text("x".repeat(10 * 1024 * 1024))).await;
     let code = prober.expect_close().await;
     assert!(matches!(code, Some(1009) | None), "closed with {code:?}");
     // The other user is unaffected.
