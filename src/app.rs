@@ -16,6 +16,8 @@ use crate::{
     config::Config,
     domain::{delivery::SILENT_LOSS_MARGIN, messages::DELIVERED_FLUSH, unread::UNREAD_TICK},
     fanout::{Delivery, socketio::SocketIoDelivery},
+    net_guard::EndpointPolicy,
+    outbox::{OutboxSender, OutboxSettings, WebhookTarget},
     rawws::{self, RawGateway, RawHub, delivery::RawDelivery},
     realtime::{self, RealtimeHandle},
     shared_state::CONNECTION_RENEW,
@@ -31,6 +33,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 const PRESENCE_SWEEP: Duration = Duration::from_secs(5);
 /// How often each replica announces typing stops that came due.
 const TYPING_SWEEP: Duration = Duration::from_millis(200);
+/// How often the outbox's depth and oldest row are read for the metrics.
+const OUTBOX_OBSERVE: Duration = Duration::from_secs(5);
 
 pub struct Application {
     listener: TcpListener,
@@ -39,6 +43,8 @@ pub struct Application {
     realtime: Arc<dyn RealtimeHandle>,
     /// The raw WebSocket gateway's connections here.
     raw: Arc<RawHub>,
+    /// Sends this replica's share of the outbox (pushes and webhooks).
+    outbox: Arc<OutboxSender>,
 }
 
 impl Application {
@@ -73,8 +79,9 @@ impl Application {
             }
         };
         let router = crate::http::with_edges(router, &state.config);
+        let outbox = Arc::new(outbox_sender(&state)?);
         let listener = transport::listen(addr).with_context(|| format!("binding {addr}"))?;
-        Ok(Self { listener, state, router, realtime, raw })
+        Ok(Self { listener, state, router, realtime, raw, outbox })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -93,7 +100,11 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let background = spawn_background(&self.state, &self.realtime, &self.raw, stop_rx.clone());
+        let mut background = spawn_background(&self.state, &self.realtime, &self.raw, stop_rx.clone());
+        background.push(tokio::spawn(self.outbox.clone().run(stop_rx.clone())));
+        background.push(every(OUTBOX_OBSERVE, stop_rx.clone(), self.outbox.clone(), |outbox| async move {
+            outbox.observe().await
+        }));
         let mut graceful = stop_rx.clone();
         let (io, raw) = (self.realtime.clone(), self.raw.clone());
         let listener = transport::accepting(self.listener);
@@ -122,6 +133,27 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The outbox sender of this replica, as configured.
+fn outbox_sender(state: &AppState) -> anyhow::Result<OutboxSender> {
+    let push = &state.config.push;
+    let webhook = match (&push.webhook_url, &push.webhook_secret) {
+        (Some(url), Some(secret)) => Some(WebhookTarget {
+            url: url.parse().context("WEBHOOK_URL")?,
+            secret: secret.expose().as_bytes().to_vec(),
+        }),
+        _ => None,
+    };
+    let settings = OutboxSettings {
+        vapid: state.platform.vapid.clone(),
+        webhook,
+        concurrency: push.concurrency,
+        timeout: push.timeout,
+        public_only: state.config.push_policy() == EndpointPolicy::PublicHttps,
+    };
+    let platform = &state.platform;
+    OutboxSender::new(platform.storage.clone(), state.clock.clone(), platform.outbox.clone(), settings)
 }
 
 /// The state, with both gateways as the way out to clients: the Socket.IO server, and the

@@ -82,6 +82,26 @@ pub struct Config {
     pub max_subscriptions_per_socket: u32,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// Web Push and webhooks (SPEC §4.4).
+    pub push: PushConfig,
+}
+
+/// Reaching people who are offline: the VAPID identity, webhooks, the outbox sender.
+#[derive(Clone, Debug)]
+pub struct PushConfig {
+    /// The 32-byte P-256 private scalar that signs VAPID tokens.
+    pub vapid_private_key: Secret<Vec<u8>>,
+    /// The VAPID `sub` claim: a `mailto:` or `https:` contact for push services.
+    pub vapid_subject: String,
+    /// Push endpoints may be `http` and point at loopback or private addresses (the default
+    /// in development; `PUSH_ALLOW_INSECURE=false` makes development strict too).
+    pub allow_insecure: bool,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<Secret<String>>,
+    /// Notifications in flight at once per replica.
+    pub concurrency: usize,
+    /// Per request to a push service or the webhook receiver.
+    pub timeout: Duration,
 }
 
 /// Where a configuration value comes from: the process environment, or a map in tests.
@@ -133,9 +153,17 @@ pub const VARIABLES: &[&str] = &[
     "RECEIPT_FLUSH_MS",
     "MESSAGE_RATE_PER_MIN",
     "LOG_FORMAT",
+    "VAPID_PRIVATE_KEY",
+    "VAPID_SUBJECT",
+    "PUSH_ALLOW_INSECURE",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "OUTBOX_CONCURRENCY",
+    "OUTBOX_TIMEOUT_MS",
 ];
 
 const JWT_SECRET_FILE: &str = "jwt_secret";
+const VAPID_KEY_FILE: &str = "vapid_private_key";
 const MIN_JWT_SECRET_LEN: usize = 32;
 
 impl Config {
@@ -153,6 +181,7 @@ impl Config {
             Some(other) => bail!("PARLEY_ENV must be `development` or `production`, got `{other}`"),
         };
         let data_dir = PathBuf::from(get("PARLEY_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let data_dir_for_keys = data_dir.clone();
         let database_url = match get("DATABASE_URL") {
             Some(url) => url,
             None => format!("sqlite://{}", data_dir.join("parley.db").display()),
@@ -216,6 +245,7 @@ impl Config {
             max_subscriptions_per_socket: parse_or(&get, "MAX_SUBSCRIPTIONS_PER_SOCKET", 100)?,
             access_token_ttl: Duration::from_secs(parse_or(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
             refresh_token_ttl: Duration::from_secs(parse_or(&get, "REFRESH_TOKEN_TTL_SECS", 7 * 24 * 3600)?),
+            push: load_push(&get, &data_dir_for_keys, environment)?,
         })
     }
 
@@ -223,10 +253,84 @@ impl Config {
         self.environment == Environment::Production
     }
 
+    /// What push endpoints may point at.
+    pub fn push_policy(&self) -> crate::net_guard::EndpointPolicy {
+        if self.push.allow_insecure {
+            crate::net_guard::EndpointPolicy::AllowInsecure
+        } else {
+            crate::net_guard::EndpointPolicy::PublicHttps
+        }
+    }
+
     pub fn uses_postgres(&self) -> bool {
         let url = self.database_url.expose();
         url.starts_with("postgres://") || url.starts_with("postgresql://")
     }
+}
+
+/// Web Push and webhook settings. Like the JWT secret, the VAPID key is generated once into
+/// the data dir in development and required in production (every replica must sign with
+/// the one key browsers subscribed with).
+fn load_push(
+    get: &impl Fn(&str) -> Option<String>,
+    data_dir: &std::path::Path,
+    environment: Environment,
+) -> anyhow::Result<PushConfig> {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    let vapid_private_key = match get("VAPID_PRIVATE_KEY") {
+        Some(raw) => URL_SAFE_NO_PAD
+            .decode(raw.trim().trim_end_matches('='))
+            .ok()
+            .filter(|key| key.len() == 32)
+            .context("VAPID_PRIVATE_KEY must be the base64url of a 32-byte P-256 private key")?,
+        None if environment == Environment::Production => {
+            bail!("VAPID_PRIVATE_KEY is required when PARLEY_ENV=production")
+        }
+        None => load_or_create_vapid_key(data_dir)?,
+    };
+    let webhook_url = get("WEBHOOK_URL");
+    let webhook_secret = get("WEBHOOK_SECRET");
+    if webhook_url.is_some() && webhook_secret.as_ref().is_none_or(|s| s.len() < 16) {
+        bail!("WEBHOOK_URL needs a WEBHOOK_SECRET of at least 16 characters");
+    }
+    if let Some(url) = &webhook_url {
+        url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .context("WEBHOOK_URL must be an http(s) URL")?;
+    }
+    Ok(PushConfig {
+        vapid_private_key: Secret::new(vapid_private_key),
+        vapid_subject: get("VAPID_SUBJECT").unwrap_or_else(|| "mailto:admin@localhost".into()),
+        allow_insecure: parse_or(get, "PUSH_ALLOW_INSECURE", environment == Environment::Development)?,
+        webhook_url,
+        webhook_secret: webhook_secret.map(Secret::new),
+        concurrency: parse_or(get, "OUTBOX_CONCURRENCY", 64usize)?.max(1),
+        timeout: Duration::from_millis(positive(parse_or(get, "OUTBOX_TIMEOUT_MS", 10_000)?, "OUTBOX_TIMEOUT_MS")?),
+    })
+}
+
+/// A P-256 private scalar kept in the data dir (base64url), made on first start.
+fn load_or_create_vapid_key(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    let path = data_dir.join(VAPID_KEY_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && let Ok(key) = URL_SAFE_NO_PAD.decode(existing.trim())
+        && p256::SecretKey::from_slice(&key).is_ok()
+    {
+        return Ok(key);
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let key = loop {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        if p256::SecretKey::from_slice(&bytes).is_ok() {
+            break bytes.to_vec();
+        }
+    };
+    write_private(&path, URL_SAFE_NO_PAD.encode(&key).as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(key)
 }
 
 /// `value`, or an error naming `name` when it is 0.
@@ -348,9 +452,41 @@ mod tests {
         assert!(config.legacy_events);
     }
 
+    /// A VAPID key for the tests that give no data dir (nothing is written to `./data`).
+    const VAPID: &str = "Bwc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc3Nzc";
+
+    #[test]
+    fn embedded_mode_generates_the_vapid_key_once_and_production_requires_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let first = Config::load(&[("PARLEY_DATA_DIR", data_dir)]).unwrap();
+        let second = Config::load(&[("PARLEY_DATA_DIR", data_dir)]).unwrap();
+        assert_eq!(first.push.vapid_private_key.expose(), second.push.vapid_private_key.expose());
+        assert!(p256::SecretKey::from_slice(first.push.vapid_private_key.expose()).is_ok());
+        assert!(first.push.allow_insecure, "development allows http and loopback endpoints");
+        let secret = "x".repeat(40);
+        let production = [("PARLEY_ENV", "production"), ("PARLEY_DATA_DIR", data_dir), ("JWT_SECRET", secret.as_str())];
+        let err = Config::load(&production).unwrap_err();
+        assert!(err.to_string().contains("VAPID_PRIVATE_KEY is required"), "{err}");
+        let with_key = [
+            ("PARLEY_ENV", "production"),
+            ("PARLEY_DATA_DIR", data_dir),
+            ("JWT_SECRET", secret.as_str()),
+            ("VAPID_PRIVATE_KEY", VAPID),
+        ];
+        assert!(!Config::load(&with_key).unwrap().push.allow_insecure, "production: https to public addresses");
+        let bad = [("PARLEY_DATA_DIR", data_dir), ("VAPID_PRIVATE_KEY", "short")];
+        assert!(Config::load(&bad).is_err());
+        let hook = [("PARLEY_DATA_DIR", data_dir), ("WEBHOOK_URL", "https://bridge.example/hook")];
+        assert!(Config::load(&hook).unwrap_err().to_string().contains("WEBHOOK_SECRET"));
+    }
+
     #[test]
     fn debug_output_never_shows_secrets() {
         let config = Config::load(&[
+            ("VAPID_PRIVATE_KEY", VAPID),
+            ("WEBHOOK_URL", "https://bridge.example/hook"),
+            ("WEBHOOK_SECRET", "webhook-secret-nobody-should-see"),
             ("JWT_SECRET", "a-very-long-secret-value-that-nobody-should-see-0123"),
             ("DATABASE_URL", "postgres://app:hunter2hunter2@db/parley"),
             ("REDIS_URL", "redis://:redispass@cache:6379"),
@@ -358,6 +494,7 @@ mod tests {
         .unwrap();
         let shown = format!("{config:?} {}", config.summary());
         assert!(!shown.contains("nobody-should-see"));
+        assert!(!shown.contains(VAPID));
         assert!(!shown.contains("hunter2"));
         assert!(!shown.contains("redispass"));
         assert!(shown.contains("postgres://app:***@db/parley"));
@@ -369,7 +506,11 @@ mod tests {
     impl VarSource for Recorder {
         fn var(&self, name: &str) -> Option<String> {
             self.0.borrow_mut().push(name.to_owned());
-            (name == "JWT_SECRET").then(|| "x".repeat(40))
+            match name {
+                "JWT_SECRET" => Some("x".repeat(40)),
+                "VAPID_PRIVATE_KEY" => Some(VAPID.to_owned()),
+                _ => None,
+            }
         }
     }
 
@@ -392,7 +533,14 @@ mod tests {
     #[test]
     fn short_or_malformed_values_are_rejected() {
         assert!(Config::load(&[("JWT_SECRET", "short")]).is_err());
-        assert!(Config::load(&[("JWT_SECRET", "x".repeat(40).as_str()), ("PARLEY_ADDR", "nope")]).is_err());
-        assert!(Config::load(&[("JWT_SECRET", "x".repeat(40).as_str()), ("LOG_FORMAT", "xml")]).is_err());
+        let secret = "x".repeat(40);
+        assert!(
+            Config::load(&[("JWT_SECRET", secret.as_str()), ("VAPID_PRIVATE_KEY", VAPID), ("PARLEY_ADDR", "nope")])
+                .is_err()
+        );
+        assert!(
+            Config::load(&[("JWT_SECRET", secret.as_str()), ("VAPID_PRIVATE_KEY", VAPID), ("LOG_FORMAT", "xml")])
+                .is_err()
+        );
     }
 }

@@ -8,6 +8,8 @@ pub mod domain;
 pub mod error;
 pub mod fanout;
 pub mod http;
+pub mod net_guard;
+pub mod outbox;
 pub mod rawws;
 pub mod realtime;
 pub mod shared_state;

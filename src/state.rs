@@ -12,7 +12,7 @@ use crate::{
     clock::SharedClock,
     config::Config,
     domain::{
-        Deps,
+        Deps, Outbox,
         auth::{AuthService, TokenSettings},
         conversations::ConversationService,
         delivery::LocalSockets,
@@ -20,12 +20,14 @@ use crate::{
         keys::KeyService,
         messages::{MessageService, SendPipeline},
         presence::PresenceService,
+        push::{OutboxSignal, PushService},
         reads::ReadService,
         typing::TypingService,
         unread::UnreadNotifier,
         users::UserService,
     },
     fanout::{Delivery, Fanout},
+    outbox::webpush::Vapid,
     shared_state::SharedState,
     storage::{self, Storage},
     telemetry,
@@ -49,6 +51,7 @@ pub struct Services {
     pub keys: KeyService,
     pub messages: MessageService,
     pub presence: Arc<PresenceService>,
+    pub push: PushService,
     pub typing: Arc<TypingService>,
     pub reads: ReadService,
     pub unread: Arc<UnreadNotifier>,
@@ -65,6 +68,10 @@ pub struct Platform {
     /// Users with a socket on this replica.
     pub local: Arc<LocalSockets>,
     pub metrics: PrometheusHandle,
+    /// The VAPID identity pushes are signed with.
+    pub vapid: Arc<Vapid>,
+    /// Wakes this replica's outbox sender.
+    pub outbox: OutboxSignal,
 }
 
 impl AppState {
@@ -84,10 +91,19 @@ impl AppState {
             None => SharedState::in_process(clock.clone()),
         };
         let fanout = Fanout::new(deliveries(&storage).await?);
-        let deps =
-            Deps { storage: storage.clone(), shared: shared.clone(), fanout: fanout.clone(), clock: clock.clone() };
+        let outbox = Outbox { signal: OutboxSignal::default(), webhooks: config.push.webhook_url.is_some() };
+        let deps = Deps {
+            storage: storage.clone(),
+            shared: shared.clone(),
+            fanout: fanout.clone(),
+            clock: clock.clone(),
+            outbox: outbox.clone(),
+        };
         let local = Arc::new(LocalSockets::default());
-        let services = Services::build(&deps, &config, local.clone());
+        let vapid = Arc::new(
+            Vapid::new(config.push.vapid_private_key.expose(), &config.push.vapid_subject).context("the VAPID key")?,
+        );
+        let services = Services::build(&deps, &config, Wiring { local: local.clone(), vapid: &vapid });
         let platform = Platform {
             instance: uuid::Uuid::new_v4(),
             storage,
@@ -95,13 +111,21 @@ impl AppState {
             fanout,
             local,
             metrics: telemetry::metrics_handle(),
+            vapid,
+            outbox: outbox.signal,
         };
         Ok(Self { config: Arc::new(config), clock, services: Arc::new(services), platform: Arc::new(platform) })
     }
 }
 
+/// What some services are built with besides [`Deps`] and the configuration.
+struct Wiring<'a> {
+    local: Arc<LocalSockets>,
+    vapid: &'a Vapid,
+}
+
 impl Services {
-    fn build(deps: &Deps, config: &Config, local: Arc<LocalSockets>) -> Self {
+    fn build(deps: &Deps, config: &Config, wiring: Wiring<'_>) -> Self {
         let tokens = TokenSettings {
             jwt_secret: config.jwt_secret.expose(),
             access_ttl: config.access_token_ttl,
@@ -110,7 +134,7 @@ impl Services {
         let typing = Arc::new(TypingService::new(deps));
         let unread = Arc::new(UnreadNotifier::new(deps));
         let presence = Arc::new(PresenceService::new(deps, config.presence_grace));
-        let pipeline = SendPipeline { typing: typing.clone(), unread: unread.clone(), local };
+        let pipeline = SendPipeline { typing: typing.clone(), unread: unread.clone(), local: wiring.local };
         let conversations = Arc::new(ConversationService::new(deps, typing.clone()));
         Self {
             auth: AuthService::new(deps, tokens),
@@ -121,6 +145,7 @@ impl Services {
             messages: MessageService::new(deps, pipeline, config.message_rate_per_min),
             reads: ReadService::new(deps, unread.clone()),
             presence,
+            push: PushService::new(deps, wiring.vapid.public_key().to_owned()),
             typing,
             unread,
         }

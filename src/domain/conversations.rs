@@ -62,11 +62,18 @@ pub struct ConversationService {
     fanout: Fanout,
     typing: Arc<TypingService>,
     clock: SharedClock,
+    outbox: super::Outbox,
 }
 
 impl ConversationService {
     pub fn new(deps: &Deps, typing: Arc<TypingService>) -> Self {
-        Self { storage: deps.storage.clone(), fanout: deps.fanout.clone(), typing, clock: deps.clock.clone() }
+        Self {
+            storage: deps.storage.clone(),
+            fanout: deps.fanout.clone(),
+            typing,
+            clock: deps.clock.clone(),
+            outbox: deps.outbox.clone(),
+        }
     }
 
     pub async fn list(
@@ -259,6 +266,8 @@ impl ConversationService {
         }
         let added = self.public_profiles(&outcome.added).await?;
         self.fanout.participants_added(id, &added, by, &before).await;
+        let data = serde_json::json!({ "conversationId": id, "userIds": outcome.added, "by": by });
+        self.outbox.webhook(self.storage.as_ref(), "conversation.member_added", self.clock.now(), data).await;
         Ok(outcome)
     }
 

@@ -4,6 +4,10 @@
 //! and stores it in one transaction. Each sender gets its answer only after the commit, so
 //! "acked means stored" holds, while the database sees one transaction per batch instead of
 //! one per message. An idle server commits a lone message at once: no timer holds it back.
+//!
+//! Before the transaction, the [`NotifyPlanner`] works out which recipients are offline,
+//! so the transaction also writes the outbox rows of their pushes and webhooks: "acked"
+//! means its notifications will go out too.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -15,9 +19,11 @@ use uuid::Uuid;
 
 use crate::{
     error::{AppError, AppResult},
+    shared_state::SharedState,
     storage::{
         Storage, StorageError,
         models::{ConversationKind, MessageRecord, NewMessage, SendContext, SendOutcome},
+        push::Notify,
     },
 };
 
@@ -28,8 +34,9 @@ const QUEUE_DEPTH: usize = 8192;
 
 /// What became of one send.
 pub enum Stored {
-    /// Stored now; `participants` are the conversation's members it goes to.
-    Created { record: MessageRecord, participants: Vec<Uuid> },
+    /// Stored now; `participants` are the conversation's members it goes to; `notified`:
+    /// outbox rows may have been written with it.
+    Created { record: MessageRecord, participants: Vec<Uuid>, notified: bool },
     /// A retry: the message stored earlier under the same (sender, clientMessageId).
     Duplicate(MessageRecord),
 }
@@ -45,9 +52,9 @@ pub struct MessageWriter {
 }
 
 impl MessageWriter {
-    pub fn spawn(storage: Arc<dyn Storage>) -> Self {
+    pub fn spawn(storage: Arc<dyn Storage>, planner: NotifyPlanner) -> Self {
         let (queue, pending) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(storage, pending));
+        tokio::spawn(run(storage, planner, pending));
         Self { queue }
     }
 
@@ -63,12 +70,12 @@ impl MessageWriter {
     }
 }
 
-async fn run(storage: Arc<dyn Storage>, mut queue: mpsc::Receiver<PendingSend>) {
+async fn run(storage: Arc<dyn Storage>, planner: NotifyPlanner, mut queue: mpsc::Receiver<PendingSend>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         metrics::histogram!("parley_send_batch_size").record(batch.len() as f64);
         let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch.drain(..).map(|p| (p.message, p.reply)).unzip();
-        let answers = store_isolating_failures(storage.as_ref(), &messages).await;
+        let answers = store_isolating_failures(storage.as_ref(), &planner, messages).await;
         for (reply, answer) in replies.into_iter().zip(answers) {
             // A sender that went away (its socket closed) no longer waits; the message stays stored.
             let _ = reply.send(answer);
@@ -76,52 +83,84 @@ async fn run(storage: Arc<dyn Storage>, mut queue: mpsc::Receiver<PendingSend>) 
     }
 }
 
-/// [`store_batch`]; when the batch's transaction fails, each message is tried alone, so one
-/// message the database refuses does not take the others of its batch down with it.
-async fn store_isolating_failures(storage: &dyn Storage, messages: &[NewMessage]) -> Vec<AppResult<Stored>> {
-    let err = match store_batch(storage, messages).await {
-        Ok(answers) => return answers,
-        Err(err) => err,
+/// Checks the batch, plans its notifications and stores what passed in one transaction;
+/// when that transaction fails, each message is tried alone, so one message the database
+/// refuses does not take the others of its batch down with it. One answer per send, in order.
+async fn store_isolating_failures(
+    storage: &dyn Storage,
+    planner: &NotifyPlanner,
+    messages: Vec<NewMessage>,
+) -> Vec<AppResult<Stored>> {
+    let count = messages.len();
+    let checks = match check_senders(storage, &messages).await {
+        Ok(checks) => checks,
+        Err(err) => {
+            tracing::error!(error = %err, sends = count, "the checks of a batch of sends failed");
+            return (0..count).map(|_| Err(AppError::Internal(anyhow::anyhow!("checking the send: {err}")))).collect();
+        }
     };
-    tracing::error!(error = %err, sends = messages.len(), "a batch of messages was not stored; storing them one by one");
-    let mut answers = Vec::with_capacity(messages.len());
-    for message in messages {
-        let answer = match store_batch(storage, std::slice::from_ref(message)).await {
-            Ok(mut one) => one.pop().unwrap_or_else(|| Err(AppError::Internal(anyhow::anyhow!("no outcome")))),
-            Err(err) => {
-                tracing::error!(error = %err, "a message was not stored");
-                Err(AppError::Internal(anyhow::anyhow!("message not stored: {err}")))
-            }
-        };
-        answers.push(answer);
-    }
-    answers
-}
-
-/// Checks every send of the batch, stores those that pass, and answers each in order.
-async fn store_batch(storage: &dyn Storage, messages: &[NewMessage]) -> Result<Vec<AppResult<Stored>>, StorageError> {
-    let checks = check_senders(storage, messages).await?;
-    let mut accepted = Vec::with_capacity(messages.len());
-    let mut answers: Vec<Option<AppResult<Stored>>> = Vec::with_capacity(messages.len());
-    let mut participants = Vec::with_capacity(messages.len());
-    for (message, check) in messages.iter().zip(checks) {
+    let mut answers: Vec<Option<AppResult<Stored>>> = Vec::with_capacity(count);
+    let mut accepted: Vec<(NewMessage, Checked)> = Vec::with_capacity(count);
+    for (message, check) in messages.into_iter().zip(checks) {
         match check {
-            Ok(members) => {
-                accepted.push(message.clone());
-                participants.push(members);
+            Ok(checked) => {
+                accepted.push((message, checked));
                 answers.push(None);
             }
             Err(refusal) => answers.push(Some(Err(refusal))),
         }
     }
-    let outcomes = storage.send_messages(&accepted).await?;
-    let mut stored = outcomes.into_iter().zip(participants).map(|(outcome, participants)| match outcome {
-        SendOutcome::Created(record) => Ok(Stored::Created { record, participants }),
-        SendOutcome::Duplicate(record) => Ok(Stored::Duplicate(record)),
-        SendOutcome::ConversationGone => Err(AppError::NotFound("conversation")),
-    });
+    planner.plan(storage, &mut accepted).await;
+    let stored = match store_accepted(storage, &accepted).await {
+        Ok(stored) => stored,
+        Err(err) => {
+            tracing::error!(error = %err, sends = accepted.len(), "a batch of messages was not stored; storing them one by one");
+            let mut stored = Vec::with_capacity(accepted.len());
+            for one in accepted.chunks(1) {
+                stored.push(match store_accepted(storage, one).await {
+                    Ok(mut answer) => {
+                        answer.pop().unwrap_or_else(|| Err(AppError::Internal(anyhow::anyhow!("no outcome"))))
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "a message was not stored");
+                        Err(AppError::Internal(anyhow::anyhow!("message not stored: {err}")))
+                    }
+                });
+            }
+            stored
+        }
+    };
+    let mut stored = stored.into_iter();
     let missing = || Err(AppError::Internal(anyhow::anyhow!("the store returned too few outcomes")));
-    Ok(answers.into_iter().map(|answer| answer.or_else(|| stored.next()).unwrap_or_else(missing)).collect())
+    answers.into_iter().map(|answer| answer.or_else(|| stored.next()).unwrap_or_else(missing)).collect()
+}
+
+/// Stores sends that passed their checks in one transaction: one answer each, in order.
+async fn store_accepted(
+    storage: &dyn Storage,
+    accepted: &[(NewMessage, Checked)],
+) -> Result<Vec<AppResult<Stored>>, StorageError> {
+    let messages: Vec<NewMessage> = accepted.iter().map(|(m, _)| m.clone()).collect();
+    let outcomes = storage.send_messages(&messages).await?;
+    Ok(outcomes
+        .into_iter()
+        .zip(accepted)
+        .map(|(outcome, (message, checked))| match outcome {
+            SendOutcome::Created(record) => Ok(Stored::Created {
+                record,
+                participants: checked.members.clone(),
+                notified: message.notify.is_some(),
+            }),
+            SendOutcome::Duplicate(record) => Ok(Stored::Duplicate(record)),
+            SendOutcome::ConversationGone => Err(AppError::NotFound("conversation")),
+        })
+        .collect())
+}
+
+/// A send that may go ahead: its conversation's kind and members.
+struct Checked {
+    kind: ConversationKind,
+    members: Vec<Uuid>,
 }
 
 /// Per send: the conversation's members when the sender may post there, or the refusal
@@ -129,7 +168,7 @@ async fn store_batch(storage: &dyn Storage, messages: &[NewMessage]) -> Result<V
 async fn check_senders(
     storage: &dyn Storage,
     messages: &[NewMessage],
-) -> Result<Vec<AppResult<Vec<Uuid>>>, StorageError> {
+) -> Result<Vec<AppResult<Checked>>, StorageError> {
     let mut ids: Vec<Uuid> = messages.iter().map(|m| m.conversation_id).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -150,7 +189,7 @@ fn check_sender(
     contexts: &HashMap<Uuid, SendContext>,
     blocks: &HashSet<(Uuid, Uuid)>,
     message: &NewMessage,
-) -> AppResult<Vec<Uuid>> {
+) -> AppResult<Checked> {
     let sender = message.sender_id;
     let context = contexts.get(&message.conversation_id).ok_or(AppError::NotFound("conversation"))?;
     if !context.members.contains(&sender) {
@@ -160,5 +199,59 @@ fn check_sender(
     if context.kind == ConversationKind::Direct && context.members.iter().any(|m| *m != sender && blocked(*m)) {
         return Err(AppError::Blocked("messages between you and this user are blocked"));
     }
-    Ok(context.members.clone())
+    Ok(Checked { kind: context.kind, members: context.members.clone() })
+}
+
+/// Works out, for a batch of sends, which recipients have no connected socket on any
+/// replica (`/chat` or `/chat/ws`): they get pushes (and `message.offline` webhooks).
+/// Presence is only asked about recipients who could get something: those with a push
+/// subscription, or everyone when webhooks are configured.
+pub struct NotifyPlanner {
+    pub shared: SharedState,
+    pub webhooks: bool,
+}
+
+impl NotifyPlanner {
+    async fn plan(&self, storage: &dyn Storage, accepted: &mut [(NewMessage, Checked)]) {
+        let mut recipients: Vec<Uuid> =
+            accepted.iter().flat_map(|(m, c)| c.members.iter().copied().filter(|u| *u != m.sender_id)).collect();
+        recipients.sort_unstable();
+        recipients.dedup();
+        let offline = match self.offline(storage, recipients).await {
+            Ok(offline) => offline,
+            Err(err) => {
+                tracing::error!(error = %err, "could not plan the notifications of a batch; none are sent for it");
+                return;
+            }
+        };
+        for (message, checked) in accepted.iter_mut() {
+            let offline: Vec<Uuid> =
+                checked.members.iter().copied().filter(|u| *u != message.sender_id && offline.contains(u)).collect();
+            if offline.is_empty() && !self.webhooks {
+                continue;
+            }
+            message.notify = Some(Notify {
+                offline,
+                mentioned: Vec::new(),
+                coalesce: checked.kind == ConversationKind::Group,
+                webhooks: self.webhooks,
+            });
+        }
+    }
+
+    async fn offline(&self, storage: &dyn Storage, recipients: Vec<Uuid>) -> Result<HashSet<Uuid>, StorageError> {
+        let candidates = if self.webhooks { recipients } else { storage.users_with_subscriptions(&recipients).await? };
+        if candidates.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let online: HashSet<Uuid> = match self.shared.presence.online(&candidates).await {
+            Ok(online) => online.into_iter().collect(),
+            Err(err) => {
+                // Better a push someone did not need than a message nobody hears of.
+                tracing::warn!(error = %err, "presence unreachable: treating recipients as offline");
+                HashSet::new()
+            }
+        };
+        Ok(candidates.into_iter().filter(|u| !online.contains(u)).collect())
+    }
 }

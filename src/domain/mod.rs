@@ -19,6 +19,7 @@ pub mod password;
 pub mod payloads;
 pub mod presence;
 pub mod public_key;
+pub mod push;
 pub mod quota;
 pub mod reads;
 pub mod time;
@@ -32,8 +33,10 @@ use std::sync::Arc;
 
 use crate::{clock::SharedClock, fanout::Fanout, shared_state::SharedState, storage::Storage};
 
+pub use push::Outbox;
+
 /// What every service is built from: the database, the shared (cross-replica) state, the
-/// way out to clients, and the clock. Services take what they need of it plus their own
+/// way out to clients (live, and through the outbox to people who are offline), and the clock. Services take what they need of it plus their own
 /// collaborators, so no constructor grows a long positional list.
 #[derive(Clone)]
 pub struct Deps {
@@ -41,4 +44,6 @@ pub struct Deps {
     pub shared: SharedState,
     pub fanout: Fanout,
     pub clock: SharedClock,
+    /// Pushes and webhooks to be sent (SPEC §4.4).
+    pub outbox: Outbox,
 }

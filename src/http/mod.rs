@@ -10,6 +10,7 @@ pub mod health;
 pub mod keys;
 pub mod messages;
 pub mod presence;
+pub mod push;
 pub mod reads;
 pub mod rooms;
 pub mod users;
@@ -62,6 +63,7 @@ use crate::{config::Config, error::AppError, state::AppState};
         (name = "Groups", description = "Running a group: members, roles, invite links, mute"),
         (name = "Encryption", description = "The key directory: public keys per device, verification records"),
         (name = "Messages", description = "History, polling, the HTTP send fallback, edits and deletes"),
+        (name = "Push", description = "Web Push subscriptions: reaching users who are offline"),
         (name = "Presence", description = "Who is online, as privacy settings allow"),
         (name = "Read state", description = "Unread counts, receipts, read status, archive"),
         (name = "Legacy", description = "Routes kept for older clients"),
@@ -124,6 +126,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(keys::router())
         .merge(messages::router())
         .merge(presence::router())
+        .merge(push::router())
         .merge(reads::router())
         .merge(rooms::router())
         .merge(health::router())

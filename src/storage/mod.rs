@@ -9,6 +9,7 @@
 mod batch;
 pub mod keys;
 pub mod models;
+pub mod push;
 #[macro_use]
 mod sql;
 pub mod postgres;
@@ -302,7 +303,16 @@ pub trait GroupRepo: Send + Sync {
 
 #[async_trait]
 pub trait Storage:
-    UserRepo + SessionRepo + SocialRepo + ConversationRepo + GroupRepo + MessageRepo + ReadRepo + keys::KeyRepo
+    UserRepo
+    + SessionRepo
+    + SocialRepo
+    + ConversationRepo
+    + GroupRepo
+    + MessageRepo
+    + ReadRepo
+    + keys::KeyRepo
+    + push::PushRepo
+    + push::OutboxRepo
 {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;

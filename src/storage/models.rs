@@ -376,6 +376,8 @@ pub struct NewMessage {
     pub encrypted_content: Option<String>,
     pub forwarded_from: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    /// Who to notify when it is stored (the send transaction writes the outbox rows).
+    pub notify: Option<super::push::Notify>,
 }
 
 /// What a send did: stored a new message, or found the one stored earlier under the same

@@ -37,6 +37,22 @@ impl PgStore {
 mod dialect {
     pub const NAME: &str = "postgres";
 
+    /// Claims due outbox rows (see `OutboxRepo::claim_outbox`).
+    pub const CLAIM_OUTBOX: &str = concat!(
+        "UPDATE outbox SET claimed_until = $2 WHERE id IN (SELECT id FROM outbox WHERE due_at <= $1 \
+         AND (claimed_until IS NULL OR claimed_until <= $1) ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
+        outbox_columns!()
+    );
+
+    /// Claims the coalesced pushes of one subscription and conversation (see
+    /// `OutboxRepo::claim_coalesced`).
+    pub const CLAIM_COALESCED: &str = concat!(
+        "UPDATE outbox SET claimed_until = $4 WHERE id IN (SELECT id FROM outbox WHERE coalesced \
+         AND subscription_id = $1 AND conversation_id = $2 AND (claimed_until IS NULL OR claimed_until <= $3) FOR UPDATE SKIP LOCKED) \
+         RETURNING ",
+        outbox_columns!()
+    );
+
     /// Prefix ranges in byte order (`COLLATE "C"`) so the expression indexes serve them.
     pub const SEARCH_USERS: &str = concat!(
         "SELECT ",

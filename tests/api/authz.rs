@@ -183,6 +183,15 @@ fn table() -> Vec<(&'static str, [Expect; 8])> {
         ("DELETE /api/keys/{keyId} (the owner's)", signed_in(NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, ok(204))),
         ("POST /api/keys/verify (the owner's key)", anyone(200)),
         ("POST /api/chat/encryption/verify (the owner's key)", anyone(200)),
+        // --- Web Push subscriptions (SPEC §4.4): the caller's own
+        ("GET /api/push/vapid-public-key", public(ok(200))),
+        ("POST /api/push/subscriptions", anyone(201)),
+        ("GET /api/push/subscriptions", anyone(200)),
+        ("DELETE /api/push/subscriptions (own)", anyone(204)),
+        (
+            "DELETE /api/push/subscriptions (the owner's)",
+            signed_in(NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, ok(204)),
+        ),
     ]
 }
 
@@ -215,6 +224,23 @@ async fn device_key(user: &crate::support::http::TestUser, device: &str) -> (Str
     let body = json!({"deviceId": device, "publicKey": public_key, "algorithm": "p256"});
     let reply = user.client.post("/api/keys", body).await;
     (reply.assert_status(201)["keyId"].as_str().expect("keyId").to_owned(), fingerprint)
+}
+
+/// A fresh push subscription as a browser gives it (loopback is allowed in development).
+fn push_subscription() -> Value {
+    json!({
+        "endpoint": format!("http://127.0.0.1:9/push/{}", Uuid::new_v4()),
+        "keys": {"p256dh": p256_push_key(), "auth": "AAAAAAAAAAAAAAAAAAAAAA"},
+    })
+}
+
+fn p256_push_key() -> String {
+    use base64::{
+        Engine as _,
+        engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+    };
+    let standard = p256_public_key().0;
+    URL_SAFE_NO_PAD.encode(STANDARD.decode(standard).expect("base64"))
 }
 
 /// The conversation a destructive row acts on.
@@ -438,6 +464,16 @@ async fn call(app: &TestApp, fx: &Fixture, route: &str, role: Role) -> Reply {
             let (_, fingerprint) = device_key(&fx.owner, "authz-verify").await;
             let path = route.trim_start_matches("POST ").split(" (").next().unwrap_or_default();
             c.post(path, json!({"userId": owner, "fingerprint": fingerprint})).await
+        }
+        "GET /api/push/vapid-public-key" => c.get("/api/push/vapid-public-key").await,
+        "POST /api/push/subscriptions" => c.post("/api/push/subscriptions", push_subscription()).await,
+        "GET /api/push/subscriptions" => c.get("/api/push/subscriptions").await,
+        "DELETE /api/push/subscriptions (own)" | "DELETE /api/push/subscriptions (the owner's)" => {
+            let owner_of = if route.ends_with("(own)") { fx.user(role).unwrap_or(&fx.member) } else { &fx.owner };
+            let subscription = push_subscription();
+            owner_of.client.post("/api/push/subscriptions", subscription.clone()).await.assert_status(201);
+            let request = c.request(reqwest::Method::DELETE, "/api/push/subscriptions");
+            c.send(request.json(&json!({"endpoint": subscription["endpoint"]}))).await
         }
         other => panic!("no request for route {other:?}"),
     }

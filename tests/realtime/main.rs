@@ -11,6 +11,7 @@ mod groups;
 mod heartbeat;
 mod limits;
 pub mod presence;
+mod push;
 mod raw_ws;
 mod reads;
 mod redis_restart;

@@ -59,6 +59,7 @@ pub(crate) fn message(conversation: Uuid, sender: Uuid, client_id: &str, secs: i
         encrypted_content: None,
         forwarded_from: None,
         created_at: at(secs),
+        notify: None,
     }
 }
 

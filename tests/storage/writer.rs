@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 use parley::{
-    domain::message_writer::{MessageWriter, Stored},
+    clock::{ManualClock, SharedClock},
+    domain::message_writer::{MessageWriter, NotifyPlanner, Stored},
     error::AppError,
+    shared_state::SharedState,
     storage::{Storage, models::ConversationKind, postgres::PgStore, sqlite::SqliteStore},
 };
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -57,7 +59,9 @@ async fn postgres_one_refused_message_fails_alone_and_the_rest_of_its_batch_is_s
 async fn one_refused_message_fails_alone(store: Arc<dyn Storage>) {
     let u = users(&store, 2).await;
     let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
-    let writer = MessageWriter::spawn(store.clone());
+    let clock: SharedClock = Arc::new(ManualClock::starting_now());
+    let planner = NotifyPlanner { shared: SharedState::in_process(clock), webhooks: false };
+    let writer = MessageWriter::spawn(store.clone(), planner);
     let sends = (0..SENDS).map(|i| {
         let mut send = message(group.id, u[i % 2], &format!("c{i}"), i as i64);
         if i == POISONED {
@@ -71,7 +75,7 @@ async fn one_refused_message_fails_alone(store: Arc<dyn Storage>) {
     for (i, answer) in answers.into_iter().enumerate() {
         match answer {
             Err(AppError::Internal(err)) if i == POISONED => assert!(err.to_string().contains("not stored"), "{err}"),
-            Ok(Stored::Created { record, participants }) if i != POISONED => {
+            Ok(Stored::Created { record, participants, .. }) if i != POISONED => {
                 assert_eq!(record.client_message_id, format!("c{i}"));
                 assert_eq!(participants.len(), 2);
                 seqs.push(record.seq);

@@ -8,6 +8,7 @@
 pub mod authz;
 pub mod http;
 pub mod keys;
+pub mod push;
 pub mod raw;
 pub mod socket;
 

@@ -26,7 +26,8 @@ use super::{
     cursor,
     delivery::LocalSockets,
     message_input::{Ciphertext, MessageEdit, OutgoingMessage},
-    message_writer::{MessageWriter, Stored},
+    message_writer::{MessageWriter, NotifyPlanner, Stored},
+    push::OutboxSignal,
     quota,
     time::Timestamp,
     typing::TypingService,
@@ -89,6 +90,7 @@ pub struct MessageService {
     typing: Arc<TypingService>,
     unread: Arc<UnreadNotifier>,
     local: Arc<LocalSockets>,
+    outbox: OutboxSignal,
     clock: SharedClock,
     quota: Quota,
     writer: MessageWriter,
@@ -110,7 +112,11 @@ impl MessageService {
             unread: pipeline.unread,
             local: pipeline.local,
             quota: Quota::per_minute(per_minute),
-            writer: MessageWriter::spawn(deps.storage.clone()),
+            writer: MessageWriter::spawn(
+                deps.storage.clone(),
+                NotifyPlanner { shared: deps.shared.clone(), webhooks: deps.outbox.webhooks },
+            ),
+            outbox: deps.outbox.signal.clone(),
             delivered: Mutex::default(),
             delivered_writes: tokio::sync::Mutex::new(()),
         }
@@ -208,10 +214,16 @@ impl MessageService {
             encrypted_content: message.encrypted_content.map(Ciphertext::into_inner),
             forwarded_from,
             created_at: self.clock.now(),
+            notify: None,
         };
         let client_message_id = new.client_message_id.clone();
         let (stored, participants) = match self.writer.store(new).await {
-            Ok(Stored::Created { record, participants }) => (record, participants),
+            Ok(Stored::Created { record, participants, notified }) => {
+                if notified {
+                    self.outbox.wake();
+                }
+                (record, participants)
+            }
             Ok(Stored::Duplicate(original)) => {
                 metrics::counter!("parley_messages_deduplicated_total").increment(1);
                 return Ok(Sent { message: Message::from(&original), created: false });

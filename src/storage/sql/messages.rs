@@ -75,6 +75,7 @@ macro_rules! sql_messages {
                     return Ok(None);
                 };
                 plan.created(batch, created);
+                insert_outbox(&mut tx, &rows).await?;
             }
             tx.commit().await?;
             Ok(Some(plan.finish(batch)))

@@ -63,6 +63,8 @@ mod keys;
 #[macro_use]
 mod messages;
 #[macro_use]
+mod push;
+#[macro_use]
 mod reads;
 
 macro_rules! sql_store {
@@ -87,6 +89,7 @@ macro_rules! sql_store {
         sql_groups!($store, $db);
         sql_keys!($store, $db);
         sql_messages!($store, $db);
+        sql_push!($store, $db);
         sql_reads!($store, $db);
 
         #[async_trait::async_trait]
