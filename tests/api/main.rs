@@ -13,5 +13,6 @@ mod groups;
 mod keys;
 mod openapi;
 mod process;
+mod push;
 mod rooms;
 mod users;
