@@ -20,7 +20,7 @@ use crate::{
         keys::KeyService,
         messages::{MessageService, SendPipeline},
         presence::PresenceService,
-        push::{OutboxSignal, PushService},
+        push::PushService,
         reads::ReadService,
         typing::TypingService,
         unread::UnreadNotifier,
@@ -70,8 +70,8 @@ pub struct Platform {
     pub metrics: PrometheusHandle,
     /// The VAPID identity pushes are signed with.
     pub vapid: Arc<Vapid>,
-    /// Wakes this replica's outbox sender.
-    pub outbox: OutboxSignal,
+    /// Wakes this replica's outbox sender, and tells it when sends are waiting.
+    pub outbox: Outbox,
 }
 
 impl AppState {
@@ -91,7 +91,7 @@ impl AppState {
             None => SharedState::in_process(clock.clone()),
         };
         let fanout = Fanout::new(deliveries(&storage).await?);
-        let outbox = Outbox { signal: OutboxSignal::default(), webhooks: config.push.webhook_url.is_some() };
+        let outbox = Outbox { webhooks: config.push.webhook_url.is_some(), ..Outbox::default() };
         let deps = Deps {
             storage: storage.clone(),
             shared: shared.clone(),
@@ -112,7 +112,7 @@ impl AppState {
             local,
             metrics: telemetry::metrics_handle(),
             vapid,
-            outbox: outbox.signal,
+            outbox,
         };
         Ok(Self { config: Arc::new(config), clock, services: Arc::new(services), platform: Arc::new(platform) })
     }

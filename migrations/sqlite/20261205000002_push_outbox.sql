@@ -40,7 +40,7 @@ CREATE TABLE outbox (
     attempts        INTEGER NOT NULL DEFAULT 0,
     last_error      TEXT
 ) STRICT;
-CREATE INDEX outbox_due_idx ON outbox (due_at);
+CREATE INDEX outbox_due_idx ON outbox (due_at, id);
 CREATE INDEX outbox_coalesce_idx ON outbox (subscription_id, conversation_id) WHERE coalesced;
 
 -- The coalescing windows of group pushes: no push to this subscription for this

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::{
+    domain::push::SendsWaiting,
     error::{AppError, AppResult},
     shared_state::SharedState,
     storage::{
@@ -49,24 +50,36 @@ struct PendingSend {
 /// The sending side of the group-commit queue; the writer task ends when it is dropped.
 pub struct MessageWriter {
     queue: mpsc::Sender<PendingSend>,
+    waiting: SendsWaiting,
 }
 
 impl MessageWriter {
-    pub fn spawn(storage: Arc<dyn Storage>, planner: NotifyPlanner) -> Self {
+    pub fn spawn(storage: Arc<dyn Storage>, planner: NotifyPlanner, waiting: SendsWaiting) -> Self {
         let (queue, pending) = mpsc::channel(QUEUE_DEPTH);
         tokio::spawn(run(storage, planner, pending));
-        Self { queue }
+        Self { queue, waiting }
     }
 
     /// Stores `message` with the next batch: refused (not found, not a member, blocked) or
     /// stored, once the batch's transaction committed.
     pub async fn store(&self, message: NewMessage) -> AppResult<Stored> {
         let (reply, answer) = oneshot::channel();
+        self.waiting.add(1);
+        let _waited = Waited(&self.waiting);
         self.queue
             .send(PendingSend { message, reply })
             .await
             .map_err(|_| AppError::Internal(anyhow::anyhow!("the message writer has stopped")))?;
         answer.await.map_err(|_| AppError::Internal(anyhow::anyhow!("the message writer dropped a send")))?
+    }
+}
+
+/// Counts a send out of [`SendsWaiting`] however `store` ends (answered, or abandoned).
+struct Waited<'a>(&'a SendsWaiting);
+
+impl Drop for Waited<'_> {
+    fn drop(&mut self) {
+        self.0.remove(1);
     }
 }
 

@@ -43,11 +43,37 @@ impl OutboxSignal {
     }
 }
 
-/// The outbox as services see it: whether webhooks are configured, and the sender to wake.
+/// The outbox as services see it: whether webhooks are configured, the sender to wake, and
+/// the sends waiting for the group-commit writer (the sender gives way to them).
 #[derive(Clone, Default)]
 pub struct Outbox {
     pub signal: OutboxSignal,
     pub webhooks: bool,
+    pub sends_waiting: SendsWaiting,
+}
+
+/// Sends queued for (or being stored by) the group-commit writer. While they pile up (the
+/// writer is behind), the outbox sender holds back: on SQLite both need the one writer
+/// connection, on any backend they share the CPU, and a message matters more than its
+/// notification (which waits in the outbox).
+#[derive(Clone, Default)]
+pub struct SendsWaiting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl SendsWaiting {
+    pub fn add(&self, n: usize) {
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn remove(&self, n: usize) {
+        self.0.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// More sends are waiting than a busy but healthy writer holds (a few commits' worth).
+    pub fn piling_up(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) > Self::BACKLOG
+    }
+
+    const BACKLOG: usize = 64;
 }
 
 impl Outbox {

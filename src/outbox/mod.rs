@@ -10,6 +10,7 @@
 //! Nothing here is on the send path: a send only writes rows (in its own transaction) and
 //! wakes this task, so a slow push service delays pushes, never messages.
 
+mod crypto_thread;
 pub mod webhook;
 pub mod webpush;
 
@@ -19,15 +20,16 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use uuid::Uuid;
 
 use crate::{
     clock::SharedClock,
-    domain::{push::OutboxSignal, time::Timestamp, views::Message},
+    domain::{Outbox, time::Timestamp, views::Message},
     net_guard::PublicOnlyResolver,
     storage::{
         Storage,
+        models::MessageRecord,
         push::{OutboxRow, PushSubscriptionRecord},
     },
 };
@@ -42,6 +44,10 @@ const LEASE: Duration = Duration::from_secs(60);
 /// How often the outbox is looked at when nothing woke the sender (rows of other replicas
 /// whose sender died, retries coming due).
 const POLL: Duration = Duration::from_secs(1);
+/// How long the sender waits before each claim while sends are waiting for the writer.
+const YIELD_TO_SENDS: Duration = Duration::from_millis(5);
+const MAX_YIELD: Duration = Duration::from_millis(250);
+const CLAIM_EVERY: Duration = Duration::from_millis(20);
 const FIRST_RETRY: Duration = Duration::from_secs(2);
 const LONGEST_RETRY: Duration = Duration::from_secs(3600);
 /// Characters of text in a push's `preview`.
@@ -68,12 +74,23 @@ pub struct OutboxSettings {
 pub struct OutboxSender {
     storage: Arc<dyn Storage>,
     clock: SharedClock,
-    signal: OutboxSignal,
+    outbox: Outbox,
     settings: OutboxSettings,
     push_client: reqwest::Client,
     webhook_client: reqwest::Client,
     slots: Arc<Semaphore>,
     per_host: std::sync::Mutex<HashMap<String, Arc<Semaphore>>>,
+    crypto: crypto_thread::CryptoThread,
+    /// Rows finished with (sent, or given up on), deleted in batches by [`Self::run`].
+    finished: mpsc::UnboundedSender<i64>,
+    finished_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<i64>>>,
+}
+
+/// What one claimed batch needs, read once for all of it (two queries, not two per row).
+#[derive(Default)]
+struct Prefetched {
+    subscriptions: HashMap<Uuid, PushSubscriptionRecord>,
+    messages: HashMap<Uuid, MessageRecord>,
 }
 
 /// The JSON a push carries (encrypted), what a service worker's `push` event reads.
@@ -94,7 +111,7 @@ impl OutboxSender {
     pub fn new(
         storage: Arc<dyn Storage>,
         clock: SharedClock,
-        signal: OutboxSignal,
+        outbox: Outbox,
         settings: OutboxSettings,
     ) -> anyhow::Result<Self> {
         let mut push = reqwest::Client::builder().timeout(settings.timeout).connect_timeout(settings.timeout);
@@ -102,10 +119,14 @@ impl OutboxSender {
             push = push.dns_resolver(Arc::new(PublicOnlyResolver));
         }
         let webhook_client = reqwest::Client::builder().timeout(settings.timeout).build()?;
+        let (finished, finished_rx) = mpsc::unbounded_channel();
         Ok(Self {
+            crypto: crypto_thread::CryptoThread::spawn()?,
+            finished,
+            finished_rx: std::sync::Mutex::new(Some(finished_rx)),
             storage,
             clock,
-            signal,
+            outbox,
             push_client: push.build()?,
             webhook_client,
             slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
@@ -118,17 +139,33 @@ impl OutboxSender {
     /// stay claimed until the lease runs out, and are sent again (at least once).
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut in_flight = tokio::task::JoinSet::new();
+        if let Some(finished) = crate::sync::lock(&self.finished_rx).take() {
+            in_flight.spawn(self.clone().delete_finished(finished));
+        }
+        let mut last_claim = tokio::time::Instant::now();
         loop {
             while in_flight.try_join_next().is_some() {}
+            // Rows come in a few at a time (each send wakes the sender): claiming at most every
+            // CLAIM_EVERY gathers them into batches, a few queries per batch instead of per push.
+            tokio::time::sleep_until(last_claim + CLAIM_EVERY).await;
+            // Messages first: their notifications wait in the outbox meanwhile (for at most
+            // MAX_YIELD, so a server that is never idle still sends its pushes).
+            let mut yielded = Duration::ZERO;
+            while self.outbox.sends_waiting.piling_up() && yielded < MAX_YIELD {
+                tokio::time::sleep(YIELD_TO_SENDS).await;
+                yielded += YIELD_TO_SENDS;
+            }
             let room = self.slots.available_permits();
+            last_claim = tokio::time::Instant::now();
             let claimed = if room == 0 { Ok(Vec::new()) } else { self.claim(room).await };
             let idle = match claimed {
                 Ok(rows) if !rows.is_empty() => {
+                    let prefetched = Arc::new(self.prefetch(&rows).await);
                     for group in together(rows) {
                         let Ok(slot) = self.slots.clone().acquire_owned().await else { return };
-                        let sender = self.clone();
+                        let (sender, prefetched) = (self.clone(), prefetched.clone());
                         in_flight.spawn(async move {
-                            sender.send(group).await;
+                            sender.send(group, &prefetched).await;
                             drop(slot);
                         });
                     }
@@ -145,11 +182,46 @@ impl OutboxSender {
             }
             let next_poll = self.clock.now_ms() + POLL.as_millis() as i64;
             tokio::select! {
-                _ = self.signal.woken() => {}
+                _ = self.outbox.signal.woken() => {}
                 _ = self.clock.sleep_until(next_poll) => {}
                 _ = self.slots.acquire() , if room == 0 => {}
                 _ = stop.wait_for(|stop| *stop) => return,
             }
+        }
+    }
+
+    /// Deletes finished rows in batches: whatever finished while the last delete ran.
+    async fn delete_finished(self: Arc<Self>, mut finished: mpsc::UnboundedReceiver<i64>) {
+        let mut ids = Vec::with_capacity(512);
+        while finished.recv_many(&mut ids, 512).await > 0 {
+            if let Err(err) = self.storage.outbox_done(&ids).await {
+                // Their claims run out and they are sent again: at least once.
+                tracing::error!(error = %err, rows = ids.len(), "deleting sent outbox rows failed");
+            }
+            ids.clear();
+        }
+    }
+
+    /// The subscriptions and messages of a claimed batch (empty on failure: each row then
+    /// reads its own).
+    async fn prefetch(&self, rows: &[OutboxRow]) -> Prefetched {
+        let mut subscriptions: Vec<Uuid> = rows.iter().filter_map(|r| r.subscription_id).collect();
+        let mut messages: Vec<Uuid> = rows.iter().filter_map(|r| r.message_id).collect();
+        subscriptions.sort_unstable();
+        subscriptions.dedup();
+        messages.sort_unstable();
+        messages.dedup();
+        let (subscriptions, messages) =
+            tokio::join!(self.storage.subscriptions_by_ids(&subscriptions), self.storage.outbox_messages(&messages));
+        Prefetched {
+            subscriptions: subscriptions.unwrap_or_default().into_iter().map(|s| (s.id, s)).collect(),
+            messages: messages.unwrap_or_default().into_iter().map(|m| (m.id, m)).collect(),
+        }
+    }
+
+    fn finish(&self, ids: &[i64]) {
+        for id in ids {
+            let _ = self.finished.send(*id);
         }
     }
 
@@ -160,12 +232,12 @@ impl OutboxSender {
     }
 
     /// Sends claimed rows: one webhook, or one push (several rows when coalesced).
-    async fn send(&self, rows: Vec<OutboxRow>) {
+    async fn send(&self, rows: Vec<OutboxRow>, prefetched: &Prefetched) {
         let Some(first) = rows.first().cloned() else { return };
         let kind = if first.kind == "push" { "push" } else { "webhook" };
         let outcome = match kind {
-            "push" => self.push(rows.clone()).await,
-            _ => self.webhook(first.clone()).await,
+            "push" => self.push(rows.clone(), prefetched).await,
+            _ => self.webhook(first.clone(), prefetched).await,
         };
         if let Err(err) = outcome {
             tracing::warn!(error = %err, row = first.id, "an outbox row failed; retrying it");
@@ -174,10 +246,11 @@ impl OutboxSender {
         }
     }
 
-    async fn push(&self, mut rows: Vec<OutboxRow>) -> anyhow::Result<()> {
+    async fn push(&self, mut rows: Vec<OutboxRow>, prefetched: &Prefetched) -> anyhow::Result<()> {
         let row = rows[0].clone();
         let (Some(subscription_id), Some(conversation)) = (row.subscription_id, row.conversation_id) else {
-            return Ok(self.storage.outbox_done(&ids_of(&rows)).await?);
+            self.finish(&ids_of(&rows));
+            return Ok(());
         };
         if row.coalesced {
             let now = self.clock.now();
@@ -191,22 +264,34 @@ impl OutboxSender {
             rows.extend(self.storage.claim_coalesced(subscription_id, conversation, now, lease).await?);
         }
         let ids = ids_of(&rows);
-        let Some(subscription) = self.storage.subscriptions_by_ids(&[subscription_id]).await?.pop() else {
-            return Ok(self.storage.outbox_done(&ids).await?);
+        let subscription = match prefetched.subscriptions.get(&subscription_id) {
+            Some(subscription) => Some(subscription.clone()),
+            None => self.storage.subscriptions_by_ids(&[subscription_id]).await?.pop(),
+        };
+        let Some(subscription) = subscription else {
+            // Unsubscribed (or gone) since: nothing to send.
+            self.finish(&ids);
+            return Ok(());
         };
         let latest = rows.iter().max_by_key(|r| r.id).unwrap_or(&row);
-        let Some(payload) = self.push_payload(latest, rows.len()).await? else {
-            return Ok(self.storage.outbox_done(&ids).await?);
+        let Some(payload) = self.push_payload(latest, rows.len(), prefetched).await? else {
+            self.finish(&ids);
+            return Ok(());
         };
         let verdict = self.post_push(&subscription, &payload).await;
         self.settle("push", &ids, &rows, verdict, Some(&subscription)).await
     }
 
-    async fn push_payload(&self, row: &OutboxRow, count: usize) -> anyhow::Result<Option<Vec<u8>>> {
+    async fn push_payload(
+        &self,
+        row: &OutboxRow,
+        count: usize,
+        prefetched: &Prefetched,
+    ) -> anyhow::Result<Option<Vec<u8>>> {
         let (Some(message_id), Some(conversation_id)) = (row.message_id, row.conversation_id) else {
             return Ok(None);
         };
-        let Some(message) = self.storage.outbox_messages(&[message_id]).await?.pop() else {
+        let Some(message) = self.message(message_id, prefetched).await? else {
             return Ok(None);
         };
         let preview = (row.with_preview && !message.is_encrypted && message.deleted_at.is_none())
@@ -225,7 +310,7 @@ impl OutboxSender {
 
     async fn post_push(&self, subscription: &PushSubscriptionRecord, payload: &[u8]) -> Result<Verdict, String> {
         let endpoint: reqwest::Url = subscription.endpoint.parse().map_err(|e| format!("bad endpoint: {e}"))?;
-        let body = webpush::encrypt(subscription, payload).map_err(|e| e.to_string())?;
+        let body = self.crypto.encrypt(subscription.clone(), payload.to_vec()).await.map_err(|e| e.to_string())?;
         let authorization =
             self.settings.vapid.authorization(&endpoint, self.clock.now_ms() / 1000).map_err(|e| e.to_string())?;
         let host = endpoint.host_str().unwrap_or_default().to_owned();
@@ -253,16 +338,18 @@ impl OutboxSender {
             .clone()
     }
 
-    async fn webhook(&self, row: OutboxRow) -> anyhow::Result<()> {
+    async fn webhook(&self, row: OutboxRow, prefetched: &Prefetched) -> anyhow::Result<()> {
         let Some(target) = self.settings.webhook.clone() else {
             // Written while webhooks were configured; they are not any more.
-            return Ok(self.storage.outbox_done(&[row.id]).await?);
+            self.finish(&[row.id]);
+            return Ok(());
         };
         let (body, delivery) = match (&row.body, &row.delivery_id) {
             (Some(body), Some(delivery)) => (body.clone(), delivery.clone()),
             _ => {
-                let Some((body, delivery)) = self.render_webhook(&row).await? else {
-                    return Ok(self.storage.outbox_done(&[row.id]).await?);
+                let Some((body, delivery)) = self.render_webhook(&row, prefetched).await? else {
+                    self.finish(&[row.id]);
+                    return Ok(());
                 };
                 self.storage.set_webhook_body(row.id, &body, &delivery).await?;
                 (body, delivery)
@@ -288,9 +375,13 @@ impl OutboxSender {
     }
 
     /// The body of a message webhook, fixed at its first attempt: `None` when its message is gone.
-    async fn render_webhook(&self, row: &OutboxRow) -> anyhow::Result<Option<(String, String)>> {
+    async fn render_webhook(
+        &self,
+        row: &OutboxRow,
+        prefetched: &Prefetched,
+    ) -> anyhow::Result<Option<(String, String)>> {
         let Some(message_id) = row.message_id else { return Ok(None) };
-        let Some(record) = self.storage.outbox_messages(&[message_id]).await?.pop() else { return Ok(None) };
+        let Some(record) = self.message(message_id, prefetched).await? else { return Ok(None) };
         let message = Message::from(&record);
         let data = match row.user_id {
             Some(user) => json!({ "userId": user, "message": message }),
@@ -304,6 +395,13 @@ impl OutboxSender {
             data,
         };
         Ok(Some((serde_json::to_string(&envelope)?, delivery.to_string())))
+    }
+
+    async fn message(&self, id: Uuid, prefetched: &Prefetched) -> anyhow::Result<Option<MessageRecord>> {
+        Ok(match prefetched.messages.get(&id) {
+            Some(message) => Some(message.clone()),
+            None => self.storage.outbox_messages(&[id]).await?.pop(),
+        })
     }
 
     /// Deletes, drops or reschedules `ids` after an answer (`Err`: no answer at all).
@@ -320,7 +418,7 @@ impl OutboxSender {
         match verdict {
             Ok(Verdict::Sent) => {
                 count(kind, "sent");
-                self.storage.outbox_done(ids).await?;
+                self.finish(ids);
             }
             Ok(Verdict::Gone) => {
                 count(kind, "gone");
@@ -328,12 +426,12 @@ impl OutboxSender {
                     tracing::info!(subscription = %subscription.id, "the push service says the subscription is gone; deleting it");
                     self.storage.delete_subscription_by_id(subscription.id).await?;
                 }
-                self.storage.outbox_done(ids).await?;
+                self.finish(ids);
             }
             Ok(Verdict::Rejected) => {
                 count(kind, "rejected");
                 tracing::warn!(kind, rows = ?ids, "the receiver refused a notification for good; dropping it");
-                self.storage.outbox_done(ids).await?;
+                self.finish(ids);
             }
             Ok(Verdict::Retry) => self.retry(ids, attempts, created, "the receiver asked to retry", kind).await,
             Err(error) => self.retry(ids, attempts, created, &error, kind).await,
@@ -348,7 +446,8 @@ impl OutboxSender {
         let result = if now >= give_up {
             count(kind, "expired");
             tracing::warn!(kind, rows = ?ids, error, "a notification was retried for a day; dropping it");
-            self.storage.outbox_done(ids).await
+            self.finish(ids);
+            Ok(())
         } else {
             count(kind, "retry");
             let due = now + chrono::Duration::from_std(backoff(attempts)).unwrap_or_default();

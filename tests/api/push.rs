@@ -24,7 +24,8 @@ fn subscription(endpoint: &str) -> Value {
 async fn browsers_subscribe_refresh_and_unsubscribe(app: TestApp) {
     let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
     let key = app.client().get("/api/push/vapid-public-key").await;
-    let public = URL_SAFE_NO_PAD.decode(key.assert_status(200)["publicKey"].as_str().expect("a key")).expect("base64url");
+    let public =
+        URL_SAFE_NO_PAD.decode(key.assert_status(200)["publicKey"].as_str().expect("a key")).expect("base64url");
     assert!(public.len() == 65 && p256::PublicKey::from_sec1_bytes(&public).is_ok(), "an uncompressed P-256 point");
     let endpoint = "http://127.0.0.1:9/push/ann-laptop";
     let mut first = subscription(endpoint);
@@ -52,7 +53,8 @@ async fn browsers_subscribe_refresh_and_unsubscribe(app: TestApp) {
     client.send(request).await.assert_error(404, "NOT_FOUND");
     // Twenty browsers at most.
     for i in 0..20 {
-        let reply = ann.client.post("/api/push/subscriptions", subscription(&format!("http://127.0.0.1:9/push/{i}"))).await;
+        let reply =
+            ann.client.post("/api/push/subscriptions", subscription(&format!("http://127.0.0.1:9/push/{i}"))).await;
         reply.assert_status(201);
     }
     let refused = ann.client.post("/api/push/subscriptions", subscription("http://127.0.0.1:9/push/21")).await;
@@ -68,8 +70,14 @@ async fn bad_subscriptions_are_refused_and_change_nothing(app: TestApp) {
         (json!({"endpoint": "http://127.0.0.1:9/push/x"}), "keys"),
         (json!({"endpoint": "ftp://127.0.0.1/x", "keys": ok["keys"]}), "endpoint"),
         (json!({"endpoint": "not a url", "keys": ok["keys"]}), "endpoint"),
-        (json!({"endpoint": "http://127.0.0.1:9/x", "keys": {"p256dh": "AAAA", "auth": ok["keys"]["auth"]}}), "keys.p256dh"),
-        (json!({"endpoint": "http://127.0.0.1:9/x", "keys": {"p256dh": ok["keys"]["p256dh"], "auth": "AAAA"}}), "keys.auth"),
+        (
+            json!({"endpoint": "http://127.0.0.1:9/x", "keys": {"p256dh": "AAAA", "auth": ok["keys"]["auth"]}}),
+            "keys.p256dh",
+        ),
+        (
+            json!({"endpoint": "http://127.0.0.1:9/x", "keys": {"p256dh": ok["keys"]["p256dh"], "auth": "AAAA"}}),
+            "keys.auth",
+        ),
         (json!({"endpoint": "http://127.0.0.1:9/x", "keys": {"auth": ok["keys"]["auth"]}}), "keys.p256dh"),
     ];
     let long = format!("http://127.0.0.1:9/{}", "x".repeat(2100));
@@ -102,6 +110,7 @@ async fn in_production_endpoints_must_be_https_to_public_addresses() {
         reply.assert_error(400, "VALIDATION_ERROR");
         assert_eq!(reply.body["error"]["details"]["field"], "endpoint", "{endpoint}");
     }
-    let public = ann.client.post("/api/push/subscriptions", subscription("https://fcm.googleapis.com/fcm/send/abc")).await;
+    let public =
+        ann.client.post("/api/push/subscriptions", subscription("https://fcm.googleapis.com/fcm/send/abc")).await;
     public.assert_status(201);
 }

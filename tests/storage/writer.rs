@@ -61,7 +61,7 @@ async fn one_refused_message_fails_alone(store: Arc<dyn Storage>) {
     let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
     let clock: SharedClock = Arc::new(ManualClock::starting_now());
     let planner = NotifyPlanner { shared: SharedState::in_process(clock), webhooks: false };
-    let writer = MessageWriter::spawn(store.clone(), planner);
+    let writer = MessageWriter::spawn(store.clone(), planner, Default::default());
     let sends = (0..SENDS).map(|i| {
         let mut send = message(group.id, u[i % 2], &format!("c{i}"), i as i64);
         if i == POISONED {

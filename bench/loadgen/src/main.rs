@@ -9,6 +9,7 @@ mod crowd;
 mod pool;
 mod procfs;
 mod prom;
+mod push_stub;
 mod report;
 mod scenarios;
 mod socket;

@@ -115,6 +115,7 @@ impl MessageService {
             writer: MessageWriter::spawn(
                 deps.storage.clone(),
                 NotifyPlanner { shared: deps.shared.clone(), webhooks: deps.outbox.webhooks },
+                deps.outbox.sends_waiting.clone(),
             ),
             outbox: deps.outbox.signal.clone(),
             delivered: Mutex::default(),

@@ -148,7 +148,7 @@ macro_rules! sql_push {
                     " FROM push_subscriptions WHERE id IN "
                 ));
                 push_id_list(&mut query, ids.iter().copied());
-                Ok(query.build_query_as().fetch_all(self.writer()).await?)
+                Ok(query.build_query_as().fetch_all(self.reader()).await?)
             }
 
             async fn delete_subscription(&self, user: uuid::Uuid, endpoint: &str) -> StorageResult<bool> {
@@ -328,7 +328,7 @@ macro_rules! sql_push {
                 }
                 let mut query = sqlx::QueryBuilder::<$db>::new(concat!(select_messages!(), " WHERE m.id IN "));
                 push_id_list(&mut query, ids.iter().copied());
-                Ok(query.build_query_as().fetch_all(self.writer()).await?)
+                Ok(query.build_query_as().fetch_all(self.reader()).await?)
             }
         }
     };

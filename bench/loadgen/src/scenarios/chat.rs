@@ -2,6 +2,11 @@
 //! total rate. Every payload carries its send time; HDR histograms record the ack latency
 //! (`message:send` → ack, which comes after the commit, like `message:sent`) and the
 //! send → peer's `message:received` latency.
+//!
+//! With `--offline-recipients` only the first of each pair connects and sends; the peers
+//! stay offline, and with `--push-subscribe` each has a Web Push subscription to a push
+//! service stand-in of the generator's ([`crate::push_stub`]), answering after
+//! `--push-delay-ms`: the cost of notifications on the send path (SPEC §4.4).
 
 use std::{
     collections::HashMap,
@@ -18,6 +23,7 @@ use tokio::sync::Mutex;
 use crate::{
     Target, crowd,
     pool::run_bounded,
+    push_stub::PushStub,
     report::{self, histogram, ms, percentiles, record},
     socket::{Socket, number_after, parse_ack},
     users::{self, User},
@@ -42,7 +48,20 @@ pub struct Args {
     /// Users file to reuse (see the `users` subcommand); without it, users are registered.
     #[arg(long)]
     users_file: Option<PathBuf>,
+    /// Only the first client of each pair connects and sends: the recipients are offline.
+    #[arg(long)]
+    offline_recipients: bool,
+    /// The recipients subscribe to Web Push at the generator's push service stand-in.
+    #[arg(long)]
+    push_subscribe: bool,
+    /// How long the stand-in takes to answer each push.
+    #[arg(long, default_value_t = 0)]
+    push_delay_ms: u64,
 }
+
+/// The P-256 base point, uncompressed and base64url: a valid `p256dh` (the stand-in does not
+/// decrypt, so whose key it is does not matter).
+const P256DH: &str = "BGsX0fLhLEJH-Lzm5WOkQPJ3A32BLeszoPShOUXYmMKWT-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU";
 
 /// Totals over all clients.
 struct Stats {
@@ -69,7 +88,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let users = users::ensure(&args.target.api(), args.users_file.as_deref(), args.clients).await?;
     eprintln!("pairing {} users in {} direct conversations…", users.len(), users.len() / 2);
     let conversations = pair(&args.target, &users).await?;
-    let tokens: Vec<String> = users.into_iter().map(|user| user.token).collect();
+    let stub = match args.push_subscribe {
+        true => Some(subscribe_recipients(&args, &users).await?),
+        false => None,
+    };
+    let (tokens, conversations): (Vec<String>, Vec<String>) = users
+        .into_iter()
+        .zip(conversations)
+        .enumerate()
+        .filter(|(i, _)| !args.offline_recipients || i % 2 == 0)
+        .map(|(_, (user, conversation))| (user.token, conversation))
+        .unzip();
     let crowd = crowd::connect(&args.target.urls, &tokens, 50).await;
     if let Some(err) = &crowd.first_error {
         bail!("{} of {} sockets failed to connect: {err}", crowd.failures, tokens.len());
@@ -94,7 +123,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         measure_from: Duration::from_secs(args.warmup),
         run_for: Duration::from_secs(args.warmup + args.duration),
     };
-    let per_client = args.rate as f64 / args.clients as f64;
+    let per_client = args.rate as f64 / tokens.len() as f64;
     let clients =
         crowd.sockets.into_iter().zip(conversations).filter_map(|(socket, conversation)| Some((socket?, conversation)));
     let tasks: Vec<_> = clients
@@ -104,7 +133,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         task.await??;
     }
     let stats = stats.lock().await;
-    report(&args, &stats)
+    report(&args, &stats, stub.as_ref())
+}
+
+/// Every second user (the recipients) subscribes to the push stand-in.
+async fn subscribe_recipients(args: &Args, users: &[User]) -> anyhow::Result<PushStub> {
+    let stub = PushStub::start(Duration::from_millis(args.push_delay_ms)).await?;
+    let api = args.target.api();
+    let recipients: Vec<(usize, String)> =
+        users.iter().enumerate().filter(|(i, _)| i % 2 == 1).map(|(i, u)| (i, u.token.clone())).collect();
+    let base = stub.base.clone();
+    let subscribed = run_bounded(recipients, 16, |(i, token)| {
+        let (api, base) = (api.clone(), base.clone());
+        async move {
+            let body = json!({"endpoint": format!("{base}/push/{i}"), "keys": {"p256dh": P256DH, "auth": "AAECAwQFBgcICQoLDA0ODw"}});
+            api.http()
+                .post(format!("{}/api/push/subscriptions", api.base()))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await?
+                .error_for_status()?;
+            anyhow::Ok(())
+        }
+    })
+    .await;
+    for result in subscribed {
+        result.context("subscribing a recipient to pushes")?;
+    }
+    eprintln!("{} recipients subscribed to pushes at {base}", users.len() / 2);
+    Ok(stub)
 }
 
 /// Creates a direct conversation per pair (users 2k and 2k+1); returns each user's.
@@ -208,11 +266,14 @@ fn stable_fraction(seed: &str) -> f64 {
     (hash % 10_000) as f64 / 10_000.0
 }
 
-fn report(args: &Args, stats: &Stats) -> anyhow::Result<()> {
+fn report(args: &Args, stats: &Stats, stub: Option<&PushStub>) -> anyhow::Result<()> {
     let achieved = stats.acked as f64 / args.duration as f64;
+    let pushes = stub.map(PushStub::received);
     let result = json!({
         "scenario": "chat", "label": args.target.label, "urls": args.target.urls, "clients": args.clients,
         "target_rate": args.rate, "seconds": args.duration,
+        "offline_recipients": args.offline_recipients, "push_subscribe": args.push_subscribe,
+        "push_delay_ms": args.push_delay_ms, "pushes_received": pushes,
         "sent": stats.sent, "acked": stats.acked, "errors": stats.errors, "delivered": stats.delivered,
         "achieved_rate": achieved,
         "ack_latency": percentiles(&stats.ack), "delivery_latency": percentiles(&stats.delivery),
@@ -226,6 +287,7 @@ fn report(args: &Args, stats: &Stats) -> anyhow::Result<()> {
         triple(&stats.ack),
         triple(&stats.delivery),
         stats.errors.to_string(),
+        pushes.map_or_else(|| "-".to_owned(), |n| n.to_string()),
     ];
     let header = [
         "label",
@@ -235,6 +297,7 @@ fn report(args: &Args, stats: &Stats) -> anyhow::Result<()> {
         "ack p50 / p99 / p99.9 ms",
         "send → received p50 / p99 / p99.9 ms",
         "errors",
+        "pushes received",
     ];
     report::emit(args.target.json.as_deref(), &result, &header, &[row])
 }
