@@ -55,6 +55,7 @@ push_tests!(
     group_pushes_are_coalesced_per_conversation,
     webhooks_are_signed_and_retried,
     each_push_is_sent_once,
+    a_push_that_keeps_failing_is_dropped_after_a_day,
 );
 
 async fn spawn(mode: Mode) -> Option<(TestApp, PushReceiver)> {
@@ -347,4 +348,31 @@ async fn a_replica_killed_mid_send_leaves_the_push_to_the_survivor() {
     receiver.wait_until("the survivor's push", |r| r.pushes_to(bobs).len() == 1).await;
     assert_eq!(receiver.pushes_to(bobs)[0].payload["messageId"], message);
     drained(&survivor).await;
+}
+
+async fn a_push_that_keeps_failing_is_dropped_after_a_day(app: TestApp, receiver: PushReceiver) {
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    let chat = direct(&ann, &bob).await;
+    let bobs = subscribe(&bob, &receiver).await;
+    receiver.answer(bobs, &[Answer::Status(503); 3]);
+    send(&ann, chat, "will never arrive").await;
+    receiver.wait_until("the first try", |r| r.push_requests() == 1).await;
+    held_back(&app).await;
+    // Still retried an hour later (the backoff doubles: 2 s, 4 s, …)…
+    app.clock.advance(Duration::from_secs(3600));
+    receiver.clock_moved(Duration::from_secs(3600));
+    receiver.wait_until("a retry", |r| r.push_requests() == 2).await;
+    held_back(&app).await;
+    assert_eq!(pushes_pending(&app).await, 1);
+    // …but not past a day: the next failure drops it.
+    app.clock.advance(Duration::from_secs(24 * 3600));
+    receiver.clock_moved(Duration::from_secs(24 * 3600));
+    receiver.wait_until("the last try", |r| r.push_requests() == 3).await;
+    drained(&app).await;
+    assert!(receiver.pushes().is_empty());
+    assert_eq!(
+        bob.client.get("/api/push/subscriptions").await.body["subscriptions"].as_array().map(Vec::len),
+        Some(1),
+        "a 503 keeps the subscription"
+    );
 }

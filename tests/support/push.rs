@@ -74,6 +74,8 @@ struct Inbox {
     violations: Vec<String>,
     vapid_key: Option<String>,
     webhook_answers: VecDeque<u16>,
+    /// How far the server's (manual) clock is ahead of the real one, for `exp` checks.
+    clock_ahead_secs: i64,
 }
 
 #[derive(Clone)]
@@ -101,6 +103,11 @@ impl PushReceiver {
     /// The VAPID public key Parley publishes; tokens must carry it.
     pub fn trust(&self, vapid_public_key: &str) {
         self.inbox.lock().unwrap().vapid_key = Some(vapid_public_key.to_owned());
+    }
+
+    /// The server's clock moved `by` ahead: VAPID tokens' `exp` is checked against it.
+    pub fn clock_moved(&self, by: Duration) {
+        self.inbox.lock().unwrap().clock_ahead_secs += by.as_secs() as i64;
     }
 
     /// A new subscription: its index and the JSON `pushManager.subscribe()` would give.
@@ -192,7 +199,8 @@ async fn receive_push(
         let checked = match inbox.subscriptions.get(id) {
             None => Err(format!("push to an unknown subscription {id}")),
             Some(subscription) => {
-                check_push(&headers, &body, subscription, &endpoint_origin, inbox.vapid_key.as_deref())
+                let now = chrono::Utc::now().timestamp() + inbox.clock_ahead_secs;
+                check_push(&headers, &body, subscription, &endpoint_origin, inbox.vapid_key.as_deref(), now)
             }
         };
         let answer = inbox.subscriptions.get_mut(id).and_then(|s| s.answers.pop_front());
@@ -227,6 +235,7 @@ fn check_push(
     subscription: &Subscription,
     origin: &str,
     vapid_key: Option<&str>,
+    now: i64,
 ) -> Result<Value, String> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     if header("content-encoding") != "aes128gcm" {
@@ -235,13 +244,13 @@ fn check_push(
     if header("ttl").parse::<u64>().is_err() {
         return Err("no TTL".into());
     }
-    check_vapid(&header("authorization"), origin, vapid_key)?;
+    check_vapid(&header("authorization"), origin, vapid_key, now)?;
     let plain = decrypt(body, &subscription.secret, &subscription.auth)?;
     serde_json::from_slice(&plain).map_err(|e| format!("the payload is not JSON: {e}"))
 }
 
 /// RFC 8292: `vapid t=<ES256 JWT>, k=<public key>`.
-fn check_vapid(authorization: &str, origin: &str, trusted: Option<&str>) -> Result<(), String> {
+fn check_vapid(authorization: &str, origin: &str, trusted: Option<&str>, now: i64) -> Result<(), String> {
     let rest = authorization.strip_prefix("vapid ").ok_or("no vapid authorization")?;
     let mut token = None;
     let mut key = None;
@@ -277,7 +286,6 @@ fn check_vapid(authorization: &str, origin: &str, trusted: Option<&str>) -> Resu
     if claims["aud"] != origin {
         return Err(format!("aud is {} (expected {origin})", claims["aud"]));
     }
-    let now = chrono::Utc::now().timestamp();
     let exp = claims["exp"].as_i64().ok_or("no exp")?;
     if exp <= now - 3600 || exp > now + 24 * 3600 + 60 {
         return Err(format!("exp {exp} is not within 24 h of now ({now})"));
