@@ -107,12 +107,17 @@ impl Application {
         }));
         let mut graceful = stop_rx.clone();
         let (io, raw) = (self.realtime.clone(), self.raw.clone());
-        let listener = transport::accepting(self.listener);
+        let sever = tokio_util::sync::CancellationToken::new();
+        let listener = transport::accepting(self.listener, sever.clone());
         let server = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = graceful.wait_for(|stop| *stop).await;
-                tracing::info!("shutting down: closing sockets, draining requests");
-                // Sockets are told to go (clients reconnect elsewhere) so the drain can end.
+                tracing::info!("shutting down: cutting socket transports, draining requests");
+                // Engine.IO connections are cut, not closed with a close packet: every client
+                // (python-socketio too) takes that for a transport error and reconnects
+                // elsewhere. Then the server lets go of its sockets (their disconnect handlers
+                // run), and the raw gateway's clients get a 1001 close.
+                sever.cancel();
                 io.close().await;
                 raw.close_all(1001, "server shutting down");
             });

@@ -60,10 +60,13 @@ pub async fn run(shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow:
     let router = crate::http::catch_panics(router().layer(CorsLayer::permissive()));
     let listener = crate::transport::listen(config.addr).with_context(|| format!("binding {}", config.addr))?;
     tracing::info!(addr = %listener.local_addr()?, "conformance server listening");
-    axum::serve(crate::transport::accepting(listener), router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")
+    axum::serve(
+        crate::transport::accepting(listener, tokio_util::sync::CancellationToken::new()),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving HTTP")
 }
 
 /// The Socket.IO layer with the suite's timings and handlers, plus `GET /health/ready` (200)

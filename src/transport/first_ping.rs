@@ -56,6 +56,7 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
 };
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt;
 
 /// How a `101 Switching Protocols` response head starts.
@@ -71,20 +72,24 @@ const POLL_WAIT: Duration = Duration::from_secs(1);
 /// The largest Engine.IO handshake body the layer reads back.
 const HANDSHAKE_LIMIT: usize = 4096;
 
-/// A TCP listener whose connections are [`FirstPingIo`]s.
-pub struct FirstPingListener(pub TcpListener);
+/// A TCP listener whose connections are [`FirstPingIo`]s. Cancelling `sever` cuts every
+/// Engine.IO connection at once (see [`FirstPingIo`]).
+pub struct FirstPingListener {
+    pub listener: TcpListener,
+    pub sever: CancellationToken,
+}
 
 impl axum::serve::Listener for FirstPingListener {
     type Io = FirstPingIo<TcpStream>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (FirstPingIo::new(tcp), addr)
+        let (tcp, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+        (FirstPingIo::new(tcp).severed_by(self.sever.clone()), addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
+        self.listener.local_addr()
     }
 }
 
@@ -124,6 +129,41 @@ pub struct FirstPingIo<T> {
     pong: Option<usize>,
     /// The reader waiting on the client, woken when a PONG is due.
     reader: Option<Waker>,
+    /// Cancelled when the server drains: an Engine.IO connection then fails its reads and
+    /// writes, so the server drops it without a close packet (see [`Sever`]).
+    sever: Option<Sever>,
+}
+
+/// A graceful drain cuts Engine.IO connections instead of closing them with Engine.IO's
+/// close packet: clients take a close packet for the server hanging up on purpose and
+/// python-socketio then never reconnects, while a cut transport is an error every client
+/// reconnects from (to another replica), as after a stock Node `io.close()`.
+#[derive(Debug)]
+struct Sever {
+    token: CancellationToken,
+    /// Allocated once the connection turns out to be Engine.IO (other connections drain
+    /// the ordinary HTTP way).
+    waiting: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+}
+
+impl Sever {
+    /// Whether the connection is cut (once it is Engine.IO); registers `cx` to hear of it.
+    fn cut(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.waiting {
+            Some(waiting) => waiting.as_mut().poll(cx).is_ready(),
+            None => false,
+        }
+    }
+
+    fn watch(&mut self) {
+        if self.waiting.is_none() {
+            self.waiting = Some(Box::pin(self.token.clone().cancelled_owned()));
+        }
+    }
+}
+
+fn severed() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "the server is draining")
 }
 
 impl<T> FirstPingIo<T> {
@@ -135,7 +175,18 @@ impl<T> FirstPingIo<T> {
             inbound: None,
             pong: None,
             reader: None,
+            sever: None,
         }
+    }
+
+    /// Engine.IO connections are cut when `token` is cancelled.
+    pub fn severed_by(mut self, token: CancellationToken) -> Self {
+        self.sever = Some(Sever { token, waiting: None });
+        self
+    }
+
+    fn is_cut(&mut self, cx: &mut Context<'_>) -> bool {
+        self.sever.as_mut().is_some_and(|sever| sever.cut(cx))
     }
 
     pub fn get_mut(&mut self) -> &mut T {
@@ -240,6 +291,9 @@ impl<T> FirstPingIo<T> {
 impl<T: AsyncRead + Unpin> AsyncRead for FirstPingIo<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.is_cut(cx) {
+            return Poll::Ready(Err(severed()));
+        }
         if let (Some(sent), Some(frames)) = (this.pong, &this.inbound)
             && (sent > 0 || frames.at_boundary())
             && buf.remaining() > 0
@@ -268,7 +322,18 @@ impl<T: AsyncRead + Unpin> AsyncRead for FirstPingIo<T> {
                     frames.advance(read);
                 } else if !read.is_empty() {
                     match &mut this.watch {
-                        Watch::FirstRequest { seen } => this.watch = first_request(*seen, read),
+                        Watch::FirstRequest { seen } => {
+                            this.watch = first_request(*seen, read);
+                            if matches!(this.watch, Watch::Http { .. })
+                                && let Some(sever) = &mut this.sever
+                            {
+                                sever.watch();
+                                // Registers this reader to hear of a drain.
+                                if sever.cut(cx) {
+                                    return Poll::Ready(Err(severed()));
+                                }
+                            }
+                        }
                         Watch::Http { head_end } => *head_end = read.ends_with(b"\r\n\r\n"),
                         _ => {}
                     }
@@ -283,6 +348,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for FirstPingIo<T> {
 impl<T: AsyncWrite + Unpin> AsyncWrite for FirstPingIo<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.is_cut(cx) {
+            return Poll::Ready(Err(severed()));
+        }
         let Some(limit) = this.before_write(buf) else {
             return Poll::Ready(Ok(PING_FRAME.len()));
         };
@@ -298,6 +366,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstPingIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.is_cut(cx) {
+            return Poll::Ready(Err(severed()));
+        }
         let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
         if self.passes_through(first) {
             return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);

@@ -17,6 +17,7 @@ use axum::{
     serve::{ListenerExt, TapIo},
 };
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 use first_ping::{FirstPingIo, FirstPingListener};
 
@@ -34,10 +35,13 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// The listener `axum::serve` gets: Engine.IO connections answer the first PING themselves
-/// ([`first_ping`]), and every connection sends small frames (acks, events) at once instead
-/// of waiting on the peer's delayed ACK.
-pub fn accepting(listener: TcpListener) -> TapIo<FirstPingListener, fn(&mut FirstPingIo<TcpStream>)> {
-    FirstPingListener(listener).tap_io(set_nodelay)
+/// ([`first_ping`]) and are cut when `sever` is cancelled (a drain), and every connection
+/// sends small frames (acks, events) at once instead of waiting on the peer's delayed ACK.
+pub fn accepting(
+    listener: TcpListener,
+    sever: CancellationToken,
+) -> TapIo<FirstPingListener, fn(&mut FirstPingIo<TcpStream>)> {
+    FirstPingListener { listener, sever }.tap_io(set_nodelay)
 }
 
 fn set_nodelay(io: &mut FirstPingIo<TcpStream>) {

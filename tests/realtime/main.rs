@@ -6,6 +6,7 @@ mod support;
 
 mod authz;
 mod connecting;
+mod drain;
 mod encryption;
 mod groups;
 mod heartbeat;
