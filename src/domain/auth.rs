@@ -248,7 +248,7 @@ impl AuthService {
 
     /// Verifies an access token and that it was not revoked. Used by REST and sockets.
     pub async fn authenticate(&self, token: &str) -> AppResult<AccessClaims> {
-        let claims = self.tokens.verify(token)?;
+        let claims = self.tokens.verify(token, self.clock.now().timestamp())?;
         let revoked = self
             .shared
             .revocations

@@ -38,7 +38,9 @@ pub struct AccessTokens {
 impl AccessTokens {
     pub fn new(secret: &[u8], ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        // Expiry is checked against the application's clock, with the one leeway of
+        // [`is_expired`], not by the JWT library against the system clock.
+        validation.validate_exp = false;
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation, ttl }
     }
@@ -57,16 +59,25 @@ impl AccessTokens {
         Ok((token, claims))
     }
 
-    /// Checks signature, algorithm and expiry. Says nothing about revocation.
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, AppError> {
-        use jsonwebtoken::errors::ErrorKind;
-        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map(|data| data.claims).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature => AppError::AuthFailed("access token expired"),
-                _ => AppError::AuthFailed("invalid access token"),
-            },
-        )
+    /// Checks signature, algorithm and expiry at `now_secs`. Says nothing about revocation.
+    pub fn verify(&self, token: &str, now_secs: i64) -> Result<AccessClaims, AppError> {
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| AppError::AuthFailed("invalid access token"))?;
+        if is_expired(claims.exp, now_secs) {
+            return Err(AppError::AuthFailed("access token expired"));
+        }
+        Ok(claims)
     }
+}
+
+/// How long past its `exp` an access token still counts (clocks of clients and replicas
+/// drift a little). The one rule for connecting, `auth`, every socket event and REST.
+pub const EXPIRY_LEEWAY_SECS: i64 = 5;
+
+/// Whether a token that expires at `exp` has expired at `now` (both Unix seconds).
+pub fn is_expired(exp: i64, now: i64) -> bool {
+    exp + EXPIRY_LEEWAY_SECS <= now
 }
 
 /// A fresh opaque refresh token: 256 random bits, base64url.
@@ -92,20 +103,23 @@ mod tests {
         let tokens = AccessTokens::new(SECRET, Duration::from_secs(900));
         let now = chrono::Utc::now().timestamp();
         let (token, claims) = tokens.issue(Uuid::now_v7(), Uuid::now_v7(), now).unwrap();
-        assert_eq!(tokens.verify(&token).unwrap(), claims);
+        assert_eq!(tokens.verify(&token, now).unwrap(), claims);
         assert_eq!(claims.exp - claims.iat, 900);
         let other = AccessTokens::new(b"another-secret-another-secret-xx", Duration::from_secs(900));
-        assert!(other.verify(&token).is_err());
+        assert!(other.verify(&token, now).is_err());
     }
 
     #[test]
     fn expired_and_garbage_tokens_are_refused() {
         let tokens = AccessTokens::new(SECRET, Duration::from_secs(900));
-        let long_ago = chrono::Utc::now().timestamp() - 3600;
-        let (token, _) = tokens.issue(Uuid::now_v7(), Uuid::now_v7(), long_ago).unwrap();
-        assert_eq!(tokens.verify(&token).unwrap_err().to_string(), "access token expired");
-        assert!(tokens.verify("not.a.jwt").is_err());
-        assert!(tokens.verify("").is_err());
+        let now = chrono::Utc::now().timestamp();
+        let (token, claims) = tokens.issue(Uuid::now_v7(), Uuid::now_v7(), now - 900).unwrap();
+        // Expired at `now`, but within the leeway until `now + 4`; refused from `now + 5` on.
+        assert!(tokens.verify(&token, now + EXPIRY_LEEWAY_SECS - 1).is_ok());
+        assert_eq!(tokens.verify(&token, now + EXPIRY_LEEWAY_SECS).unwrap_err().to_string(), "access token expired");
+        assert!(is_expired(claims.exp, claims.exp + EXPIRY_LEEWAY_SECS) && !is_expired(claims.exp, claims.exp + 4));
+        assert!(tokens.verify("not.a.jwt", now).is_err());
+        assert!(tokens.verify("", now).is_err());
     }
 
     #[test]

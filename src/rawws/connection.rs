@@ -232,7 +232,7 @@ async fn handle(socket: &mut WebSocket, gateway: &RawGateway, live: &mut Live, b
         return reply(socket, vec![envelope::error("invalid_message", "an envelope needs a string `type`")]).await;
     };
     let payload = envelope.get("payload").cloned().unwrap_or(Value::Null);
-    if live.expires_at <= gateway.state.clock.now().timestamp() {
+    if crate::domain::tokens::is_expired(live.expires_at, gateway.state.clock.now().timestamp()) {
         let _ =
             reply(socket, vec![envelope::error("unauthorized", "access token expired; reconnect with a fresh one")])
                 .await;

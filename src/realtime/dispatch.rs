@@ -18,12 +18,12 @@ use uuid::Uuid;
 use super::{
     ack::{self, render},
     queue::EventQueue,
-    session::{Session, current_session},
+    session::{Refusal, Session, current_session},
 };
 use crate::domain::payloads::FromPayload;
 use crate::{
     error::{AppError, AppResult},
-    fanout::{ServerEvent, socketio::Replies},
+    fanout::{ServerEvent, events::AuthError, socketio::Replies},
     state::AppState,
     transport::limits,
 };
@@ -160,7 +160,12 @@ impl<A: Adapter> Gateway<A> {
         async move {
             let result = match current_session(&socket, &state) {
                 Ok(session) => handler(Ctx { socket, state, session, replies }, &payload.unwrap_or(Value::Null)).await,
-                Err(err) => Err(err),
+                Err(refusal) => {
+                    if let Refusal::Expired(session) = &refusal {
+                        announce_expiry(&socket, replies, session);
+                    }
+                    Err(refusal.into())
+                }
             };
             if let Err(err) = &result {
                 tracing::debug!(code = err.code(), "event refused");
@@ -168,6 +173,22 @@ impl<A: Adapter> Gateway<A> {
             let _ = ack.send(&ack::envelope(result));
         }
     }
+}
+
+/// The expiry of the token that `auth:error TOKEN_EXPIRED` was sent for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ExpiryAnnounced(i64);
+
+/// Tells the socket once per token that it expired: `auth:error {code: "TOKEN_EXPIRED"}`,
+/// the event the documented client code answers with a refresh and `auth` (each refused
+/// event's ack also says `AUTH_FAILED`).
+fn announce_expiry<A: Adapter>(socket: &SocketRef<A>, replies: Replies, session: &Session) {
+    if socket.extensions.get::<ExpiryAnnounced>() == Some(ExpiryAnnounced(session.expires_at)) {
+        return;
+    }
+    socket.extensions.insert(ExpiryAnnounced(session.expires_at));
+    let error = "access token expired; refresh it and send `auth` with the new one".to_owned();
+    replies.send(socket, &ServerEvent::AuthError(AuthError { error, code: "TOKEN_EXPIRED" }));
 }
 
 impl<A: Adapter> Gateway<A> {

@@ -3,7 +3,11 @@
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 use uuid::Uuid;
 
-use crate::{domain::tokens::AccessClaims, error::AppError, state::AppState};
+use crate::{
+    domain::tokens::{AccessClaims, is_expired},
+    error::AppError,
+    state::AppState,
+};
 
 /// The authenticated identity of a socket, kept in its extensions.
 #[derive(Clone, Debug)]
@@ -19,13 +23,29 @@ impl From<&AccessClaims> for Session {
     }
 }
 
-/// The socket's session, refused when missing or past the access token's expiry (the client
-/// sends `auth` with a refreshed token to continue).
-pub fn current_session<A: Adapter>(socket: &SocketRef<A>, state: &AppState) -> Result<Session, AppError> {
-    let session =
-        socket.extensions.get::<Session>().ok_or(AppError::AuthFailed("authenticate first: send `auth {token}`"))?;
-    if session.expires_at <= state.clock.now().timestamp() {
-        return Err(AppError::AuthFailed("access token expired; send `auth` with a fresh token"));
+/// Why a socket's event was refused before its handler ran.
+pub enum Refusal {
+    /// No session: the socket never authenticated.
+    Missing,
+    /// The session's access token expired (past the same leeway as at connect and `auth`):
+    /// the client refreshes and sends `auth` to go on.
+    Expired(Session),
+}
+
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Missing => AppError::AuthFailed("authenticate first: send `auth {token}`"),
+            Refusal::Expired(_) => AppError::AuthFailed("access token expired; send `auth` with a fresh token"),
+        }
+    }
+}
+
+/// The socket's session, refused when missing or past the access token's expiry.
+pub fn current_session<A: Adapter>(socket: &SocketRef<A>, state: &AppState) -> Result<Session, Refusal> {
+    let session = socket.extensions.get::<Session>().ok_or(Refusal::Missing)?;
+    if is_expired(session.expires_at, state.clock.now().timestamp()) {
+        return Err(Refusal::Expired(session));
     }
     Ok(session)
 }

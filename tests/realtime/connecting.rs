@@ -18,7 +18,43 @@ in_all_modes!(
     a_live_socket_can_swap_in_a_fresh_token_of_the_same_user_only,
     logout_disconnects_that_sessions_sockets_only,
     events_sent_right_after_connecting_are_not_lost,
+    token_expiry_is_one_rule_and_an_expired_socket_is_told_to_refresh,
 );
+
+/// Issue 17, point 2: the same 5 s leeway past `exp` at connect, at `auth` and for every
+/// event; past it, an event is refused (`AUTH_FAILED`) and the socket gets, once, `auth:error
+/// {code: "TOKEN_EXPIRED"}`, which the documented client answers with a refresh and `auth`.
+async fn token_expiry_is_one_rule_and_an_expired_socket_is_told_to_refresh(app: TestApp) {
+    use parley::clock::Clock as _;
+    let ann = app.register("Ann").await;
+    // Signed to expire 3 s ago on the server's clock: within the leeway, so accepted...
+    let exp = app.clock.now().timestamp() - 3;
+    let token = crate::support::authz::Claims::of(ann.id, exp - 900, exp)
+        .sign(crate::support::JWT_SECRET.as_bytes(), jsonwebtoken::Algorithm::HS256);
+    let socket = connect_raw(&app, Some(json!({ "token": token }))).await;
+    socket.expect_event("auth:success", WAIT).await;
+    socket.expect_event("sync:complete", WAIT).await;
+    // ...and so are its events, by the same rule (they were refused: two rules, 0 s and 5 s).
+    let ack = socket.emit_with_ack("ping", json!({"timestamp": 1}), WAIT).await.expect("ack");
+    assert_eq!(ack["ok"], true, "{ack}");
+    // Past the leeway: refused, and told to refresh (once).
+    app.clock.advance(std::time::Duration::from_secs(2));
+    let refused = socket.emit_with_ack("ping", json!({"timestamp": 2}), WAIT).await.expect("ack");
+    assert_eq!(refused["error"]["code"], "AUTH_FAILED", "{refused}");
+    let told = socket.expect_event("auth:error", WAIT).await;
+    assert_eq!(told["code"], "TOKEN_EXPIRED", "{told}");
+    let again = socket.emit_with_ack("ping", json!({"timestamp": 3}), WAIT).await.expect("ack");
+    assert_eq!(again["error"]["code"], "AUTH_FAILED");
+    socket.assert_no_event("auth:error", "TOKEN_EXPIRED is said once per token").await;
+    assert!(socket.is_connected(), "the socket stays, waiting for a fresh token");
+    // The refresh: a fresh token through `auth`, and events go through again.
+    let fresh = app.client().post("/api/auth/login", json!({"email": ann.email, "password": ann.password})).await;
+    let fresh = fresh.assert_status(200)["accessToken"].as_str().expect("a token").to_owned();
+    let swapped = socket.emit_with_ack("auth", json!({"token": fresh}), WAIT).await.expect("ack");
+    assert_eq!(swapped["ok"], true, "{swapped}");
+    let ack = socket.emit_with_ack("ping", json!({"timestamp": 4}), WAIT).await.expect("ack");
+    assert_eq!(ack["ok"], true, "{ack}");
+}
 
 async fn a_token_in_the_auth_payload_authenticates(app: TestApp) {
     let ann = app.register("Ann").await;
