@@ -72,7 +72,7 @@ start_server() {
     shift
     port=$(free_port)
     env PARLEY_ADDR="127.0.0.1:$port" JWT_SECRET="$(cat "$STATE/jwt_secret")" \
-        MESSAGE_RATE_PER_MIN=100000000 LEGACY_EVENTS=false ACCESS_TOKEN_TTL_SECS=86400 \
+        MESSAGE_RATE_PER_MIN=100000000 REGISTRATIONS_PER_HOUR=0 LEGACY_EVENTS=false ACCESS_TOKEN_TTL_SECS=86400 \
         MAX_CONNECTIONS_PER_IP=0 SOCKET_EVENTS_PER_SEC=0 \
         RUST_LOG="${RUST_LOG:-warn}" "$@" "$SERVER" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)

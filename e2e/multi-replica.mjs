@@ -107,7 +107,7 @@ async function startReplica(name) {
   procs.start(name, BIN, [], {
     PARLEY_ADDR: `127.0.0.1:${port}`, PARLEY_DATA_DIR: join(WORK, name), DATABASE_URL,
     REDIS_URL: `redis://127.0.0.1:${redisPort}`, REDIS_KEY_PREFIX: "multi:", JWT_SECRET: "e2e-multi-replica-secret-0123456789abcdef",
-    TRUST_PROXY: "true", PRESENCE_GRACE_SECS: "1", MESSAGE_RATE_PER_MIN: "100000", RUST_LOG: "warn",
+    TRUST_PROXY: "true", PRESENCE_GRACE_SECS: "1", MESSAGE_RATE_PER_MIN: "100000", REGISTRATIONS_PER_HOUR: "0", RUST_LOG: "warn",
   });
   await until(`${name} ready`, async () => (await get(port, "/health/ready")).status === 200);
   replicas[name] = { port, instance: (await get(port, "/health/live")).body.instance };

@@ -38,7 +38,7 @@ start_server() {
   while [ $# -gt 0 ] && [ "$1" != -- ]; do vars+=("$1"); shift; done
   [ "${1:-}" = -- ] && shift && args=("$@")
   port=$(free_port)
-  env PARLEY_ADDR="127.0.0.1:$port" PARLEY_DATA_DIR="$WORK/$label" RUST_LOG=warn "${vars[@]}" "$BIN" "${args[@]}" >"$WORK/$label.log" 2>&1 &
+  env PARLEY_ADDR="127.0.0.1:$port" PARLEY_DATA_DIR="$WORK/$label" RUST_LOG=warn REGISTRATIONS_PER_HOUR=0 "${vars[@]}" "$BIN" "${args[@]}" >"$WORK/$label.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do
     if curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; then

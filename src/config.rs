@@ -58,6 +58,8 @@ pub struct Config {
     /// How long a socket that connected without a token has to send `auth {token}`.
     pub auth_timeout: Duration,
     pub message_rate_per_min: u32,
+    /// Accounts one client address may register per hour (0: no limit).
+    pub registrations_per_hour: u32,
     /// Take the client address from the last `X-Forwarded-For` hop (set when behind nginx).
     pub trust_proxy: bool,
     /// Largest accepted REST request body, in bytes.
@@ -152,6 +154,7 @@ pub const VARIABLES: &[&str] = &[
     "AUTH_TIMEOUT_MS",
     "RECEIPT_FLUSH_MS",
     "MESSAGE_RATE_PER_MIN",
+    "REGISTRATIONS_PER_HOUR",
     "LOG_FORMAT",
     "VAPID_PRIVATE_KEY",
     "VAPID_SUBJECT",
@@ -220,6 +223,7 @@ impl Config {
             auth_timeout: Duration::from_millis(parse_or(&get, "AUTH_TIMEOUT_MS", 10_000)?),
             receipt_flush: Duration::from_millis(parse_or(&get, "RECEIPT_FLUSH_MS", 10_000)?.max(10)),
             message_rate_per_min: parse_or(&get, "MESSAGE_RATE_PER_MIN", 30)?,
+            registrations_per_hour: parse_or(&get, "REGISTRATIONS_PER_HOUR", 10)?,
             trust_proxy: parse_or(&get, "TRUST_PROXY", false)?,
             body_limit: parse_or(&get, "BODY_LIMIT_BYTES", 128 * 1024)?,
             socket_max_payload: parse_or(&get, "SOCKET_MAX_PAYLOAD_BYTES", 256 * 1024)?,

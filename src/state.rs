@@ -130,6 +130,7 @@ impl Services {
             jwt_secret: config.jwt_secret.expose(),
             access_ttl: config.access_token_ttl,
             refresh_ttl: config.refresh_token_ttl,
+            registrations_per_hour: config.registrations_per_hour,
         };
         let typing = Arc::new(TypingService::new(deps));
         let unread = Arc::new(UnreadNotifier::new(deps));

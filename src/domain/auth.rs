@@ -51,7 +51,12 @@ pub struct TokenSettings<'a> {
     pub jwt_secret: &'a [u8],
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    /// Registrations allowed per client address per [`REGISTRATION_WINDOW`] (0: no limit).
+    pub registrations_per_hour: u32,
 }
+
+/// The window of the per-address registration limit.
+pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(3600);
 
 pub struct AuthService {
     storage: Arc<dyn Storage>,
@@ -61,6 +66,7 @@ pub struct AuthService {
     hasher: PasswordHasher,
     refresh_ttl: Duration,
     fanout: Fanout,
+    registrations_per_hour: u32,
 }
 
 impl AuthService {
@@ -73,14 +79,18 @@ impl AuthService {
             hasher: PasswordHasher::new(),
             refresh_ttl: settings.refresh_ttl,
             fanout: deps.fanout.clone(),
+            registrations_per_hour: settings.registrations_per_hour,
         }
     }
 
-    pub async fn register(&self, input: RegisterInput) -> AppResult<Session> {
+    /// Creates an account from `client_ip`: at most `REGISTRATIONS_PER_HOUR` per address (each
+    /// costs an Argon2 hash; an account-spam run is refused with 429), counted across replicas.
+    pub async fn register(&self, input: RegisterInput, client_ip: &str) -> AppResult<Session> {
         let email = Email::parse(&input.email)?;
         let password = Password::parse(input.password)?;
         let display_name = DisplayName::parse(&input.display_name)?;
         let requested = input.username.as_deref().map(Username::parse).transpose()?;
+        self.admit_registration(client_ip).await?;
         if self.storage.user_by_email(email.as_str()).await?.is_some() {
             return Err(AppError::EmailTaken);
         }
@@ -162,6 +172,26 @@ impl AuthService {
         self.release_login(&ip_key, ip_ticket).await;
         let user = user.ok_or(AppError::InvalidCredentials)?;
         self.start_session(user, Uuid::now_v7()).await
+    }
+
+    /// Every well-formed registration counts (it costs a hash, whether it then succeeds or
+    /// not); rate limits fail open.
+    async fn admit_registration(&self, client_ip: &str) -> AppResult<()> {
+        if self.registrations_per_hour == 0 {
+            return Ok(());
+        }
+        let key = format!("register:ip:{client_ip}");
+        match self.shared.rate_limits.acquire(&key, self.registrations_per_hour, REGISTRATION_WINDOW).await {
+            Ok(Admission::Admitted(_)) => Ok(()),
+            Ok(Admission::Denied { retry_after }) => {
+                metrics::counter!("parley_rate_limited_total", "scope" => "register").increment(1);
+                Err(AppError::RateLimited { retry_after })
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "registration rate limit unavailable, admitting");
+                Ok(())
+            }
+        }
     }
 
     /// Rate limits fail open: an unreachable Redis must not lock everybody out.

@@ -111,21 +111,26 @@ fn removal_cookie(state: &AppState) -> Cookie<'static> {
         (status = 201, description = "Registered and signed in; sets the `refresh_token` cookie", body = AuthResponse),
         (status = 400, description = "Invalid input", body = ErrorResponse),
         (status = 409, description = "`EMAIL_TAKEN` or `USERNAME_TAKEN`", body = ErrorResponse),
+        (status = 429, description = "`RATE_LIMITED`: `REGISTRATIONS_PER_HOUR` from this address; see `Retry-After`", body = ErrorResponse),
     ))]
 async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     jar: CookieJar,
     Json(body): Json<RegisterRequest>,
 ) -> AppResult<impl IntoResponse> {
     let session = state
         .services
         .auth
-        .register(RegisterInput {
-            email: body.email,
-            password: body.password,
-            display_name: body.display_name,
-            username: body.username,
-        })
+        .register(
+            RegisterInput {
+                email: body.email,
+                password: body.password,
+                display_name: body.display_name,
+                username: body.username,
+            },
+            &ip,
+        )
         .await?;
     let jar = jar.add(refresh_cookie(&state, &session));
     Ok((StatusCode::CREATED, jar, Json(AuthResponse::from_session(&session, false))))

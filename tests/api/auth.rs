@@ -339,3 +339,47 @@ mod behind_a_proxy {
         anon.send(login("192.0.2.44", &user.email, &user.password)).await.assert_status(200);
     }
 }
+
+/// Issue 17, point 5: sign-ups per client address are limited (here 3 an hour), with 429
+/// and `Retry-After` like logins; another address is not affected; in production the count
+/// is shared by the replicas. Fails before the limit existed (40 accounts in 1.6 s).
+mod registration_limit {
+    use serde_json::json;
+
+    use crate::support::{Mode, TestApp, http::Client};
+
+    fn register(client: &Client, n: usize, from: &str) -> reqwest::RequestBuilder {
+        let body = json!({"email": format!("spam{n}.{from}@example.com"), "password": "correct horse battery", "displayName": "Spam"});
+        client.request(reqwest::Method::POST, "/api/auth/register").header("x-forwarded-for", from).json(&body)
+    }
+
+    async fn sign_ups_per_address_are_limited(app: TestApp, other: Option<TestApp>) {
+        let here = app.client();
+        let there = other.as_ref().map_or_else(|| app.client(), |other| Client::new(&other.base));
+        for n in 0..3 {
+            // Alternate replicas: the count is one.
+            let client = if n % 2 == 0 { &here } else { &there };
+            client.send(register(client, n, "203.0.113.7")).await.assert_status(201);
+        }
+        let refused = here.send(register(&here, 3, "203.0.113.7")).await;
+        refused.assert_error(429, "RATE_LIMITED");
+        assert!(refused.header("retry-after").and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s > 0));
+        there.send(register(&there, 4, "203.0.113.7")).await.assert_error(429, "RATE_LIMITED");
+        here.send(register(&here, 5, "198.51.100.9")).await.assert_status(201);
+    }
+
+    const LIMITED: [(&str, &str); 2] = [("REGISTRATIONS_PER_HOUR", "3"), ("TRUST_PROXY", "true")];
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded() {
+        let app = TestApp::try_spawn_with(Mode::Embedded, &LIMITED).await.expect("an app");
+        sign_ups_per_address_are_limited(app, None).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn production_across_replicas() {
+        let Some(app) = TestApp::try_spawn_with(Mode::Production, &LIMITED).await else { return };
+        let other = app.replica().await;
+        sign_ups_per_address_are_limited(app, Some(other)).await;
+    }
+}

@@ -160,6 +160,8 @@ impl TestApp {
             ("PARLEY_DATA_DIR".into(), data_dir.path().display().to_string()),
             ("JWT_SECRET".into(), JWT_SECRET.into()),
             ("REDIS_KEY_PREFIX".into(), prefix),
+            // Tests register many users from one address; tests/api/auth.rs checks the limit.
+            ("REGISTRATIONS_PER_HOUR".into(), "0".into()),
         ];
         if let Some(db) = &database {
             vars.push(("DATABASE_URL".into(), db.url.clone()));
