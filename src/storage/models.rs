@@ -377,7 +377,21 @@ pub struct NewMessage {
     pub forwarded_from: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     /// Who to notify when it is stored (the send transaction writes the outbox rows).
-    pub notify: Option<super::push::Notify>,
+    pub notify: Option<Notify>,
+}
+
+/// Who to notify about one message, worked out before its transaction: the transaction
+/// writes the outbox rows, so a stored message has its notifications on record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notify {
+    /// Recipients with no connected socket on any replica when the message was sent.
+    pub offline: Vec<Uuid>,
+    /// Recipients mentioned by the message: notified even when they muted the conversation.
+    pub mentioned: Vec<Uuid>,
+    /// A group message: pushes to one subscription are coalesced per conversation.
+    pub coalesce: bool,
+    /// Webhooks are configured: `message.created` and `message.offline` rows too.
+    pub webhooks: bool,
 }
 
 /// What a send did: stored a new message, or found the one stored earlier under the same

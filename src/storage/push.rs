@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use super::models::Notify;
 use super::{StorageResult, models::MessageRecord};
 
 /// A browser's push subscription (the `PushSubscription` of the Push API).
@@ -22,20 +23,6 @@ pub struct PushSubscriptionRecord {
     pub user_agent: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-/// Who to notify about one message, worked out before its transaction: the transaction
-/// writes the outbox rows, so a stored message has its notifications on record.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Notify {
-    /// Recipients with no connected socket on any replica when the message was sent.
-    pub offline: Vec<Uuid>,
-    /// Recipients mentioned by the message: notified even when they muted the conversation.
-    pub mentioned: Vec<Uuid>,
-    /// A group message: pushes to one subscription are coalesced per conversation.
-    pub coalesce: bool,
-    /// Webhooks are configured: `message.created` and `message.offline` rows too.
-    pub webhooks: bool,
 }
 
 /// A row of the outbox, as a sender claims it.
