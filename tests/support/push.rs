@@ -207,6 +207,8 @@ async fn receive_push(
         (answer, checked)
     };
     if let Some(Answer::Slow(delay)) = answer {
+        // Those waiting for the request to arrive hear of it now, not when it is answered.
+        receiver.arrived.notify_waiters();
         tokio::time::sleep(delay).await;
     }
     let status = match answer {
