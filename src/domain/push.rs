@@ -7,7 +7,6 @@ use std::sync::Arc;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::json;
 use tokio::sync::Notify;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -83,14 +82,27 @@ impl Outbox {
             return;
         }
         let delivery = Uuid::now_v7();
-        let body = json!({ "event": event, "deliveryId": delivery, "occurredAt": Timestamp(at), "data": data });
-        let webhook =
-            NewWebhook { event: event.to_owned(), body: body.to_string(), delivery_id: delivery.to_string(), at };
+        let envelope = WebhookEnvelope { event, delivery_id: delivery, occurred_at: Timestamp(at), data };
+        let body = match serde_json::to_string(&envelope) {
+            Ok(body) => body,
+            Err(err) => return tracing::error!(error = %err, event, "a webhook could not be serialized"),
+        };
+        let webhook = NewWebhook { event: event.to_owned(), body, delivery_id: delivery.to_string(), at };
         match storage.enqueue_webhook(&webhook).await {
             Ok(()) => self.signal.wake(),
             Err(err) => tracing::error!(error = %err, event, "a webhook could not be queued"),
         }
     }
+}
+
+/// The body of every webhook: `{event, deliveryId, occurredAt, data}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEnvelope<'a> {
+    pub event: &'a str,
+    pub delivery_id: Uuid,
+    pub occurred_at: Timestamp,
+    pub data: serde_json::Value,
 }
 
 /// A subscription as its owner sees it.

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::{
     clock::SharedClock,
-    domain::{Outbox, time::Timestamp, views::Message},
+    domain::{Outbox, push::WebhookEnvelope, time::Timestamp, views::Message},
     net_guard::PublicOnlyResolver,
     storage::{
         Storage,
@@ -388,12 +388,8 @@ impl OutboxSender {
             None => json!({ "message": message }),
         };
         let delivery = Uuid::now_v7();
-        let envelope = webhook::Envelope {
-            event: &row.event,
-            delivery_id: delivery,
-            occurred_at: Timestamp(row.created_at),
-            data,
-        };
+        let envelope =
+            WebhookEnvelope { event: &row.event, delivery_id: delivery, occurred_at: Timestamp(row.created_at), data };
         Ok(Some((serde_json::to_string(&envelope)?, delivery.to_string())))
     }
 

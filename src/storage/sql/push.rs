@@ -22,6 +22,16 @@ macro_rules! sql_push {
             NewWebhook, Notify, OutboxRepo, OutboxRow, OutboxStats, PushRepo, PushSubscriptionRecord,
         };
 
+        /// Appends `(id, id, …)` of outbox rows, the list of an `IN`.
+        fn push_row_ids(query: &mut sqlx::QueryBuilder<$db>, ids: &[i64]) {
+            query.push("(");
+            let mut list = query.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            query.push(")");
+        }
+
         /// The outbox rows of the messages a send transaction just stored: per message with
         /// a [`Notify`], one `message.created` webhook; per offline recipient who has not
         /// muted the conversation (or is mentioned) and has not blocked the sender, one push
@@ -244,12 +254,8 @@ macro_rules! sql_push {
                 if ids.is_empty() {
                     return Ok(());
                 }
-                let mut query = sqlx::QueryBuilder::<$db>::new("DELETE FROM outbox WHERE id IN (");
-                let mut list = query.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                query.push(")");
+                let mut query = sqlx::QueryBuilder::<$db>::new("DELETE FROM outbox WHERE id IN ");
+                push_row_ids(&mut query, ids);
                 query.build().execute(self.writer()).await?;
                 Ok(())
             }
@@ -269,12 +275,8 @@ macro_rules! sql_push {
                 if failed {
                     query.push(", attempts = attempts + 1, last_error = ").push_bind(error.to_owned());
                 }
-                query.push(" WHERE id IN (");
-                let mut list = query.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                query.push(")");
+                query.push(" WHERE id IN ");
+                push_row_ids(&mut query, ids);
                 query.build().execute(self.writer()).await?;
                 Ok(())
             }
