@@ -80,6 +80,8 @@ pub struct Config {
     /// Sustained client events per second per socket (0: no limit), and the burst above it.
     pub socket_events_per_sec: u32,
     pub socket_events_burst: u32,
+    /// How long a user and an address that flooded are refused new connections (0: not at all).
+    pub flood_cooldown: Duration,
     /// Conversation rooms one socket may be subscribed to (0: no limit).
     pub max_subscriptions_per_socket: u32,
     pub access_token_ttl: Duration,
@@ -148,6 +150,7 @@ pub const VARIABLES: &[&str] = &[
     "MAX_CONNECTIONS_PER_IP",
     "SOCKET_EVENTS_PER_SEC",
     "SOCKET_EVENTS_BURST",
+    "FLOOD_COOLDOWN_SECS",
     "MAX_SUBSCRIPTIONS_PER_SOCKET",
     "LEGACY_EVENTS",
     "PRESENCE_GRACE_SECS",
@@ -246,6 +249,7 @@ impl Config {
             max_connections_per_ip: parse_or(&get, "MAX_CONNECTIONS_PER_IP", 256)?,
             socket_events_per_sec: parse_or(&get, "SOCKET_EVENTS_PER_SEC", 20)?,
             socket_events_burst: parse_or(&get, "SOCKET_EVENTS_BURST", 120)?,
+            flood_cooldown: Duration::from_secs(parse_or(&get, "FLOOD_COOLDOWN_SECS", 60)?),
             max_subscriptions_per_socket: parse_or(&get, "MAX_SUBSCRIPTIONS_PER_SOCKET", 100)?,
             access_token_ttl: Duration::from_secs(parse_or(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
             refresh_token_ttl: Duration::from_secs(parse_or(&get, "REFRESH_TOKEN_TTL_SECS", 7 * 24 * 3600)?),
@@ -450,6 +454,7 @@ mod tests {
         assert_eq!(config.socket_max_payload, 256 * 1024);
         assert_eq!(config.max_connections_per_ip, 256);
         assert_eq!((config.socket_events_per_sec, config.socket_events_burst), (20, 120));
+        assert_eq!(config.flood_cooldown, Duration::from_secs(60));
         assert_eq!(config.max_subscriptions_per_socket, 100);
         assert_eq!((config.ping_interval, config.ping_timeout), (Duration::from_secs(25), Duration::from_secs(20)));
         assert_eq!(config.presence_grace, Duration::from_secs(5));

@@ -21,6 +21,7 @@ use crate::{
         messages::{MessageService, SendPipeline},
         presence::PresenceService,
         push::PushService,
+        quota::FloodCooldown,
         reads::ReadService,
         typing::TypingService,
         unread::UnreadNotifier,
@@ -55,6 +56,8 @@ pub struct Services {
     pub typing: Arc<TypingService>,
     pub reads: ReadService,
     pub unread: Arc<UnreadNotifier>,
+    /// Who flooded, refused new connections for a while.
+    pub floods: FloodCooldown,
 }
 
 /// What the services run on, for the few places that reach it directly (health checks,
@@ -149,6 +152,7 @@ impl Services {
             push: PushService::new(deps, wiring.vapid.public_key().to_owned()),
             typing,
             unread,
+            floods: FloodCooldown::new(deps.shared.clone(), config.flood_cooldown),
         }
     }
 }

@@ -276,6 +276,12 @@ impl AuthService {
         user.ok_or(AppError::AuthFailed("no valid session to log out"))
     }
 
+    /// The user of a token whose signature verifies (expired or revoked alike): who a
+    /// connection claims to be, for the flood cool-down, before it is authenticated.
+    pub fn token_user(&self, token: &str) -> Option<Uuid> {
+        self.tokens.verify(token, i64::MIN).ok().map(|claims| claims.sub)
+    }
+
     /// Verifies an access token and that it was not revoked. Used by REST and sockets.
     pub async fn authenticate(&self, token: &str) -> AppResult<AccessClaims> {
         let claims = self.tokens.verify(token, self.clock.now().timestamp())?;

@@ -4,7 +4,7 @@
 //! that reads the client's envelopes in order, writes what the hub queued for it, and keeps
 //! the heartbeat (a ping frame every interval; no pong in time closes it).
 
-use std::{collections::HashSet, sync::Arc, time::Instant};
+use std::{collections::HashSet, net::IpAddr, sync::Arc, time::Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use serde_json::Value;
@@ -52,6 +52,7 @@ enum Ending {
 
 struct Live {
     user: Uuid,
+    ip: Option<IpAddr>,
     expires_at: i64,
     id: String,
     budget: EventBudget,
@@ -59,12 +60,12 @@ struct Live {
     last_pong: Instant,
 }
 
-/// Serves one upgraded connection; `slot` is its place in the per-address count.
+/// Serves one upgraded connection from `ip`; `slot` is its place in the per-address count.
 pub async fn serve(
     mut socket: WebSocket,
     gateway: Arc<RawGateway>,
     token: Option<String>,
-    slot: Option<Arc<ConnectionSlot>>,
+    (ip, slot): (Option<IpAddr>, Option<Arc<ConnectionSlot>>),
 ) {
     let state = gateway.state.clone();
     let claims = match token {
@@ -79,10 +80,17 @@ pub async fn serve(
             return;
         }
     };
+    // A user or an address cooling down after a flood (on either gateway) is turned away.
+    if let Err(refusal) = state.services.floods.check(Some(claims.sub), ip).await {
+        let _ = socket.send(text(envelope::refusal(&refusal))).await;
+        close(&mut socket, POLICY, "cooling down after a flood").await;
+        return;
+    }
     let id = format!("raw-{}", Uuid::new_v4().simple());
     let (conn, rx, kill) = Conn::new(id.clone(), claims.sub, claims.sid);
     let mut live = Live {
         user: claims.sub,
+        ip,
         expires_at: claims.exp,
         id,
         budget: EventBudget::default(),
@@ -219,8 +227,10 @@ async fn handle(socket: &mut WebSocket, gateway: &RawGateway, live: &mut Live, b
         }
         Verdict::Flood => {
             metrics::counter!("parley_rate_limited_total", "scope" => "raw_ws_flood").increment(1);
-            let refusal = AppError::RateLimited { retry_after: std::time::Duration::from_secs(1) };
-            let _ = reply(socket, vec![envelope::refusal(&refusal)]).await;
+            let state = &gateway.state;
+            state.services.floods.penalize(Some(live.user), live.ip).await;
+            let retry_after = state.config.flood_cooldown.max(std::time::Duration::from_secs(1));
+            let _ = reply(socket, vec![envelope::refusal(&AppError::RateLimited { retry_after })]).await;
             close(socket, POLICY, "flood").await;
             return false;
         }

@@ -88,5 +88,5 @@ async fn upgrade(State(gateway): State<Arc<RawGateway>>, parts: Parts, ws: WebSo
     let max = gateway.state.config.socket_max_payload;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| connection::serve(socket, gateway, token, slot))
+        .on_upgrade(move |socket| connection::serve(socket, gateway, token, (ip, slot)))
 }

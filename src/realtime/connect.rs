@@ -2,10 +2,11 @@
 //! the late `auth` event within 10 s, token swaps on a live socket, the missed-message
 //! replay, and disconnects.
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use serde_json::Value;
 use socketioxide::{
+    SocketIo,
     adapter::Adapter,
     extract::{AckSender, Event, SocketRef, TryData},
     socket::DisconnectReason,
@@ -31,20 +32,53 @@ use crate::{
     shared_state::PresenceStatus,
     state::AppState,
     transport,
-    transport::limits::{ConnectionSlot, TooManyConnections},
+    transport::limits::{ConnectionSlot, EngineSlot, TooManyConnections},
 };
 
-/// Before the `connect` packet (a middleware, see [`super::register`]): the place in the
-/// client address's connection count (none left: the namespace connect is refused), the
+/// Why a namespace connect is refused: the `connect_error` packet's `message` (socketioxide
+/// sends only `{message}`, so the code leads the text).
+#[derive(Debug)]
+pub enum ConnectRefusal {
+    TooMany(TooManyConnections),
+    /// The user (of the handshake token) or the address flooded: this long is left.
+    CoolingDown(Duration),
+}
+
+impl fmt::Display for ConnectRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooMany(refusal) => refusal.fmt(f),
+            Self::CoolingDown(left) => write!(
+                f,
+                "RATE_LIMITED: this user or address flooded the server; connect again in {} s",
+                left.as_secs_f64().ceil()
+            ),
+        }
+    }
+}
+
+/// Before the `connect` packet (a middleware, see [`super::register`]): the flood cool-down
+/// of the address and the handshake token's user (running: the namespace connect is
+/// refused), the place in the client address's connection count (none left: refused), the
 /// socket's room, its event dispatcher, its queue, and the handshake authentication as the
 /// queue's first job.
-pub fn prepare<A: Adapter>(
-    socket: &SocketRef<A>,
-    gateway: &Arc<Gateway<A>>,
+pub async fn prepare<A: Adapter>(
+    socket: SocketRef<A>,
+    gateway: Arc<Gateway<A>>,
     auth: Value,
-) -> Result<(), TooManyConnections> {
+) -> Result<(), ConnectRefusal> {
+    let socket = &socket;
+    let services = &gateway.state.services;
     let ip = transport::client_ip(socket.req_parts(), gateway.state.config.trust_proxy);
-    match gateway.connections.acquire(ip) {
+    let token = handshake_token(socket, &auth);
+    let user = token.as_deref().and_then(|token| services.auth.token_user(token));
+    if let Err(AppError::RateLimited { retry_after }) = services.floods.check(user, ip).await {
+        tracing::info!(?ip, ?user, "connection refused: cooling down after a flood");
+        return Err(ConnectRefusal::CoolingDown(retry_after));
+    }
+    // The place the Engine.IO connection kept from an earlier `/chat` socket, or a new one.
+    let engine = socket.req_parts().extensions.get::<EngineSlot>();
+    match engine.and_then(EngineSlot::take).map_or_else(|| gateway.connections.acquire(ip), |slot| Ok(Some(slot))) {
         // Given back on disconnect, or with the socket if it never connects.
         Ok(Some(slot)) => {
             socket.extensions.insert(slot);
@@ -53,7 +87,7 @@ pub fn prepare<A: Adapter>(
         Err(refusal) => {
             metrics::counter!("parley_rate_limited_total", "scope" => "connections_per_ip").increment(1);
             tracing::info!(?ip, limit = refusal.limit, "connection refused: too many from this address");
-            return Err(refusal);
+            return Err(ConnectRefusal::TooMany(refusal));
         }
     }
     socketio::enter_own_room(socket);
@@ -71,13 +105,21 @@ pub fn prepare<A: Adapter>(
     socket.on_disconnect({
         let gateway = gateway.clone();
         move |socket: SocketRef<A>, reason: DisconnectReason| {
-            // At once, before anything is awaited: the address may connect again.
-            socket.extensions.remove::<Arc<ConnectionSlot>>();
+            // At once, before anything is awaited: the address may connect again. Unless
+            // only the namespace closed: the Engine.IO connection keeps the place.
+            let slot = socket.extensions.remove::<Arc<ConnectionSlot>>();
+            let engine_stays =
+                matches!(reason, DisconnectReason::ClientNSDisconnect | DisconnectReason::ServerNSDisconnect);
+            if let (Some(slot), Some(engine), true) =
+                (slot, socket.req_parts().extensions.get::<EngineSlot>(), engine_stays)
+            {
+                engine.keep(slot);
+            }
             let state = gateway.state.clone();
             async move { on_disconnect(socket, state, reason).await }
         }
     });
-    if let Some(token) = handshake_token(socket, &auth) {
+    if let Some(token) = token {
         let (socket, state, replies) = (socket.clone(), gateway.state.clone(), gateway.replies);
         queue.push(async move {
             if let Err(err) = authenticate(&socket, &state, replies, &token).await {
@@ -89,13 +131,16 @@ pub fn prepare<A: Adapter>(
 }
 
 /// After the `connect` packet: start the queue; without a token, start the clock for `auth`.
-pub fn connected<A: Adapter>(socket: &SocketRef<A>, gateway: &Gateway<A>) {
+/// The clock holds the socket's id, not the socket: a socket that goes meanwhile is freed
+/// (with its Engine.IO connection and the place it holds, [`EngineSlot`]) at once.
+pub fn connected<A: Adapter>(socket: &SocketRef<A>, io: SocketIo<A>, gateway: &Gateway<A>) {
     if let Some(queue) = socket.extensions.remove::<EventQueue>() {
         queue.start();
     }
-    let (socket, timeout, replies) = (socket.clone(), gateway.state.config.auth_timeout, gateway.replies);
+    let (sid, timeout, replies) = (socket.id, gateway.state.config.auth_timeout, gateway.replies);
     tokio::spawn(async move {
         tokio::time::sleep(timeout).await;
+        let Some(socket) = io.of(socketio::CHAT_NAMESPACE).and_then(|chat| chat.get_socket(sid)) else { return };
         if socket.connected() && socket.extensions.get::<Session>().is_none() {
             refuse(&socket, replies, &AppError::AuthFailed("no token in time after connecting"));
         }
@@ -115,12 +160,12 @@ pub fn auth_event<A: Adapter>(
             Ok(request) => on_auth(&socket, &state, replies, request).await,
             Err(refusal) => Err(refusal),
         };
-        let refused = result.as_ref().err().map(ToString::to_string);
+        let refused = result.as_ref().err().map(|err| (err.code(), err.to_string()));
         let _ = ack.send(&ack::envelope(result.and_then(render)));
-        if let Some(message) = refused
+        if let Some((code, message)) = refused
             && socket.extensions.get::<Session>().is_none()
         {
-            send_refusal(&socket, replies, message);
+            send_refusal(&socket, replies, code, message);
         }
     })
 }
@@ -152,6 +197,10 @@ async fn on_auth<A: Adapter>(
     request: AuthRequest,
 ) -> AppResult<AuthSuccess> {
     let Some(current) = socket.extensions.get::<Session>() else {
+        // A user cooling down after a flood is refused here too (the handshake had no token).
+        if let Some(user) = state.services.auth.token_user(&request.token) {
+            state.services.floods.check(Some(user), None).await?;
+        }
         return authenticate(socket, state, replies, &request.token).await;
     };
     let claims = state.services.auth.authenticate(&request.token).await?;
@@ -225,11 +274,13 @@ async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: Re
 /// `auth:error` then disconnect. Every authentication failure is `AUTH_FAILED` here (the
 /// SPEC's connect contract); `TOKEN_REVOKED` is for sockets signed out while connected.
 fn refuse<A: Adapter>(socket: &SocketRef<A>, replies: Replies, err: &AppError) {
-    send_refusal(socket, replies, err.to_string());
+    send_refusal(socket, replies, "AUTH_FAILED", err.to_string());
 }
 
-fn send_refusal<A: Adapter>(socket: &SocketRef<A>, replies: Replies, message: String) {
-    replies.send(socket, &ServerEvent::AuthError(AuthError { error: message, code: "AUTH_FAILED" }));
+/// `code`: `AUTH_FAILED`, or `RATE_LIMITED` for a user cooling down after a flood.
+fn send_refusal<A: Adapter>(socket: &SocketRef<A>, replies: Replies, code: &'static str, message: String) {
+    let code = if code == "RATE_LIMITED" { code } else { "AUTH_FAILED" };
+    replies.send(socket, &ServerEvent::AuthError(AuthError { error: message, code }));
     let _ = socket.clone().disconnect();
 }
 

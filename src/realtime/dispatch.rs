@@ -139,8 +139,9 @@ impl<A: Adapter> Gateway<A> {
             limits::Verdict::Flood => {
                 metrics::counter!("parley_rate_limited_total", "scope" => "socket_flood").increment(1);
                 tracing::warn!(sid = %socket.id, "socket floods events; disconnecting it");
-                let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after: Duration::from_secs(1) }));
-                let _ = socket.clone().disconnect();
+                let cooldown = self.state.config.flood_cooldown.max(Duration::from_secs(1));
+                let _ = ack.send(&ack::error(&AppError::RateLimited { retry_after: cooldown }));
+                tokio::spawn(disconnect_flooder(socket.clone(), self.state.clone()));
                 return None;
             }
         };
@@ -171,6 +172,26 @@ impl<A: Adapter> Gateway<A> {
                 tracing::debug!(code = err.code(), "event refused");
             }
             let _ = ack.send(&ack::envelope(result));
+        }
+    }
+}
+
+/// The end of a flooding socket: its user and address start their cool-down (checked when
+/// they connect again, on any replica), then the namespace `disconnect` packet goes out.
+/// socketioxide refuses the packet while the socket's outgoing queue is full (a flooder
+/// that does not read its acks): it is tried again until it fits or the socket is gone.
+async fn disconnect_flooder<A: Adapter>(socket: SocketRef<A>, state: AppState) {
+    let user = socket.extensions.get::<Session>().map(|session| session.user_id);
+    let ip = crate::transport::client_ip(socket.req_parts(), state.config.trust_proxy);
+    state.services.floods.penalize(user, ip).await;
+    let mut wait = Duration::from_millis(10);
+    while socket.connected() {
+        match socket.clone().disconnect() {
+            Err(socketioxide::SocketError::InternalChannelFull) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+            _ => return,
         }
     }
 }

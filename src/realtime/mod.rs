@@ -60,10 +60,10 @@ pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, state: AppState) 
     let prepare_gateway = gateway.clone();
     let prepare = move |socket: SocketRef<A>,
                         socketioxide::extract::TryData(auth): socketioxide::extract::TryData<Value>| {
-        std::future::ready(connect::prepare(&socket, &prepare_gateway, auth.unwrap_or(Value::Null)))
+        connect::prepare(socket, prepare_gateway.clone(), auth.unwrap_or(Value::Null))
     };
-    let connected = move |socket: SocketRef<A>| {
-        connect::connected(&socket, &gateway);
+    let connected = move |socket: SocketRef<A>, io: SocketIo<A>| {
+        connect::connected(&socket, io, &gateway);
         std::future::ready(())
     };
     io.ns(CHAT_NAMESPACE, connected.with(prepare))

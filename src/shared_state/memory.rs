@@ -24,6 +24,8 @@ pub struct MemoryState {
     revoked: Mutex<HashMap<String, i64>>,
     windows: Mutex<HashMap<String, Window>>,
     buckets: Mutex<HashMap<String, i64>>,
+    /// Penalties: key → until (ms).
+    penalties: Mutex<HashMap<String, i64>>,
     writes: AtomicU64,
     next_ticket: AtomicU64,
 }
@@ -50,6 +52,7 @@ impl MemoryState {
             revoked: Mutex::default(),
             windows: Mutex::default(),
             buckets: Mutex::default(),
+            penalties: Mutex::default(),
             writes: AtomicU64::new(0),
             next_ticket: AtomicU64::new(1),
         }
@@ -65,6 +68,7 @@ impl MemoryState {
             !w.attempts.is_empty()
         });
         lock(&self.buckets).retain(|_, tat| *tat > now);
+        lock(&self.penalties).retain(|_, until| *until > now);
     }
 }
 
@@ -137,5 +141,19 @@ impl RateLimits for MemoryState {
         };
         self.after_write(now);
         Ok(admission)
+    }
+
+    async fn penalize(&self, key: &str, duration: Duration) -> StateResult<()> {
+        let now = self.clock.now_ms();
+        lock(&self.penalties).insert(key.to_owned(), now.saturating_add(millis(duration)));
+        self.after_write(now);
+        Ok(())
+    }
+
+    async fn penalty(&self, keys: &[String]) -> StateResult<Option<Duration>> {
+        let now = self.clock.now_ms();
+        let penalties = lock(&self.penalties);
+        let until = keys.iter().filter_map(|key| penalties.get(key)).max().copied();
+        Ok(until.filter(|until| *until > now).map(|until| Duration::from_millis((until - now) as u64)))
     }
 }

@@ -86,6 +86,10 @@ pub trait RateLimits: Send + Sync {
     async fn release(&self, key: &str, ticket: &Ticket) -> StateResult<()>;
     /// Token bucket (GCRA): takes one token or says how long until one is free.
     async fn take(&self, key: &str, quota: Quota) -> StateResult<Admission>;
+    /// Puts `key` under a penalty for `duration` from now (replacing an earlier one).
+    async fn penalize(&self, key: &str, duration: Duration) -> StateResult<()>;
+    /// The longest penalty still running among `keys`, as the time it has left.
+    async fn penalty(&self, keys: &[String]) -> StateResult<Option<Duration>>;
 }
 
 /// The shared-state handles the application runs with.

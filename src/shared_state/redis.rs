@@ -135,4 +135,24 @@ impl RateLimits for RedisState {
             .await?;
         Ok(if wait < 0 { Admission::Admitted(Ticket(String::new())) } else { denied_after(wait) })
     }
+
+    /// The value is the end on the application's clock (tests move it); the key's own expiry
+    /// only clears it away.
+    async fn penalize(&self, key: &str, duration: Duration) -> StateResult<()> {
+        let ms = duration.as_millis().max(1) as u64;
+        let until = self.clock.now_ms().saturating_add(ms as i64);
+        let _: () = self.conn.clone().pset_ex(self.key("penalty", key), until, ms).await?;
+        Ok(())
+    }
+
+    async fn penalty(&self, keys: &[String]) -> StateResult<Option<Duration>> {
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let keys: Vec<String> = keys.iter().map(|key| self.key("penalty", key)).collect();
+        let ends: Vec<Option<i64>> = redis::cmd("MGET").arg(&keys).query_async(&mut self.conn.clone()).await?;
+        let now = self.clock.now_ms();
+        let until = ends.into_iter().flatten().max();
+        Ok(until.filter(|until| *until > now).map(|until| Duration::from_millis((until - now) as u64)))
+    }
 }

@@ -54,10 +54,12 @@ use axum::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{TcpListener, TcpStream},
+    net::TcpListener,
 };
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt;
+
+use super::linger::LingeringTcp;
 
 /// How a `101 Switching Protocols` response head starts.
 const SWITCHING: &[u8] = b"HTTP/1.1 101 ";
@@ -80,12 +82,12 @@ pub struct FirstPingListener {
 }
 
 impl axum::serve::Listener for FirstPingListener {
-    type Io = FirstPingIo<TcpStream>;
+    type Io = FirstPingIo<LingeringTcp>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (tcp, addr) = axum::serve::Listener::accept(&mut self.listener).await;
-        (FirstPingIo::new(tcp).severed_by(self.sever.clone()), addr)
+        (FirstPingIo::new(LingeringTcp::new(tcp)).severed_by(self.sever.clone()), addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {

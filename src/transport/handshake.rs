@@ -1,5 +1,5 @@
 //! Socket.IO requests reach the socketioxide layer with their URI and headers copied out of
-//! hyper's read buffer.
+//! hyper's read buffer, and the handshake with the connection's place in its address's count.
 
 use axum::{
     body::Bytes,
@@ -7,18 +7,25 @@ use axum::{
     http::{HeaderMap, HeaderValue, Request, Uri},
 };
 
+use super::limits::EngineSlot;
+
 /// Where Engine.IO requests go (socketioxide's default path).
 pub const ENGINE_PATH: &str = "/socket.io";
 
 /// hyper parses the request line and the headers of a request as slices of its connection
 /// read buffer (8 KiB or more), and engineioxide keeps the handshake request's parts for the
 /// socket's lifetime: left alone, every socket pins that whole buffer. This copies the URI
-/// and the header values of Socket.IO requests into one buffer of their own size.
+/// and the header values of Socket.IO requests into one buffer of their own size. A handshake
+/// (a request without `sid`) also gets the connection's [`EngineSlot`].
 pub fn detach_handshake<B>(req: Request<B>) -> Request<B> {
     if !req.uri().path().starts_with(ENGINE_PATH) {
         return req;
     }
     let (mut parts, body) = req.into_parts();
+    let opens = !parts.uri.query().unwrap_or_default().split('&').any(|pair| pair.starts_with("sid="));
+    if opens {
+        parts.extensions.insert(EngineSlot::default());
+    }
     let uri = parts.uri.to_string();
     let size = uri.len() + parts.headers.values().map(|v| v.len()).sum::<usize>();
     let mut buf = Vec::with_capacity(size);

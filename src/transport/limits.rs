@@ -71,6 +71,26 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// Where an Engine.IO connection keeps its place in its address's count between `/chat`
+/// connects. A namespace disconnect (by the client, or by the server) leaves the Engine.IO
+/// connection open for as long as the client answers pings, so the socket's place moves here
+/// and stays counted until the connection ends; a new `/chat` connect on the same connection
+/// takes it back instead of a second place. It lives in the handshake request's extensions
+/// (engineioxide keeps the handshake's parts for the connection's lifetime; see
+/// [`super::handshake::detach_handshake`]), so dropping the connection drops the place.
+#[derive(Clone, Default)]
+pub struct EngineSlot(Arc<Mutex<Option<Arc<ConnectionSlot>>>>);
+
+impl EngineSlot {
+    pub fn keep(&self, slot: Arc<ConnectionSlot>) {
+        *crate::sync::lock(&self.0) = Some(slot);
+    }
+
+    pub fn take(&self) -> Option<Arc<ConnectionSlot>> {
+        crate::sync::lock(&self.0).take()
+    }
+}
+
 /// The event rate of every socket: `per_sec` sustained (0: no limit), `burst` above it.
 #[derive(Clone, Copy, Debug)]
 pub struct EventRate {

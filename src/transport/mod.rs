@@ -1,5 +1,5 @@
 //! What sits under both the REST API and the socket gateway: the listener and its accept
-//! loop (backlog, `TCP_NODELAY`, the first-PING wrapper), the client's address and bearer
+//! loop (backlog, `TCP_NODELAY`, the first-PING wrapper, the lingering close), the client's address and bearer
 //! token as a request carries them, the copy-out of Socket.IO handshake requests, and the
 //! Redis driver of the Socket.IO adapter. Neither `http` nor `realtime` imports the other;
 //! both import this.
@@ -7,6 +7,7 @@
 pub mod first_ping;
 pub mod handshake;
 pub mod limits;
+pub mod linger;
 pub mod redis_driver;
 
 use std::net::{IpAddr, SocketAddr};
@@ -16,10 +17,11 @@ use axum::{
     http::{HeaderMap, header, request::Parts},
     serve::{ListenerExt, TapIo},
 };
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use first_ping::{FirstPingIo, FirstPingListener};
+use linger::LingeringTcp;
 
 /// Connections the kernel completes and queues before the server accepts them (capped by
 /// `net.core.somaxconn`). tokio's default of 1,024 overflows in a reconnect storm, and a
@@ -35,17 +37,18 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// The listener `axum::serve` gets: Engine.IO connections answer the first PING themselves
-/// ([`first_ping`]) and are cut when `sever` is cancelled (a drain), and every connection
+/// ([`first_ping`]) and are cut when `sever` is cancelled (a drain), every connection
+/// lingers when the server drops it while the client still sends ([`linger`]), and every connection
 /// sends small frames (acks, events) at once instead of waiting on the peer's delayed ACK.
 pub fn accepting(
     listener: TcpListener,
     sever: CancellationToken,
-) -> TapIo<FirstPingListener, fn(&mut FirstPingIo<TcpStream>)> {
+) -> TapIo<FirstPingListener, fn(&mut FirstPingIo<LingeringTcp>)> {
     FirstPingListener { listener, sever }.tap_io(set_nodelay)
 }
 
-fn set_nodelay(io: &mut FirstPingIo<TcpStream>) {
-    if let Err(err) = io.get_mut().set_nodelay(true) {
+fn set_nodelay(io: &mut FirstPingIo<LingeringTcp>) {
+    if let Err(err) = io.get_mut().get_mut().set_nodelay(true) {
         tracing::debug!(error = %err, "TCP_NODELAY not set");
     }
 }

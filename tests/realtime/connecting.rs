@@ -19,7 +19,29 @@ in_all_modes!(
     logout_disconnects_that_sessions_sockets_only,
     events_sent_right_after_connecting_are_not_lost,
     token_expiry_is_one_rule_and_an_expired_socket_is_told_to_refresh,
+    packets_for_other_namespaces_are_ignored_or_close_as_documented,
 );
+
+/// Protocol §18: a packet for a namespace this server does not have (Parley serves only
+/// `/chat`) is ignored; a packet for `/chat` on a connection not connected to it (never, or
+/// not any more) closes the Engine.IO connection.
+async fn packets_for_other_namespaces_are_ignored_or_close_as_documented(app: TestApp) {
+    let ann = app.register("Ann").await;
+    let mut socket = crate::connect(&app, &ann).await;
+    socket.send_raw(r#"42/nowhere,["ping",{"timestamp":1}]"#).await;
+    socket.send_raw(r#"42["ping",{"timestamp":2}]"#).await;
+    // Behind both (the server reads a connection's packets in order): a connect to a
+    // namespace that does not exist is refused, and the connection lives on.
+    let refusal = socket.foreign_roundtrip("0/nowhere,", "4/nowhere,").await.unwrap();
+    assert!(refusal.contains("Invalid namespace"), "{refusal}");
+    let ack = socket.emit_with_ack("ping", json!({"timestamp": 3}), WAIT).await.expect("still connected");
+    assert_eq!(ack["ok"], true, "{ack}");
+    // `/chat` once left: the connection is closed.
+    socket.leave_namespace();
+    assert!(socket.transport_open());
+    socket.send_raw(r#"42/chat,["ping",{"timestamp":4}]"#).await;
+    socket.expect_transport_closed(WAIT).await.unwrap();
+}
 
 /// Issue 17, point 2: the same 5 s leeway past `exp` at connect, at `auth` and for every
 /// event; past it, an event is refused (`AUTH_FAILED`) and the socket gets, once, `auth:error

@@ -43,8 +43,10 @@ async fn spawn(mode: Mode) -> Option<TestApp> {
 crate::in_all_modes_spawned_by!(spawn;
     connections_per_address_stop_at_the_limit_and_other_addresses_are_unaffected,
     a_closed_connection_gives_its_place_back,
+    a_namespace_left_on_an_open_connection_keeps_its_place,
     events_over_the_rate_are_refused_with_retry_after_and_not_run,
     a_flooding_socket_is_disconnected_and_no_other,
+    a_flooder_cools_down_before_it_may_connect_again,
     subscriptions_per_socket_stop_at_the_limit,
     packets_over_the_configured_size_close_only_their_connection,
 );
@@ -109,11 +111,58 @@ async fn a_closed_connection_gives_its_place_back(app: TestApp) {
     let ack = typist.emit_with_ack("typing:start", json!({"conversationId": conversation}), WAIT).await.unwrap();
     assert_eq!(ack["ok"], true, "{ack}");
     bob_socket.expect_event("typing:started", WAIT).await;
-    typist.disconnect().await;
+    typist.close_transport().await;
     bob_socket.expect_event("typing:stopped", WAIT).await;
     let again = connect_from(&app.base, &ann, "203.0.113.1").await;
     assert_eq!(ping(&again, 1).await["ok"], true);
     assert!(SocketClient::connect(&app.base, options(&ann, "203.0.113.1")).await.is_err(), "full again");
+
+    // A clean disconnect (`41`, then the close, as socket.io-client sends them): the place
+    // goes with the Engine.IO connection, just after the namespace. Each try is a connect.
+    again.disconnect().await;
+    let mut tries = 0;
+    let _back = loop {
+        match SocketClient::connect(&app.base, options(&ann, "203.0.113.1")).await {
+            Ok(socket) => break socket,
+            Err(refused) if tries < 500 => {
+                assert!(refused.contains("RATE_LIMITED"), "{refused}");
+                tries += 1;
+            }
+            Err(refused) => panic!("the place never came back: {refused}"),
+        }
+    };
+}
+
+/// A namespace disconnect leaves the Engine.IO connection open (as long as the client answers
+/// pings): the connection keeps its place in the address's count until it closes, and a
+/// `/chat` connect on it again takes that place back.
+async fn a_namespace_left_on_an_open_connection_keeps_its_place(app: TestApp) {
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    let conversation = direct(&ann, &bob).await;
+    let bob_socket = connect_from(&app.base, &bob, "198.51.100.2").await;
+    assert_eq!(subscribe(&bob_socket, conversation).await["ok"], true);
+    let mut first = connect_from(&app.base, &ann, "203.0.113.1").await;
+    let _second = connect_from(&app.base, &ann, "203.0.113.1").await;
+
+    first.leave_namespace();
+    // Behind the `41`: the answer to a connect to a namespace that does not exist.
+    first.foreign_roundtrip("0/nowhere,", "4/nowhere,").await.unwrap();
+    assert!(first.transport_open());
+    let refused = SocketClient::connect(&app.base, options(&ann, "203.0.113.1")).await.err().expect("still full");
+    assert!(refused.contains("RATE_LIMITED"), "{refused}");
+
+    first.rejoin_namespace(json!({ "token": ann.token })).await.expect("rejoins in the place it kept");
+    first.expect_event("auth:success", WAIT).await;
+    first.expect_event("sync:complete", WAIT).await;
+    assert!(SocketClient::connect(&app.base, options(&ann, "203.0.113.1")).await.is_err(), "one place, not two");
+
+    // The connection closes: its place is free (given back before the typing ends).
+    let ack = first.emit_with_ack("typing:start", json!({"conversationId": conversation}), WAIT).await.unwrap();
+    assert_eq!(ack["ok"], true, "{ack}");
+    bob_socket.expect_event("typing:started", WAIT).await;
+    first.close_transport().await;
+    bob_socket.expect_event("typing:stopped", WAIT).await;
+    connect_from(&app.base, &ann, "203.0.113.1").await;
 }
 
 async fn events_over_the_rate_are_refused_with_retry_after_and_not_run(app: TestApp) {
@@ -160,16 +209,58 @@ async fn a_flooding_socket_is_disconnected_and_no_other(app: TestApp) {
     let last = ping(&flooder, FLOOD).await;
     assert_eq!(last["error"]["code"], "RATE_LIMITED", "{last}");
     assert!(flooder.is_connected());
-    // Far beyond it: disconnected.
-    for i in 0..FLOOD {
+    // Far beyond it: disconnected with a disconnect packet it reads (not a dropped
+    // connection, which a client reconnects from), though more events are on their way.
+    for i in 0..10 * FLOOD {
         flooder.emit("ping", json!({ "timestamp": i })).await;
     }
-    flooder.expect_disconnect(WAIT).await.expect("the flooder is disconnected");
+    flooder.expect_server_disconnect(WAIT).await.expect("the flooder is told it is disconnected");
 
     for socket in [&ann_phone, &bob_socket] {
         assert_eq!(ping(socket, 1).await["ok"], true);
         assert!(socket.is_connected());
     }
+}
+
+/// After a flood the user and the address are refused new connections for
+/// `FLOOD_COOLDOWN_SECS`, on every replica; other users and addresses are not.
+async fn a_flooder_cools_down_before_it_may_connect_again(app: TestApp) {
+    let (ann, bob, cat) = (app.register("Ann").await, app.register("Bob").await, app.register("Cat").await);
+    let flooder = connect_from(&app.base, &ann, "203.0.113.1").await;
+    for i in 0..10 * FLOOD {
+        flooder.emit("ping", json!({ "timestamp": i })).await;
+    }
+    flooder.expect_server_disconnect(WAIT).await.expect("the flooder is disconnected");
+
+    let elsewhere = app.replicas().last().copied().expect("a replica");
+    let refusal = |who: &TestUser, ip: &str| {
+        let options = options(who, ip);
+        async move { SocketClient::connect(&elsewhere.base, options).await.err().expect("refused while cooling down") }
+    };
+    // The same address as another user, the same user from another address: both refused.
+    let by_address = refusal(&bob, "203.0.113.1").await;
+    assert!(by_address.contains("RATE_LIMITED"), "{by_address}");
+    assert!(by_address.contains("60 s"), "says how long: {by_address}");
+    let by_user = refusal(&ann, "198.51.100.7").await;
+    assert!(by_user.contains("RATE_LIMITED"), "{by_user}");
+    // A token given late, in `auth`, is refused the same way.
+    let late = SocketClient::connect(
+        &elsewhere.base,
+        ConnectOptions { headers: vec![("x-forwarded-for".into(), "198.51.100.8".into())], ..Default::default() },
+    )
+    .await
+    .expect("connects without a token");
+    let ack = late.emit_with_ack("auth", json!({ "token": ann.token }), WAIT).await.expect("an ack");
+    assert_eq!(ack["error"]["code"], "RATE_LIMITED", "{ack}");
+    let said = late.expect_event("auth:error", WAIT).await;
+    assert_eq!(said["code"], "RATE_LIMITED", "{said}");
+    late.expect_server_disconnect(WAIT).await.expect("then disconnected");
+    // Someone else from elsewhere is not.
+    connect_from(&elsewhere.base, &cat, "198.51.100.9").await;
+
+    app.clock.advance(std::time::Duration::from_secs(60));
+    connect_from(&elsewhere.base, &ann, "203.0.113.1").await;
+    connect_from(&elsewhere.base, &bob, "203.0.113.1").await;
 }
 
 async fn subscribe(socket: &SocketClient, conversation: Uuid) -> Value {

@@ -59,6 +59,7 @@ state_tests!(
     windows_are_per_key,
     parallel_attempts_never_overshoot_the_window,
     a_bucket_allows_its_burst_then_refills_evenly,
+    a_penalty_runs_its_time_and_the_longest_of_several_counts,
     health_reports_the_backend,
     presence_aggregates_devices_best_status_first,
     presence_entries_expire_unless_renewed,
@@ -240,6 +241,22 @@ async fn a_bucket_allows_its_burst_then_refills_evenly(state: SharedState, clock
     for _ in 0..30 {
         assert!(state.rate_limits.take("user", quota).await.unwrap().is_admitted(), "a full minute refills the burst");
     }
+}
+
+async fn a_penalty_runs_its_time_and_the_longest_of_several_counts(state: SharedState, clock: ManualClock) {
+    let limits = &state.rate_limits;
+    let (user, address, other) = ("flood:user:1".to_owned(), "flood:ip:192.0.2.1".to_owned(), "flood:ip:x".to_owned());
+    assert_eq!(limits.penalty(&[user.clone(), address.clone()]).await.unwrap(), None);
+    assert_eq!(limits.penalty(&[]).await.unwrap(), None);
+    limits.penalize(&user, Duration::from_secs(60)).await.unwrap();
+    clock.advance(Duration::from_secs(20));
+    limits.penalize(&address, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(limits.penalty(std::slice::from_ref(&user)).await.unwrap(), Some(Duration::from_secs(40)));
+    assert_eq!(limits.penalty(&[user.clone(), address.clone()]).await.unwrap(), Some(Duration::from_secs(60)));
+    assert_eq!(limits.penalty(std::slice::from_ref(&other)).await.unwrap(), None, "penalties are per key");
+    clock.advance(Duration::from_secs(40));
+    assert_eq!(limits.penalty(std::slice::from_ref(&user)).await.unwrap(), None, "over at its end");
+    assert_eq!(limits.penalty(&[user, address]).await.unwrap(), Some(Duration::from_secs(20)));
 }
 
 async fn health_reports_the_backend(state: SharedState, _clock: ManualClock) {

@@ -28,6 +28,8 @@ type WsReader = SplitStream<WebSocketStream<MaybeTlsStream<tokio::net::TcpStream
 
 /// How long `connect` waits for the server to answer the namespace connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`SocketClient::foreign_roundtrip`] waits for its answer.
+const WAIT_FOREIGN: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
@@ -57,10 +59,14 @@ struct Event {
 #[derive(Default)]
 struct State {
     closed: bool,
+    /// The server disconnected the namespace (a `41` packet arrived before the close).
+    disconnected: bool,
     events: VecDeque<Event>,
     acks: HashMap<u64, oneshot::Sender<Value>>,
     /// The answer to the namespace connect: the sid (40) or the refusal message (44).
     answer: Option<Result<String, String>>,
+    /// Socket.IO packets of other namespaces, as they came.
+    foreign: Vec<String>,
 }
 
 impl State {
@@ -254,8 +260,73 @@ impl SocketClient {
             .ok_or_else(|| format!("sid {} still connected after {timeout:?}", self.sid))
     }
 
+    /// Resolves when the server disconnects this socket's namespace with a `41` packet (what
+    /// socket.io-client reports as `io server disconnect` and does not reconnect from); an
+    /// error when the connection closed without one (a client then reconnects).
+    pub async fn expect_server_disconnect(&self, timeout: Duration) -> Result<(), String> {
+        self.expect_disconnect(timeout).await?;
+        match self.shared.lock().disconnected {
+            true => Ok(()),
+            false => Err(format!("sid {}: the connection closed without a disconnect packet", self.sid)),
+        }
+    }
+
     pub fn is_connected(&self) -> bool {
         !self.shared.lock().closed
+    }
+
+    /// Leaves the namespace (a `41` packet) and keeps the Engine.IO connection open.
+    pub fn leave_namespace(&self) {
+        self.shared.send(format!("41{}", self.shared.prefix));
+        self.shared.lock().close();
+    }
+
+    /// Connects the namespace again on the same Engine.IO connection (after
+    /// [`Self::leave_namespace`]): the sid, or the refusal.
+    pub async fn rejoin_namespace(&mut self, auth: Value) -> Result<String, String> {
+        {
+            let mut state = self.shared.lock();
+            (state.answer, state.closed, state.disconnected) = (None, false, false);
+        }
+        self.shared.send(format!("40{}{auth}", self.shared.prefix));
+        let answer = self.wait_for(CONNECT_TIMEOUT, |state| state.answer.clone()).await;
+        let answer = answer.unwrap_or_else(|| Err(format!("no namespace connect answer in {CONNECT_TIMEOUT:?}")));
+        if let Ok(sid) = &answer {
+            self.sid = sid.clone();
+        }
+        answer
+    }
+
+    /// Sends `packet` (a Socket.IO packet for another namespace, e.g. `40/nowhere,`) and
+    /// waits for the server's answer to it, a packet starting with `answer`. The server reads
+    /// a connection's packets in order, so this is also a barrier behind what was sent before.
+    pub async fn foreign_roundtrip(&self, packet: &str, answer: &str) -> Result<String, String> {
+        self.shared.send(format!("4{packet}"));
+        let found = self.wait_for(WAIT_FOREIGN, |state| {
+            let index = state.foreign.iter().position(|p| p.starts_with(answer))?;
+            Some(state.foreign.remove(index))
+        });
+        found.await.ok_or_else(|| format!("no answer starting {answer:?} to {packet:?}"))
+    }
+
+    /// Resolves when the server closed the websocket (the Engine.IO connection).
+    pub async fn expect_transport_closed(&mut self, timeout: Duration) -> Result<(), String> {
+        match tokio::time::timeout(timeout, &mut self.reader).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("sid {}: the connection is still open after {timeout:?}", self.sid)),
+        }
+    }
+
+    /// Whether the websocket (the Engine.IO connection) is still open, whatever the namespace.
+    pub fn transport_open(&self) -> bool {
+        !self.reader.is_finished()
+    }
+
+    /// Closes the websocket without leaving the namespace first (a dropped connection).
+    pub async fn close_transport(mut self) {
+        let _ = self.shared.out.send(Message::Close(None));
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.writer).await;
+        self.shared.mark_closed();
     }
 
     /// Client-side disconnect (sends 41, closes the websocket).
@@ -375,7 +446,9 @@ fn handle_packet(shared: &Shared, packet: &str) {
         (false, _) => ("", rest),
     };
     if prefix.trim_end_matches(',') != shared.prefix.trim_end_matches(',') {
-        return skip("packet of another namespace", packet);
+        shared.lock().foreign.push(packet.to_owned());
+        shared.changed.notify_waiters();
+        return;
     }
     let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
     let (id, json) = rest.split_at(digits);
@@ -392,7 +465,10 @@ fn handle_packet(shared: &Shared, packet: &str) {
     match (kind, id) {
         ('0', _) if state.answer.is_none() => state.answer = Some(Ok(text("sid").unwrap_or_default())),
         ('4', _) if state.answer.is_none() => state.answer = Some(Err(text("message").unwrap_or(data.to_string()))),
-        ('1', _) => state.close(),
+        ('1', _) => {
+            state.disconnected = true;
+            state.close();
+        }
         ('2', ack) => match data.as_array().and_then(|a| a.first()?.as_str().zip(Some(a))) {
             Some((name, args)) => {
                 let (name, data) = (name.to_string(), args.get(1).cloned().unwrap_or_default());
