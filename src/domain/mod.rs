@@ -11,6 +11,7 @@ pub mod cursor;
 pub mod delivery;
 pub mod groups;
 pub mod input;
+pub mod json_text;
 pub mod keys;
 pub mod message_input;
 pub mod message_writer;

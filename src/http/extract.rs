@@ -7,18 +7,54 @@ use axum::{
         FromRequest, FromRequestParts, Request,
         rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection},
     },
-    http::{StatusCode, request::Parts},
+    http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
+use serde::{Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
-use crate::{domain::tokens::AccessClaims, error::AppError, state::AppState, transport};
+use crate::{
+    domain::{json_text, tokens::AccessClaims},
+    error::AppError,
+    state::AppState,
+    transport,
+};
 
-/// JSON body in, JSON body out.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(AppError))]
+/// JSON body in, JSON body out. In: as `axum::Json` (an `application/json` or `…+json`
+/// content type, then serde), except that a body whose text has half a surrogate pair is
+/// refused naming the field ([`json_text::lone_surrogate`]) rather than as malformed JSON.
 pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
+        if !is_json(request.headers()) {
+            return Err(AppError::UnsupportedMediaType("expected `Content-Type: application/json`".into()));
+        }
+        let body = Bytes::from_request(request, state).await?;
+        match axum::Json::<T>::from_bytes(&body) {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(JsonRejection::JsonSyntaxError(rejection)) => {
+                let text = std::str::from_utf8(&body).ok();
+                match text.and_then(json_text::lone_surrogate) {
+                    Some(path) => Err(json_text::lone_surrogate_error(&path)),
+                    None => Err(JsonRejection::JsonSyntaxError(rejection).into()),
+                }
+            }
+            Err(rejection) => Err(rejection.into()),
+        }
+    }
+}
+
+/// `application/json`, or a `+json` type such as `application/merge-patch+json`.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {

@@ -19,6 +19,7 @@ use super::{
 use crate::{
     domain::{
         delivery::{CLEAN_CLOSE_MARGIN, SILENT_LOSS_MARGIN},
+        json_text,
         payloads::{AnyConversationRef, BlockRequest, FromPayload, PingRequest, SendRequest, TypingRequest},
         time::Timestamp,
     },
@@ -236,6 +237,11 @@ async fn handle(socket: &mut WebSocket, gateway: &RawGateway, live: &mut Live, b
         }
     }
     let Ok(envelope) = serde_json::from_str::<Value>(body) else {
+        // JSON, but with half an emoji in a string: refused naming the field, as by `/chat`.
+        if let Some(path) = json_text::lone_surrogate(body) {
+            let field = path.strip_prefix(&[json_text::Step::Key("payload".into())][..]).unwrap_or(&path);
+            return reply(socket, vec![envelope::refusal(&json_text::lone_surrogate_error(field))]).await;
+        }
         return reply(socket, vec![envelope::error("invalid_message", "not JSON: send {type, payload}")]).await;
     };
     let Some(kind) = envelope.get("type").and_then(Value::as_str) else {

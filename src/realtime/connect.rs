@@ -8,14 +8,14 @@ use serde_json::Value;
 use socketioxide::{
     SocketIo,
     adapter::Adapter,
-    extract::{AckSender, Event, SocketRef, TryData},
+    extract::{AckSender, Event, SocketRef},
     socket::DisconnectReason,
 };
 use uuid::Uuid;
 
 use super::{
     ack::{self, render},
-    dispatch::{Gateway, Link},
+    dispatch::{Gateway, Link, Payload},
     queue::EventQueue,
     session::Session,
     typing,
@@ -97,8 +97,8 @@ pub async fn prepare<A: Adapter>(
     socket.extensions.insert(queue.clone());
     socket.on_fallback({
         let (gateway, queue) = (gateway.clone(), queue.clone());
-        move |socket: SocketRef<A>, Event(event): Event, TryData(payload): TryData<Value>, ack: AckSender<A>| {
-            gateway.dispatch(socket, event, payload.ok(), ack, &queue);
+        move |socket: SocketRef<A>, Event(event): Event, payload: Payload, ack: AckSender<A>| {
+            gateway.dispatch(socket, event, payload, ack, &queue);
             std::future::ready(())
         }
     });

@@ -4,13 +4,15 @@
 //! call behind the socket's earlier events, and renders the result as the ack. No handler
 //! touches raw JSON or builds an ack.
 
-use std::{collections::HashMap, future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{collections::HashMap, convert::Infallible, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use serde::Serialize;
 use serde_json::Value;
 use socketioxide::{
     adapter::Adapter,
-    extract::{AckSender, SocketRef},
+    extract::{AckSender, SocketRef, TryData},
+    handler::FromMessageParts,
+    socket::Socket,
 };
 use tracing::Instrument;
 use uuid::Uuid;
@@ -20,7 +22,7 @@ use super::{
     queue::EventQueue,
     session::{Refusal, Session, current_session},
 };
-use crate::domain::payloads::FromPayload;
+use crate::domain::{json_text, payloads::FromPayload};
 use crate::{
     error::{AppError, AppResult},
     fanout::{ServerEvent, events::AuthError, socketio::Replies},
@@ -96,11 +98,20 @@ impl<A: Adapter> Gateway<A> {
         &self,
         socket: SocketRef<A>,
         event: String,
-        payload: Option<Value>,
+        Payload(payload): Payload,
         ack: AckSender<A>,
         queue: &EventQueue,
     ) {
         let Some(ack) = self.within_budget(&socket, ack, queue) else { return };
+        let payload = match payload {
+            Ok(payload) => payload,
+            // A bad `auth` payload is `AUTH_FAILED`, whatever is wrong with it (protocol §5).
+            Err(_) if event == "auth" => None,
+            Err(refusal) => {
+                let _ = ack.send(&ack::error(&refusal));
+                return;
+            }
+        };
         if crate::fanout::legacy::is_legacy_client_event(&event) {
             crate::fanout::socketio::speak_legacy(&socket);
         }
@@ -173,6 +184,33 @@ impl<A: Adapter> Gateway<A> {
             }
             let _ = ack.send(&ack::envelope(result));
         }
+    }
+}
+
+/// A client event's payload as the dispatcher takes it: what `TryData<Value>` gives (nothing
+/// when there is none or it is not JSON: each event's parser then says what it expected),
+/// except that text with half a surrogate pair is refused naming the field
+/// ([`json_text::lone_surrogate`]), as REST and the raw gateway refuse it.
+pub struct Payload(pub Result<Option<Value>, AppError>);
+
+impl<A: Adapter> FromMessageParts<A> for Payload {
+    type Error = Infallible;
+
+    fn from_message_parts(
+        socket: &Arc<Socket<A>>,
+        data: &mut socketioxide::handler::Value,
+        ack: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        let Ok(TryData(parsed)) = TryData::<Value>::from_message_parts(socket, data, ack);
+        let refusal = || {
+            // The packet is `["event", payload]`: the way into the payload starts at index 1.
+            let path = json_text::lone_surrogate(data.as_str()?)?;
+            Some(json_text::lone_surrogate_error(path.get(1..).unwrap_or_default()))
+        };
+        Ok(Self(match parsed {
+            Ok(payload) => Ok(Some(payload)),
+            Err(_) => refusal().map_or(Ok(None), Err),
+        }))
     }
 }
 

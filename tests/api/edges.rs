@@ -18,7 +18,25 @@ in_both_modes!(
     metrics_label_requests_by_matched_route,
     openapi_and_swagger_ui_are_served,
     nul_characters_are_validation_errors_not_500s,
+    half_a_surrogate_pair_is_refused_naming_the_field,
 );
+
+/// Half an emoji (`"😀".slice(0, 1)`, which `JSON.stringify` writes as `"\ud83d"`) is JSON
+/// but no Unicode text: refused as a validation error naming the field (as on sockets).
+async fn half_a_surrogate_pair_is_refused_naming_the_field(app: TestApp) {
+    let anon = app.client();
+    let body = r#"{"email":"half@example.com","password":"correct horse battery","displayName":"Ann \ud83d"}"#;
+    let request =
+        anon.request(Method::POST, "/api/auth/register").header("content-type", "application/json").body(body);
+    let reply = anon.send(request).await;
+    assert_eq!(reply.status.as_u16(), 400, "{}", reply.body);
+    assert_eq!(reply.code(), "VALIDATION_ERROR");
+    assert_eq!(reply.body["error"]["details"]["field"], "displayName", "{}", reply.body);
+    assert!(reply.body["error"]["message"].as_str().unwrap().contains("surrogate"), "{}", reply.body);
+    // Nothing was created: the same address registers fine with whole characters.
+    let whole = json!({"email": "half@example.com", "password": "correct horse battery", "displayName": "Ann 😀"});
+    assert_eq!(anon.post("/api/auth/register", whole).await.status.as_u16(), 201);
+}
 
 async fn malformed_json_is_a_validation_error_that_changes_nothing(app: TestApp) {
     let anon = app.client();

@@ -130,6 +130,15 @@ async fn bad_input_gets_the_error_envelope_and_harms_nobody(app: TestApp) {
         let error = prober.expect("error").await;
         assert_eq!(error["error"]["code"], code, "{:.60} → {error}", garbage);
     }
+    // Half an emoji in a string: refused naming the field, as on /chat and REST.
+    let conversation = direct(&ann, &bob).await;
+    let half = format!(
+        r#"{{"type":"message.send","payload":{{"conversationId":"{conversation}","content":"hi \ud83d","tempId":"h"}}}}"#
+    );
+    prober.send_text(half).await;
+    let error = prober.expect("error").await;
+    assert_eq!(error["error"]["code"], "validation_error", "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().starts_with("content: "), "{error}");
     prober.send_message(Message::binary(vec![0u8, 159, 146, 150])).await;
     assert_eq!(prober.expect("error").await["error"]["code"], "invalid_message");
     prober.barrier().await;

@@ -117,8 +117,16 @@ async fn bad_payloads_get_validation_errors_and_the_socket_lives_on(app: TestApp
         let error = socket.expect_event("message:error", WAIT).await;
         assert_eq!(error["code"], "VALIDATION_ERROR");
     }
+    // Half an emoji (`"😀".slice(0, 1)`, which `JSON.stringify` writes as `"\ud83d"`) is
+    // refused naming the field, as REST refuses it (tests/api/edges.rs).
+    let half = format!(r#"{{"conversationId":"{conversation}","clientMessageId":"half","content":"hi \ud83d"}}"#);
+    let ack = socket.emit_text_with_ack("message:send", &half, WAIT).await.unwrap();
+    assert_eq!(ack["error"]["code"], "VALIDATION_ERROR", "{ack}");
+    assert_eq!(ack["error"]["details"]["field"], "content", "{ack}");
+    assert!(ack["error"]["message"].as_str().unwrap().contains("surrogate"), "{ack}");
     let fine = send(&socket, conversation, "ok", "still here").await;
     assert_eq!(fine["ok"], true);
+    assert_eq!(fine["data"]["message"]["seq"], 1, "the refused one stored nothing: {fine}");
 }
 
 async fn validation_acks_name_the_field_in_details(app: TestApp) {

@@ -178,6 +178,12 @@ impl SocketClient {
     /// Emit with ack; resolves to the first ack argument (Null if none); Err on timeout or
     /// disconnect.
     pub async fn emit_with_ack(&self, event: &str, data: Value, timeout: Duration) -> Result<Value, String> {
+        self.emit_text_with_ack(event, &data.to_string(), timeout).await
+    }
+
+    /// As [`Self::emit_with_ack`] with the payload as JSON text, which may be what a `Value`
+    /// cannot hold (e.g. `"\ud83d"`, half a surrogate pair, as `JSON.stringify` writes it).
+    pub async fn emit_text_with_ack(&self, event: &str, payload: &str, timeout: Duration) -> Result<Value, String> {
         let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -187,7 +193,7 @@ impl SocketClient {
             }
             state.acks.insert(id, tx);
         }
-        self.shared.send_packet("42", Some(id), json!([event, data]));
+        self.shared.send(format!("42{}{id}[{},{payload}]", self.shared.prefix, json!(event)));
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(_)) => Err(format!("disconnected before the ack of {event:?}")),
