@@ -64,6 +64,13 @@ start_server embedded
 npm test --silent
 stop_server
 
+# Abuse limits and bad input (limits.mjs) on a server of their own, trusting X-Forwarded-For
+# so that each test's client address is its own (a flood's cool-down shuts the address out).
+echo "=== e2e: limits (embedded)"
+start_server limits TRUST_PROXY=true
+node --test --test-timeout=60000 limits.mjs
+stop_server
+
 # REST fuzzing from the OpenAPI contract on a fresh embedded server: fails on any 5xx.
 # (The production run below fuzzes its server too, after its npm tests.)
 echo "=== e2e: schemathesis (REST API fuzzed from openapi/openapi.json)"
@@ -79,6 +86,10 @@ if psql "$PG_ADMIN" -Atc 'SELECT 1' >/dev/null 2>&1 && [ "$(redis-cli -u "$REDIS
   npm test --silent
   # PostgreSQL refuses what SQLite stores (NUL in text was a 500 only here): fuzz it too.
   bash schemathesis.sh
+  stop_server
+  echo "=== e2e: limits (production: the cool-down is in Redis)"
+  start_server production-limits DATABASE_URL="${PG_ADMIN%/*}/$E2E_DB" REDIS_URL="$REDIS" REDIS_KEY_PREFIX="parley-e2e-limits-$$:" TRUST_PROXY=true
+  node --test --test-timeout=60000 limits.mjs
   stop_server
 elif [ "${CI:-}" = true ]; then
   echo "FATAL: PostgreSQL and Redis are required for the production e2e run under CI=true" >&2
