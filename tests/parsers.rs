@@ -188,7 +188,7 @@ proptest! {
             payload["media"] = media.clone();
         }
         let parsed = OutgoingMessage::from_payload(&payload).map_err(|e| TestCaseError::fail(format!("{payload}: {e}")))?;
-        prop_assert_eq!(parsed, OutgoingMessage { conversation_id: conversation, content, client_message_id: client_id, content_type, media, encrypted_content: None });
+        prop_assert_eq!(parsed, OutgoingMessage { conversation_id: conversation, content, client_message_id: client_id, content_type, media, encrypted_content: None, reply_to_id: None });
     }
 
     /// Content: accepted exactly when 1..=4000 characters (not bytes) and not blank.

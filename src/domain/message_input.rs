@@ -24,6 +24,8 @@ pub struct OutgoingMessage {
     pub media: Option<Value>,
     /// End-to-end encrypted (`isEncrypted: true`): the ciphertext, and `content` is empty.
     pub encrypted_content: Option<Ciphertext>,
+    /// `replyToId`: the message it answers.
+    pub reply_to_id: Option<Uuid>,
 }
 
 /// The raw fields, as any transport received them.
@@ -36,6 +38,7 @@ pub struct RawMessage<'a> {
     pub media: Option<&'a Value>,
     pub is_encrypted: Option<&'a Value>,
     pub encrypted_content: Option<&'a Value>,
+    pub reply_to_id: Option<&'a Value>,
 }
 
 impl OutgoingMessage {
@@ -52,6 +55,7 @@ impl OutgoingMessage {
             media: pick(&["media"]),
             is_encrypted: pick(&["isEncrypted"]),
             encrypted_content: pick(&["encryptedContent"]),
+            reply_to_id: pick(&["replyToId", "reply_to_id"]),
         })
     }
 
@@ -98,6 +102,7 @@ impl OutgoingMessage {
             }
             _ => {}
         }
+        let reply_to_id = raw.reply_to_id.map(|id| parse_uuid("replyToId", Some(id))).transpose()?;
         Ok(Self {
             conversation_id,
             content,
@@ -105,6 +110,7 @@ impl OutgoingMessage {
             content_type,
             media,
             encrypted_content,
+            reply_to_id,
         })
     }
 }

@@ -245,7 +245,7 @@ impl NotifyPlanner {
             }
             message.notify = Some(Notify {
                 offline,
-                mentioned: Vec::new(),
+                mentioned: message.mentions.clone(),
                 coalesce: checked.kind == ConversationKind::Group,
                 webhooks: self.webhooks,
             });

@@ -13,6 +13,7 @@ pub mod groups;
 pub mod input;
 pub mod json_text;
 pub mod keys;
+pub mod mentions;
 pub mod message_input;
 pub mod message_writer;
 pub mod messages;

@@ -91,6 +91,54 @@ pub struct Message {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub deleted_at: Option<Timestamp>,
+    /// The message this one answers; null when it answers none, or one this reader may not
+    /// see (from before they joined, or cleared for them).
+    pub reply_to: Option<ReplyPreview>,
+    /// The participants its `@username`s named when it was sent.
+    pub mentions: Vec<Uuid>,
+    /// Each emoji on it, in the order they were first used. Absent from `message:updated`
+    /// (reactions change by `reaction:updated`, and stay as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reactions: Option<Vec<Reaction>>,
+}
+
+/// What a reply shows of the message it answers.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplyPreview {
+    pub id: Uuid,
+    pub sender_id: Uuid,
+    /// At most [`REPLY_PREVIEW_CHARS`] characters; null once it is deleted, or when it is
+    /// encrypted (the server cannot read it).
+    pub content: Option<String>,
+    pub deleted_at: Option<Timestamp>,
+    /// Its `seq`, to tell who may see it.
+    #[serde(skip)]
+    pub seq: i64,
+}
+
+pub const REPLY_PREVIEW_CHARS: usize = 200;
+
+/// One emoji on a message: how many reacted with it, the first 10 of them, and whether the
+/// reader did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: i64,
+    pub user_ids: Vec<Uuid>,
+    pub me: bool,
+}
+
+impl Message {
+    /// The view of a reader whose history starts after `visible_from` (their joined or
+    /// cleared mark): the reply preview goes when its message is not theirs to see.
+    pub fn for_reader(mut self, visible_from: i64) -> Self {
+        if self.reply_to.as_ref().is_some_and(|reply| reply.seq <= visible_from) {
+            self.reply_to = None;
+        }
+        self
+    }
 }
 
 impl From<&MessageRecord> for Message {
@@ -119,8 +167,19 @@ impl From<&MessageRecord> for Message {
             created_at: m.created_at.into(),
             updated_at: m.updated_at.into(),
             deleted_at: m.deleted_at.map(Into::into),
+            reply_to: reply_preview(m),
+            mentions: m.mentions.as_ref().map(|ids| ids.0.clone()).unwrap_or_default(),
+            reactions: Some(Vec::new()),
         }
     }
+}
+
+fn reply_preview(m: &MessageRecord) -> Option<ReplyPreview> {
+    let (id, seq, sender_id) = (m.reply_to_id?, m.reply_seq?, m.reply_sender_id?);
+    let readable = m.reply_deleted_at.is_none() && m.reply_is_encrypted != Some(true);
+    let content =
+        m.reply_content.as_deref().filter(|_| readable).map(|text| text.chars().take(REPLY_PREVIEW_CHARS).collect());
+    Some(ReplyPreview { id, sender_id, content, deleted_at: m.reply_deleted_at.map(Into::into), seq })
 }
 
 /// The last message of a conversation, as shown in a list.

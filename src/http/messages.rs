@@ -117,6 +117,7 @@ async fn send(
         media: object.get("media").filter(|v| !v.is_null()),
         is_encrypted: object.get("isEncrypted").filter(|v| !v.is_null()),
         encrypted_content: object.get("encryptedContent").filter(|v| !v.is_null()),
+        reply_to_id: object.get("replyToId").filter(|v| !v.is_null()),
     })?;
     let sent = state.services.messages.send(auth.id, message, None).await?;
     let status = if sent.created { StatusCode::CREATED } else { StatusCode::OK };

@@ -7,6 +7,7 @@
 //! statements. The same contract test suite (`tests/storage`) runs against both.
 
 mod batch;
+pub mod extras;
 pub mod keys;
 pub mod models;
 pub mod push;
@@ -310,6 +311,7 @@ pub trait Storage:
     + GroupRepo
     + MessageRepo
     + ReadRepo
+    + extras::ExtrasRepo
     + keys::KeyRepo
     + push::PushRepo
     + push::OutboxRepo

@@ -306,6 +306,14 @@ pub struct ParticipantRecord {
     pub muted_until: Option<DateTime<Utc>>,
 }
 
+impl ParticipantRecord {
+    /// Messages at or below this `seq` are not theirs to see: from before they joined, or
+    /// cleared for them.
+    pub fn visible_from(&self) -> i64 {
+        self.joined_seq.max(self.cleared_seq)
+    }
+}
+
 /// A participant with the public profile fields of the user.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct MemberRecord {
@@ -361,6 +369,17 @@ pub struct MessageRecord {
     pub sender_display_name: String,
     pub sender_avatar_url: Option<String>,
     pub sender_created_at: DateTime<Utc>,
+    /// The message this one answers, and what a preview of it shows (see `views::ReplyPreview`).
+    pub reply_to_id: Option<Uuid>,
+    pub reply_seq: Option<i64>,
+    pub reply_sender_id: Option<Uuid>,
+    pub reply_content: Option<String>,
+    pub reply_is_encrypted: Option<bool>,
+    pub reply_deleted_at: Option<DateTime<Utc>>,
+    /// The participants its `@username`s named when it was sent.
+    pub mentions: Option<sqlx::types::Json<Vec<Uuid>>>,
+    /// How many reaction changes it had: 0 means no reactions (nothing to look up).
+    pub reaction_version: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -375,6 +394,10 @@ pub struct NewMessage {
     /// An end-to-end encrypted message's ciphertext (its `content` is then empty).
     pub encrypted_content: Option<String>,
     pub forwarded_from: Option<Uuid>,
+    /// The message it answers (checked to be of the same conversation before it is written).
+    pub reply_to_id: Option<Uuid>,
+    /// The participants its `@username`s name (resolved before it is written).
+    pub mentions: Vec<Uuid>,
     pub created_at: DateTime<Utc>,
     /// Who to notify when it is stored (the send transaction writes the outbox rows).
     pub notify: Option<Notify>,

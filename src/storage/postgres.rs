@@ -53,6 +53,17 @@ mod dialect {
         outbox_columns!()
     );
 
+    /// Full-text search: the generated `tsvector` against a prefix query (see
+    /// [`search_expression`], bound); `))` closes it.
+    pub const SEARCH_MATCH: &str = " AND (m.search @@ to_tsquery('simple', ";
+
+    /// `'term':* & …`: every term starts a word.
+    pub fn search_expression(terms: &[String]) -> String {
+        let quoted: Vec<String> =
+            terms.iter().map(|term| format!("'{}':*", term.replace('\\', "").replace('\'', "''"))).collect();
+        quoted.join(" & ")
+    }
+
     /// Prefix ranges in byte order (`COLLATE "C"`) so the expression indexes serve them.
     pub const SEARCH_USERS: &str = concat!(
         "SELECT ",

@@ -63,6 +63,16 @@ mod dialect {
         outbox_columns!()
     );
 
+    /// Full-text search: the FTS5 index's rows matching a prefix query (see
+    /// [`search_expression`], bound); `))` closes it.
+    pub const SEARCH_MATCH: &str = " AND (m.rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ";
+
+    /// `"term"* "term"*`: every term starts a word (FTS5 ANDs them).
+    pub fn search_expression(terms: &[String]) -> String {
+        let quoted: Vec<String> = terms.iter().map(|term| format!("\"{}\"*", term.replace('"', "\"\""))).collect();
+        quoted.join(" ")
+    }
+
     /// Prefix ranges (BINARY collation is byte order) so the indexes serve them.
     pub const SEARCH_USERS: &str = concat!(
         "SELECT ",

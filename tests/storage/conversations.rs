@@ -58,6 +58,8 @@ pub(crate) fn message(conversation: Uuid, sender: Uuid, client_id: &str, secs: i
         media: None,
         encrypted_content: None,
         forwarded_from: None,
+        reply_to_id: None,
+        mentions: Vec::new(),
         created_at: at(secs),
         notify: None,
     }

@@ -7,6 +7,7 @@ mod support;
 
 mod contract;
 mod conversations;
+mod extras;
 mod groups;
 mod keys;
 mod writer;
@@ -64,10 +65,15 @@ macro_rules! contract_tests {
 
 use contract::*;
 use conversations::*;
+use extras::*;
 use groups::*;
 use keys::*;
 
 contract_tests!(
+    replies_and_mentions_are_stored_with_the_message,
+    concurrent_reactions_count_exactly_and_the_emoji_limit_holds,
+    pins_stop_at_the_limit_under_concurrency,
+    search_matches_word_prefixes_in_the_callers_visible_messages,
     a_direct_conversation_is_unique_per_pair,
     groups_have_one_owner_and_refuse_unknown_members,
     messages_get_consecutive_seqs_and_bump_the_conversation,

@@ -25,6 +25,7 @@ use super::{
     conversations::page_limit,
     cursor,
     delivery::LocalSockets,
+    mentions::mentioned_names,
     message_input::{Ciphertext, MessageEdit, OutgoingMessage},
     message_writer::{MessageWriter, NotifyPlanner, Stored},
     push::OutboxSignal,
@@ -171,6 +172,7 @@ impl MessageService {
                 content_type: original.content_type,
                 media: original.media.as_ref().map(|m| m.0.clone()),
                 encrypted_content: None,
+                reply_to_id: None,
             };
             match self.send_copy(user, copy, None, Some(original.id)).await {
                 Ok(sent) => {
@@ -204,6 +206,10 @@ impl MessageService {
         if let Err(refusal) = self.admit(sender).await {
             return self.original_or(sender, &message.client_message_id, refusal).await;
         }
+        let (reply_to_id, mentions) = match self.resolve(sender, &message).await {
+            Ok(resolved) => resolved,
+            Err(refusal) => return self.original_or(sender, &message.client_message_id, refusal).await,
+        };
         let new = NewMessage {
             id: Uuid::now_v7(),
             conversation_id: message.conversation_id,
@@ -214,6 +220,8 @@ impl MessageService {
             media: message.media,
             encrypted_content: message.encrypted_content.map(Ciphertext::into_inner),
             forwarded_from,
+            reply_to_id,
+            mentions,
             created_at: self.clock.now(),
             notify: None,
         };
@@ -247,6 +255,36 @@ impl MessageService {
         let recipients: Vec<Uuid> = participants.iter().copied().filter(|p| *p != sender).collect();
         self.unread.changed(&recipients, stored.conversation_id);
         Ok(Sent { message: view, created: true })
+    }
+
+    /// What a message refers to, checked before it is written: the message it answers (one of
+    /// the same conversation that the sender can see) and the participants its `@username`s
+    /// name. Plain messages (no reply, no `@`) cost nothing here.
+    async fn resolve(&self, sender: Uuid, message: &OutgoingMessage) -> AppResult<(Option<Uuid>, Vec<Uuid>)> {
+        let reply_to_id = match message.reply_to_id {
+            Some(id) => {
+                let (_, participant) = membership(self.storage.as_ref(), sender, message.conversation_id).await?;
+                let target = self.storage.message(id).await?;
+                let visible = target.is_some_and(|target| {
+                    target.conversation_id == message.conversation_id && target.seq > participant.visible_from()
+                });
+                if !visible {
+                    return Err(AppError::invalid_field("replyToId", "must be a message of this conversation"));
+                }
+                Some(id)
+            }
+            None => None,
+        };
+        let names = mentioned_names(&message.content);
+        if names.is_empty() {
+            return Ok((reply_to_id, Vec::new()));
+        }
+        let found = self.storage.members_named(message.conversation_id, &names).await?;
+        let mentions = names
+            .iter()
+            .filter_map(|name| found.iter().find(|(_, username)| username == name).map(|(id, _)| *id))
+            .collect();
+        Ok((reply_to_id, mentions))
     }
 
     /// A refused send that is in fact a retry of a stored message answers with the original:

@@ -89,8 +89,8 @@ macro_rules! sql_messages {
         ) -> StorageResult<Option<Vec<MessageRecord>>> {
             let mut insert = sqlx::QueryBuilder::<$db>::new(
                 "INSERT INTO messages (id, conversation_id, seq, sender_id, client_message_id, \
-                 content, content_type, media, is_encrypted, encrypted_content, forwarded_from, created_at, \
-                 updated_at) ",
+                 content, content_type, media, is_encrypted, encrypted_content, forwarded_from, reply_to_id, \
+                 mentions, created_at, updated_at) ",
             );
             insert.push_values(rows, |mut row, (message, seq, at)| {
                 row.push_bind(message.id)
@@ -104,12 +104,28 @@ macro_rules! sql_messages {
                     .push_bind(message.encrypted_content.is_some())
                     .push_bind(&message.encrypted_content)
                     .push_bind(message.forwarded_from)
+                    .push_bind(message.reply_to_id)
+                    .push_bind((!message.mentions.is_empty()).then(|| sqlx::types::Json(message.mentions.clone())))
                     .push_bind(*at)
                     .push_bind(*at);
             });
             insert.push(" ON CONFLICT (sender_id, client_message_id) DO NOTHING");
             if insert.build().execute(&mut **tx).await?.rows_affected() < rows.len() as u64 {
                 return Ok(None);
+            }
+            let mentions: Vec<(&NewMessage, i64, uuid::Uuid)> = rows
+                .iter()
+                .flat_map(|(message, seq, _)| message.mentions.iter().map(move |user| (*message, *seq, *user)))
+                .collect();
+            if !mentions.is_empty() {
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO message_mentions (message_id, user_id, conversation_id, seq) ",
+                );
+                insert.push_values(&mentions, |mut row, (message, seq, user)| {
+                    row.push_bind(message.id).push_bind(*user).push_bind(message.conversation_id).push_bind(*seq);
+                });
+                insert.push(" ON CONFLICT (message_id, user_id) DO NOTHING");
+                insert.build().execute(&mut **tx).await?;
             }
             let mut reread = sqlx::QueryBuilder::<$db>::new(concat!(select_messages!(), " WHERE m.id IN "));
             push_id_list(&mut reread, rows.iter().map(|(message, _, _)| message.id));

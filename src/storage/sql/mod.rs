@@ -41,14 +41,17 @@ macro_rules! participant_columns {
 }
 
 /// `SELECT` of [`MessageRecord`](super::models::MessageRecord): a message (alias `m`) with
-/// its sender's public profile.
+/// its sender's public profile and what a preview of the message it answers shows (alias `r`).
 macro_rules! select_messages {
     () => {
         "SELECT m.id, m.conversation_id, m.seq, m.sender_id, m.client_message_id, m.content, \
          m.content_type, m.media, m.is_encrypted, m.encrypted_content, m.forwarded_from, \
          m.forwarded_count, m.created_at, m.updated_at, m.deleted_at, u.username AS sender_username, \
          u.display_name AS sender_display_name, u.avatar_url AS sender_avatar_url, \
-         u.created_at AS sender_created_at FROM messages m JOIN users u ON u.id = m.sender_id"
+         u.created_at AS sender_created_at, m.reply_to_id, r.seq AS reply_seq, r.sender_id AS reply_sender_id, \
+         r.content AS reply_content, r.is_encrypted AS reply_is_encrypted, r.deleted_at AS reply_deleted_at, \
+         m.mentions, m.reaction_version \
+         FROM messages m JOIN users u ON u.id = m.sender_id LEFT JOIN messages r ON r.id = m.reply_to_id"
     };
 }
 
@@ -56,6 +59,8 @@ macro_rules! select_messages {
 mod accounts;
 #[macro_use]
 mod conversations;
+#[macro_use]
+mod extras;
 #[macro_use]
 mod groups;
 #[macro_use]
@@ -86,6 +91,7 @@ macro_rules! sql_store {
 
         sql_accounts!($store, $db);
         sql_conversations!($store, $db);
+        sql_extras!($store, $db);
         sql_groups!($store, $db);
         sql_keys!($store, $db);
         sql_messages!($store, $db);
