@@ -26,6 +26,8 @@ use crate::{
     transport::{self, first_ping, handshake, redis_driver::ReconnectingDriver},
 };
 
+/// How long a drain waits for the sends under way to finish their broadcasts.
+const SEND_DRAIN: Duration = Duration::from_secs(5);
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
@@ -106,13 +108,20 @@ impl Application {
             outbox.observe().await
         }));
         let mut graceful = stop_rx.clone();
-        let (io, raw) = (self.realtime.clone(), self.raw.clone());
+        let (io, raw, state) = (self.realtime.clone(), self.raw.clone(), self.state.clone());
         let sever = tokio_util::sync::CancellationToken::new();
         let listener = transport::accepting(self.listener, sever.clone());
-        let server = axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+        let server = axum::serve(listener, self.router.into_make_service_with_connect_info::<crate::transport::Peer>())
             .with_graceful_shutdown(async move {
                 let _ = graceful.wait_for(|stop| *stop).await;
-                tracing::info!("shutting down: cutting socket transports, draining requests");
+                tracing::info!("shutting down: finishing sends, cutting socket transports, draining requests");
+                // The replica vouches for no more deliveries (its sockets are about to be cut),
+                // takes no new sends, and lets each send under way finish its broadcast: a
+                // message stored and never broadcast would reach nobody live.
+                state.platform.local.drain();
+                if tokio::time::timeout(SEND_DRAIN, state.services.messages.drain()).await.is_err() {
+                    tracing::warn!("sends still under way after the drain's wait; cutting sockets anyway");
+                }
                 // Engine.IO connections are cut, not closed with a close packet: every client
                 // (python-socketio too) takes that for a transport error and reconnects
                 // elsewhere. Then the server lets go of its sockets (their disconnect handlers
@@ -132,7 +141,8 @@ impl Application {
         for task in background {
             task.abort();
         }
-        // Batched receipts and delivered watermarks are written before the process goes.
+        // Batched receipts are written before the process goes (delivered watermarks gathered
+        // since the drain began were dropped: see `MessageService::drain`).
         self.state.services.reads.flush().await;
         self.state.services.messages.flush_delivered().await;
         tracing::info!("stopped");

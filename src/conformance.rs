@@ -18,7 +18,7 @@
 //! (polling payloads and websocket messages alike); sockets that join no namespace within
 //! [`CONNECT_TIMEOUT`] are closed. `e2e/conformance.test.mjs` is our own test of all this.
 
-use std::{fmt, future::Future, net::SocketAddr, time::Duration};
+use std::{fmt, future::Future, time::Duration};
 
 use anyhow::Context;
 use axum::{Router, routing::get};
@@ -62,7 +62,7 @@ pub async fn run(shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow:
     tracing::info!(addr = %listener.local_addr()?, "conformance server listening");
     axum::serve(
         crate::transport::accepting(listener, tokio_util::sync::CancellationToken::new()),
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<crate::transport::Peer>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -3,7 +3,14 @@
 //! the socket's end, minus a margin for what may still have been in flight). A replica that
 //! dies vouches for nothing more, so its users get the gap replayed when they come back.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use uuid::Uuid;
 
@@ -14,15 +21,28 @@ pub const SILENT_LOSS_MARGIN: Duration = Duration::from_secs(46);
 pub const CLEAN_CLOSE_MARGIN: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
-pub struct LocalSockets(Mutex<HashMap<Uuid, usize>>);
+pub struct LocalSockets {
+    users: Mutex<HashMap<Uuid, usize>>,
+    /// The replica is draining: its sockets are being cut, so it vouches for nothing more.
+    draining: AtomicBool,
+}
 
 impl LocalSockets {
+    /// From now on no user counts as connected here (see [`Self::connected`]).
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     pub fn added(&self, user: Uuid) {
-        *crate::sync::lock(&self.0).entry(user).or_insert(0) += 1;
+        *crate::sync::lock(&self.users).entry(user).or_insert(0) += 1;
     }
 
     pub fn removed(&self, user: Uuid) {
-        let mut users = crate::sync::lock(&self.0);
+        let mut users = crate::sync::lock(&self.users);
         if let Some(count) = users.get_mut(&user) {
             *count -= 1;
             if *count == 0 {
@@ -31,13 +51,20 @@ impl LocalSockets {
         }
     }
 
-    /// Those of `users` with a socket here.
+    /// Those of `users` with a socket here (none once draining).
     pub fn connected(&self, users: &[Uuid]) -> Vec<Uuid> {
-        let connected = crate::sync::lock(&self.0);
+        if self.is_draining() {
+            return Vec::new();
+        }
+        let connected = crate::sync::lock(&self.users);
         users.iter().copied().filter(|u| connected.contains_key(u)).collect()
     }
 
+    /// The users with a socket here (none once draining).
     pub fn users(&self) -> Vec<Uuid> {
-        crate::sync::lock(&self.0).keys().copied().collect()
+        if self.is_draining() {
+            return Vec::new();
+        }
+        crate::sync::lock(&self.users).keys().copied().collect()
     }
 }

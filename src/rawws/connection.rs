@@ -54,6 +54,8 @@ enum Ending {
 struct Live {
     user: Uuid,
     ip: Option<IpAddr>,
+    /// Its replay went out: this replica vouches for what it sends it (delivered watermarks).
+    vouched: bool,
     expires_at: i64,
     id: String,
     budget: EventBudget,
@@ -92,6 +94,7 @@ pub async fn serve(
     let mut live = Live {
         user: claims.sub,
         ip,
+        vouched: false,
         expires_at: claims.exp,
         id,
         budget: EventBudget::default(),
@@ -99,45 +102,50 @@ pub async fn serve(
         last_pong: Instant::now(),
     };
     gateway.hub.register(conn);
-    state.platform.local.added(live.user);
     state.services.presence.touch(live.user, &live.id, PresenceStatus::Online).await;
     let ending = match greet(&mut socket, &state, &live).await {
-        true => run(&mut socket, &gateway, &mut live, rx, kill).await,
-        false => Ending::Client,
+        Some(replayed) => {
+            // Vouched for once its replay is done, as a socket (see `realtime::connect`).
+            live.vouched = replayed;
+            if replayed {
+                state.platform.local.added(live.user);
+            }
+            run(&mut socket, &gateway, &mut live, rx, kill).await
+        }
+        None => Ending::Client,
     };
     end(&gateway, &live, ending).await;
     drop(slot);
 }
 
-/// `connection.success`, `status.bulk`, then the replay; `false` when the client is gone.
-async fn greet(socket: &mut WebSocket, state: &AppState, live: &Live) -> bool {
+/// `connection.success`, `status.bulk`, then the replay: `None` when the client is gone,
+/// else whether all of the replay went out.
+async fn greet(socket: &mut WebSocket, state: &AppState, live: &Live) -> Option<bool> {
     let hello = envelope::connection_success(live.user, Timestamp(state.clock.now()));
-    if socket.send(text(hello)).await.is_err() {
-        return false;
-    }
+    socket.send(text(hello)).await.ok()?;
     let contacts = state.services.presence.visible_contacts(live.user).await.unwrap_or_default();
     if !send_event(socket, &ServerEvent::PresenceBulk(PresenceBulk { users: &contacts })).await {
-        return false;
+        return None;
     }
     let messages = &state.services.messages;
     let batches = match messages.replay(live.user).await {
         Ok(batches) => batches,
         Err(err) => {
             tracing::error!(error = %err, "raw replay failed");
-            return true;
+            return Some(false);
         }
     };
     for batch in &batches {
         for message in &batch.messages {
             if !send_event(socket, &ServerEvent::MessageReceived(MessageEvent { message })).await {
-                return false;
+                return None;
             }
         }
         if let Err(err) = messages.mark_replayed(live.user, batch).await {
             tracing::warn!(error = %err, "watermark not advanced after a raw replay");
         }
     }
-    true
+    Some(true)
 }
 
 async fn run(
@@ -341,13 +349,25 @@ async fn typing(
 async fn end(gateway: &RawGateway, live: &Live, ending: Ending) {
     let state = &gateway.state;
     gateway.hub.unregister(live.user, &live.id);
+    // At once: messages emitted from now on must not count as delivered to it.
+    if live.vouched {
+        state.platform.local.removed(live.user);
+    }
     for conversation in &live.typed_in {
         state.services.typing.end(live.user, *conversation).await;
     }
+    // Before the presence, as for a socket (see `realtime::connect`).
+    let messages = &state.services.messages;
+    match (live.vouched, ending == Ending::Silent) {
+        (false, _) => {}
+        (true, false) => messages.settle_delivery(&[live.user], CLEAN_CLOSE_MARGIN).await,
+        (true, true) => {
+            // What was marked delivered as it was emitted may have died with the connection.
+            messages.unsettle_delivery(live.user, SILENT_LOSS_MARGIN).await;
+            messages.settle_delivery(&[live.user], SILENT_LOSS_MARGIN).await;
+        }
+    }
     state.services.presence.socket_gone(live.user, &live.id, ending == Ending::SignedOut).await;
-    state.platform.local.removed(live.user);
-    let margin = if ending == Ending::Silent { SILENT_LOSS_MARGIN } else { CLEAN_CLOSE_MARGIN };
-    state.services.messages.settle_delivery(&[live.user], margin).await;
 }
 
 async fn reply(socket: &mut WebSocket, frames: Vec<Frame>) -> bool {

@@ -115,8 +115,13 @@ pub async fn prepare<A: Adapter>(
             {
                 engine.keep(slot);
             }
+            // At once too: messages emitted from now on must not count as delivered to it.
+            let vouched = socket.extensions.remove::<Vouched>().is_some();
+            if let (true, Some(session)) = (vouched, socket.extensions.get::<Session>()) {
+                gateway.state.platform.local.removed(session.user_id);
+            }
             let state = gateway.state.clone();
-            async move { on_disconnect(socket, state, reason).await }
+            async move { on_disconnect(socket, state, reason, vouched).await }
         }
     });
     if let Some(token) = token {
@@ -228,7 +233,6 @@ async fn authenticate<A: Adapter>(
     socket.extensions.insert(session.clone());
     socketio::enter_rooms(socket, session.user_id, session.session_id);
     metrics::gauge!("parley_sockets_connected").increment(1.0);
-    state.platform.local.added(session.user_id);
     let services = &state.services;
     services.presence.touch(session.user_id, &socket.id.to_string(), PresenceStatus::Online).await;
     replies.send(socket, &ServerEvent::AuthSuccess(AuthSuccess { user_id: session.user_id }));
@@ -236,12 +240,32 @@ async fn authenticate<A: Adapter>(
         Ok(users) => replies.send(socket, &ServerEvent::PresenceBulk(PresenceBulk { users: &users })),
         Err(err) => tracing::warn!(error = %err, "presence:bulk not sent"),
     }
-    replay(socket, state, replies, session.user_id).await;
+    if replay(socket, state, replies, session.user_id).await {
+        vouch_for(socket, state, session.user_id);
+    }
     Ok(AuthSuccess { user_id: session.user_id })
 }
 
-/// Missed messages as `message:received`, oldest first, then `sync:complete`.
-async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: Replies, user: Uuid) {
+/// Marks a socket whose replay is done: from now on this replica vouches for what it emits
+/// to it (its user's delivered watermark moves with the messages sent here, and with its
+/// clean end). Not before: a message emitted while the replay was read would have moved the
+/// watermark past everything the replay had yet to send.
+#[derive(Clone, Copy)]
+struct Vouched;
+
+fn vouch_for<A: Adapter>(socket: &SocketRef<A>, state: &AppState, user: Uuid) {
+    state.platform.local.added(user);
+    socket.extensions.insert(Vouched);
+    // Gone meanwhile: its disconnect handler ran before the mark, so it is taken back here
+    // (whichever of the two removes the mark gives the count back, once).
+    if !socket.connected() && socket.extensions.remove::<Vouched>().is_some() {
+        state.platform.local.removed(user);
+    }
+}
+
+/// Missed messages as `message:received`, oldest first, then `sync:complete`; `true` once
+/// all of it went out.
+async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: Replies, user: Uuid) -> bool {
     let messages = &state.services.messages;
     let batches = match messages.replay(user).await {
         Ok(batches) => batches,
@@ -249,14 +273,14 @@ async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: Re
             tracing::error!(error = %err, "replay failed");
             let failed = SyncComplete { messages: 0, conversations: 0, truncated: Vec::new(), error: Some("INTERNAL") };
             replies.send(socket, &ServerEvent::SyncComplete(failed));
-            return;
+            return false;
         }
     };
     let (mut count, mut truncated) = (0, Vec::new());
     for batch in &batches {
         for message in &batch.messages {
             if !replies.send_in_order(socket, &ServerEvent::MessageReceived(MessageEvent { message })).await {
-                return;
+                return false;
             }
         }
         count += batch.messages.len();
@@ -269,6 +293,7 @@ async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: Re
     }
     let summary = SyncComplete { messages: count, conversations: batches.len(), truncated, error: None };
     replies.send(socket, &ServerEvent::SyncComplete(summary));
+    true
 }
 
 /// `auth:error` then disconnect. Every authentication failure is `AUTH_FAILED` here (the
@@ -284,7 +309,7 @@ fn send_refusal<A: Adapter>(socket: &SocketRef<A>, replies: Replies, code: &'sta
     let _ = socket.clone().disconnect();
 }
 
-async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, state: AppState, reason: DisconnectReason) {
+async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, state: AppState, reason: DisconnectReason, vouched: bool) {
     let Some(session) = socket.extensions.get::<Session>() else { return };
     tracing::debug!(sid = %socket.id, user = %session.user_id, ?reason, "socket disconnected");
     metrics::gauge!("parley_sockets_connected").decrement(1.0);
@@ -292,17 +317,26 @@ async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, state: AppState, reason
     for conversation in typing::typed_in(&socket) {
         services.typing.end(session.user_id, conversation).await;
     }
+    // What this socket was sent before it went: everything, for a clean close (less what may
+    // have been in flight); for a silent death, only what is older than it could have been
+    // dead, and what was marked delivered as it was emitted since then is taken back. A
+    // socket this replica did not vouch for (its replay never finished) settles nothing.
+    // Before the presence: whoever hears the user go offline can count on it.
+    let clean = matches!(
+        reason,
+        DisconnectReason::ClientNSDisconnect
+            | DisconnectReason::TransportClose
+            | DisconnectReason::ServerNSDisconnect
+            | DisconnectReason::ClosingServer
+    );
+    match (vouched, clean) {
+        (false, _) => {}
+        (true, true) => services.messages.settle_delivery(&[session.user_id], CLEAN_CLOSE_MARGIN).await,
+        (true, false) => {
+            services.messages.unsettle_delivery(session.user_id, SILENT_LOSS_MARGIN).await;
+            services.messages.settle_delivery(&[session.user_id], SILENT_LOSS_MARGIN).await;
+        }
+    }
     let signed_out = matches!(reason, DisconnectReason::ServerNSDisconnect);
     services.presence.socket_gone(session.user_id, &socket.id.to_string(), signed_out).await;
-    state.platform.local.removed(session.user_id);
-    // What this socket was sent before it went: everything, for a clean close (less what may
-    // have been in flight); for a silent death, only what is older than it could have been dead.
-    let margin = match reason {
-        DisconnectReason::ClientNSDisconnect
-        | DisconnectReason::TransportClose
-        | DisconnectReason::ServerNSDisconnect
-        | DisconnectReason::ClosingServer => CLEAN_CLOSE_MARGIN,
-        _ => SILENT_LOSS_MARGIN,
-    };
-    services.messages.settle_delivery(&[session.user_id], margin).await;
 }

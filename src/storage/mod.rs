@@ -228,6 +228,10 @@ pub trait MessageRepo: Send + Sync {
     /// Moves each of `users`' delivered watermarks forward past every message created at or
     /// before `cutoff`, in every conversation.
     async fn mark_delivered_before(&self, users: &[Uuid], cutoff: DateTime<Utc>) -> StorageResult<()>;
+    /// Moves `user`'s delivered watermarks back to the last message created at or before
+    /// `cutoff` wherever they are past it (never below what they joined at): what a dead
+    /// connection may have swallowed is replayed.
+    async fn unmark_delivered_after(&self, user: Uuid, cutoff: DateTime<Utc>) -> StorageResult<()>;
 }
 
 /// Read state, receipts and the per-user conversation operations.

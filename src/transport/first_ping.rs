@@ -40,6 +40,10 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
@@ -146,11 +150,35 @@ struct Sever {
     /// Allocated once the connection turns out to be Engine.IO (other connections drain
     /// the ordinary HTTP way).
     waiting: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Set by the HTTP layer when a later request of the connection upgrades to an Engine.IO
+    /// websocket (see [`EngineSwitch`]).
+    armed: EngineSwitch,
+}
+
+/// Marks a connection as carrying an Engine.IO websocket, so a drain cuts it. A connection
+/// whose first request is Engine.IO is marked by [`FirstPingIo`] itself; a proxy such as
+/// nginx reuses its keep-alive upstream connections, so an upgrade may come after other
+/// requests, and the HTTP layer marks it then (the switch travels in the request's
+/// `ConnectInfo`, see [`super::Peer`]).
+#[derive(Clone, Debug, Default)]
+pub struct EngineSwitch(Arc<AtomicBool>);
+
+impl EngineSwitch {
+    pub fn arm(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn is_armed(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl Sever {
     /// Whether the connection is cut (once it is Engine.IO); registers `cx` to hear of it.
     fn cut(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.waiting.is_none() && self.armed.is_armed() {
+            self.watch();
+        }
         match &mut self.waiting {
             Some(waiting) => waiting.as_mut().poll(cx).is_ready(),
             None => false,
@@ -183,8 +211,13 @@ impl<T> FirstPingIo<T> {
 
     /// Engine.IO connections are cut when `token` is cancelled.
     pub fn severed_by(mut self, token: CancellationToken) -> Self {
-        self.sever = Some(Sever { token, waiting: None });
+        self.sever = Some(Sever { token, waiting: None, armed: EngineSwitch::default() });
         self
+    }
+
+    /// The switch that marks this connection as Engine.IO (see [`EngineSwitch`]).
+    pub fn engine_switch(&self) -> Option<EngineSwitch> {
+        self.sever.as_ref().map(|sever| sever.armed.clone())
     }
 
     fn is_cut(&mut self, cx: &mut Context<'_>) -> bool {

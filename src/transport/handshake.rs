@@ -1,13 +1,14 @@
 //! Socket.IO requests reach the socketioxide layer with their URI and headers copied out of
-//! hyper's read buffer, and the handshake with the connection's place in its address's count.
+//! hyper's read buffer, the handshake with the connection's place in its address's count, and
+//! websocket upgrades marked for the drain.
 
 use axum::{
     body::Bytes,
-    extract::OriginalUri,
-    http::{HeaderMap, HeaderValue, Request, Uri},
+    extract::{ConnectInfo, OriginalUri},
+    http::{HeaderMap, HeaderValue, Request, Uri, header},
 };
 
-use super::limits::EngineSlot;
+use super::{Peer, first_ping::EngineSwitch, limits::EngineSlot};
 
 /// Where Engine.IO requests go (socketioxide's default path).
 pub const ENGINE_PATH: &str = "/socket.io";
@@ -25,6 +26,13 @@ pub fn detach_handshake<B>(req: Request<B>) -> Request<B> {
     let opens = !parts.uri.query().unwrap_or_default().split('&').any(|pair| pair.starts_with("sid="));
     if opens {
         parts.extensions.insert(EngineSlot::default());
+    }
+    // An Engine.IO websocket, on a connection that may have carried other requests first
+    // (a proxy's keep-alive connection): a drain cuts it (see `first_ping::EngineSwitch`).
+    let upgrade =
+        parts.headers.get(header::UPGRADE).is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if upgrade && let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<Peer>>() {
+        peer.engine.iter().for_each(EngineSwitch::arm);
     }
     let uri = parts.uri.to_string();
     let size = uri.len() + parts.headers.values().map(|v| v.len()).sum::<usize>();

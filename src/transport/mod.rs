@@ -13,9 +13,9 @@ pub mod redis_driver;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::{
-    extract::ConnectInfo,
+    extract::{ConnectInfo, connect_info::Connected},
     http::{HeaderMap, header, request::Parts},
-    serve::{ListenerExt, TapIo},
+    serve::{IncomingStream, ListenerExt, TapIo},
 };
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
@@ -36,20 +36,35 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// The listener of [`accepting`].
+pub type Accepting = TapIo<FirstPingListener, fn(&mut FirstPingIo<LingeringTcp>)>;
+
 /// The listener `axum::serve` gets: Engine.IO connections answer the first PING themselves
 /// ([`first_ping`]) and are cut when `sever` is cancelled (a drain), every connection
 /// lingers when the server drops it while the client still sends ([`linger`]), and every connection
 /// sends small frames (acks, events) at once instead of waiting on the peer's delayed ACK.
-pub fn accepting(
-    listener: TcpListener,
-    sever: CancellationToken,
-) -> TapIo<FirstPingListener, fn(&mut FirstPingIo<LingeringTcp>)> {
+pub fn accepting(listener: TcpListener, sever: CancellationToken) -> Accepting {
     FirstPingListener { listener, sever }.tap_io(set_nodelay)
 }
 
 fn set_nodelay(io: &mut FirstPingIo<LingeringTcp>) {
     if let Err(err) = io.get_mut().get_mut().set_nodelay(true) {
         tracing::debug!(error = %err, "TCP_NODELAY not set");
+    }
+}
+
+/// What the server knows of a request's connection (its `ConnectInfo`): the peer address,
+/// and the switch that marks the connection as Engine.IO for the drain
+/// ([`first_ping::EngineSwitch`]).
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub engine: Option<first_ping::EngineSwitch>,
+}
+
+impl Connected<IncomingStream<'_, Accepting>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, Accepting>) -> Self {
+        Self { addr: *stream.remote_addr(), engine: stream.io().engine_switch() }
     }
 }
 
@@ -75,8 +90,5 @@ pub fn client_ip(parts: &Parts, trust_proxy: bool) -> Option<IpAddr> {
         let header = parts.headers.get("x-forwarded-for")?.to_str().ok()?;
         header.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
     };
-    trust_proxy
-        .then(forwarded)
-        .flatten()
-        .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+    trust_proxy.then(forwarded).flatten().or_else(|| parts.extensions.get::<ConnectInfo<Peer>>().map(|c| c.0.addr.ip()))
 }

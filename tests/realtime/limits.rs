@@ -258,9 +258,10 @@ async fn a_flooder_cools_down_before_it_may_connect_again(app: TestApp) {
     // Someone else from elsewhere is not.
     connect_from(&elsewhere.base, &cat, "198.51.100.9").await;
 
+    // Over: the user, from the address, connects (the flooder's own Engine.IO connection,
+    // still open, keeps its place in the address's count: one of the two).
     app.clock.advance(std::time::Duration::from_secs(60));
     connect_from(&elsewhere.base, &ann, "203.0.113.1").await;
-    connect_from(&elsewhere.base, &bob, "203.0.113.1").await;
 }
 
 async fn subscribe(socket: &SocketClient, conversation: Uuid) -> Value {

@@ -27,6 +27,8 @@ macro_rules! both {
 }
 
 both!(
+    reconnecting_while_messages_keep_coming_skips_nothing,
+    a_silent_death_replays_what_was_emitted_to_the_dead_connection,
     an_offline_user_gets_what_three_others_sent_once_in_order,
     more_than_a_hundred_missed_messages_are_truncated,
     sync_answers_through_its_ack,
@@ -150,4 +152,85 @@ async fn the_message_rate_limit_spans_sockets_and_rest(mode: Mode) {
     );
     app.clock.advance(std::time::Duration::from_secs(20));
     assert_eq!(send(&two, conversation, "6", "f").await["ok"], true, "a token refills every 20 s at 3/min");
+}
+
+/// A socket that (re)connects while messages keep arriving on the same replica gets all it
+/// missed: a message emitted to it before its replay was read used to move its watermark past
+/// everything the replay had yet to send (issue 17, found by the rolling-restart test).
+async fn reconnecting_while_messages_keep_coming_skips_nothing(mode: Mode) {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let vars = [("MESSAGE_RATE_PER_MIN", "1000000"), ("SOCKET_EVENTS_PER_SEC", "0")];
+    let Some(app) = spawn(mode, &vars).await else { return };
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    let conversation = group(&bob, &[&ann]).await;
+    let bob_socket = connect(&app, &bob).await;
+    let (last_tx, mut last_rx) = tokio::sync::watch::channel(0i64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let ack = send(&bob_socket, conversation, &format!("c{n}"), &format!("m{n}")).await;
+                assert_eq!(ack["ok"], true, "{ack}");
+                let _ = last_tx.send(ack["data"]["message"]["seq"].as_i64().expect("a seq"));
+                n += 1;
+            }
+        }
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    let mut note = |events: Vec<(String, serde_json::Value)>| {
+        for (name, data) in events {
+            if name == "message:received" {
+                seen.insert(data["message"]["seq"].as_i64().unwrap());
+            }
+        }
+    };
+    for _ in 0..40 {
+        // Away while Bob stores two more: there is always something to replay.
+        let away_from = *last_rx.borrow();
+        last_rx.wait_for(|last| *last >= away_from + 2).await.unwrap();
+        let socket = connect(&app, &ann).await;
+        note(socket.disconnect_and_drain().await);
+    }
+    stop.store(true, Ordering::Relaxed);
+    sender.await.unwrap();
+    let last = *last_rx.borrow();
+    let socket = connect(&app, &ann).await;
+    note(socket.disconnect_and_drain().await);
+    let missing: Vec<i64> = (1..=last).filter(|seq| !seen.contains(seq)).collect();
+    assert!(missing.is_empty(), "never reached Ann, live or replayed: {missing:?} of 1..={last}");
+}
+
+/// Messages emitted to a connection that then died silently (it stopped answering pings) are
+/// replayed when the user comes back: their watermark moved as they were emitted, and goes
+/// back to what is older than the silent-loss margin.
+async fn a_silent_death_replays_what_was_emitted_to_the_dead_connection(mode: Mode) {
+    let vars = [("SOCKET_PING_INTERVAL_MS", "300"), ("SOCKET_PING_TIMEOUT_MS", "200"), ("PRESENCE_GRACE_SECS", "0")];
+    let Some(app) = spawn(mode, &vars).await else { return };
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    let conversation = crate::direct(&bob, &ann).await;
+    let ann_socket = connect(&app, &ann).await;
+    let bob_socket = connect(&app, &bob).await;
+    let ack = send(&bob_socket, conversation, "lost?", "did you get this?").await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let live = ann_socket.expect_event("message:received", WAIT).await;
+    assert_eq!(live["message"]["content"], "did you get this?");
+    // The connection goes quiet (a phone in a tunnel): the server closes it at its ping timeout.
+    ann_socket.go_silent();
+    ann_socket.expect_disconnect(std::time::Duration::from_secs(10)).await.unwrap();
+    // Bob hears her go offline once her replica settled her socket's end (it does that first).
+    loop {
+        let update = bob_socket.expect_event("presence:update", WAIT).await;
+        if update["userId"] == ann.id.to_string() && update["status"] == "offline" {
+            break;
+        }
+    }
+    let again = crate::connect_raw(&app, Some(json!({"token": ann.token}))).await;
+    let replayed = again.expect_event("message:received", WAIT).await;
+    assert_eq!(replayed["message"]["content"], "did you get this?", "replayed: the dead connection may have lost it");
+    assert_eq!(again.expect_event("sync:complete", WAIT).await["messages"], 1);
 }

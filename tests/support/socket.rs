@@ -85,6 +85,8 @@ struct Shared {
     state: Mutex<State>,
     /// Woken (`notify_waiters`) after every change of `state`.
     changed: Notify,
+    /// Stops answering PINGs (a connection that died without a word).
+    silent: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -146,7 +148,13 @@ impl SocketClient {
         };
         let auth = options.auth.map_or(String::new(), |auth| auth.to_string());
         let connect_packet = format!("40{prefix}{auth}");
-        let shared = Arc::new(Shared { prefix, out, state: Mutex::default(), changed: Notify::new() });
+        let shared = Arc::new(Shared {
+            prefix,
+            out,
+            state: Mutex::default(),
+            changed: Notify::new(),
+            silent: std::sync::atomic::AtomicBool::new(false),
+        });
         let reader = tokio::spawn(read_loop(stream, shared.clone(), connect_packet));
         let mut client = SocketClient { sid: String::new(), shared, next_ack: AtomicU64::new(0), reader, writer };
 
@@ -257,6 +265,24 @@ impl SocketClient {
     pub fn drain(&self) -> Vec<(String, Value)> {
         let mut state = self.shared.lock();
         state.events.drain(..).map(|e| (e.name, e.data)).collect()
+    }
+
+    /// Stops answering the server's PINGs, reading on (a connection that died silently, as
+    /// the server sees it: it closes the socket once the ping timeout passes).
+    pub fn go_silent(&self) {
+        self.shared.silent.store(true, Ordering::Relaxed);
+    }
+
+    /// Disconnects (41, then the close) and returns every event that arrived before the
+    /// server's close, unconsumed ones included.
+    pub async fn disconnect_and_drain(mut self) -> Vec<(String, Value)> {
+        if self.is_connected() {
+            self.shared.send(format!("41{}", self.shared.prefix));
+        }
+        let _ = self.shared.out.send(Message::Close(None));
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.writer).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.reader).await;
+        self.drain()
     }
 
     /// Resolves when the server disconnects this socket (41 packet or websocket close).
@@ -429,7 +455,8 @@ async fn read_loop(mut stream: WsReader, shared: Arc<Shared>, connect_packet: St
         match text.as_bytes().first() {
             Some(b'0') => shared.send(connect_packet.clone()), // open: connect the namespace
             Some(b'1') => break,
-            Some(b'2') => shared.send(format!("3{}", &text[1..])), // ping: pong
+            Some(b'2') if shared.silent.load(Ordering::Relaxed) => {} // a dead connection answers nothing
+            Some(b'2') => shared.send(format!("3{}", &text[1..])),    // ping: pong
             Some(b'3' | b'6') => {}
             Some(b'4') => handle_packet(&shared, &text[1..]),
             _ => skip("unknown Engine.IO packet", &text),

@@ -17,10 +17,31 @@ pub const DELIVERED_FLUSH: Duration = Duration::from_millis(250);
 
 impl MessageService {
     /// For users with sockets here: whatever was created more than `margin` ago reached them.
+    /// A draining replica settles nothing: it cut its sockets, whatever was on its way.
     pub async fn settle_delivery(&self, users: &[Uuid], margin: std::time::Duration) {
+        if self.local.is_draining() {
+            return;
+        }
         let cutoff = self.clock.now() - chrono::Duration::from_std(margin).unwrap_or_default();
         if let Err(err) = self.storage.mark_delivered_before(users, cutoff).await {
             tracing::warn!(error = %err, "delivered watermarks not settled");
+        }
+    }
+
+    /// A socket died silently: what was emitted to it in the last `margin` may never have
+    /// arrived, though its user's watermark moved past it as it was emitted. The user's
+    /// gathered marks are dropped and the watermarks go back to what is older than `margin`,
+    /// so the reconnect replays that stretch (clients de-duplicate by id). Not while draining
+    /// (the drain dropped the gathered marks, and cut no socket with unwritten messages).
+    pub async fn unsettle_delivery(&self, user: Uuid, margin: std::time::Duration) {
+        if self.local.is_draining() {
+            return;
+        }
+        let cutoff = self.clock.now() - chrono::Duration::from_std(margin).unwrap_or_default();
+        let _writing = self.delivered_writes.lock().await;
+        lock(&self.delivered).remove(&user);
+        if let Err(err) = self.storage.unmark_delivered_after(user, cutoff).await {
+            tracing::warn!(error = %err, "delivered watermarks not moved back after a silent loss");
         }
     }
 

@@ -11,7 +11,10 @@ pub use replay::{REPLAY_LIMIT, Replay, ReplayBatch};
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::Instant,
 };
 
@@ -44,6 +47,7 @@ use crate::{
         Storage,
         models::{HistoryQuery, MessageRecord, NewMessage},
     },
+    sync::lock,
 };
 
 /// Messages one seed 003 poll returns at most; the next poll goes on from the last.
@@ -84,6 +88,50 @@ pub struct SendPipeline {
     pub local: Arc<LocalSockets>,
 }
 
+/// The sends under way on this replica, so that a drain lets each one that may have been
+/// stored finish its broadcast before the process exits (a message stored but never
+/// broadcast reaches nobody live: a retry elsewhere finds it and broadcasts nothing).
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: tokio::sync::Notify,
+    draining: AtomicBool,
+}
+
+/// One send under way (see [`InFlight`]).
+struct Sending<'a>(&'a InFlight);
+
+impl InFlight {
+    /// `None` once draining: the send must not start.
+    fn enter(&self) -> Option<Sending<'_>> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let sending = Sending(self);
+        (!self.draining.load(Ordering::SeqCst)).then_some(sending)
+    }
+
+    /// Stops new sends and waits for those under way.
+    async fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        loop {
+            let idle = self.idle.notified();
+            let mut idle = std::pin::pin!(idle);
+            idle.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 pub struct MessageService {
     storage: Arc<dyn Storage>,
     shared: SharedState,
@@ -99,6 +147,7 @@ pub struct MessageService {
     delivered: Mutex<HashMap<Uuid, HashMap<Uuid, i64>>>,
     /// Held while gathered watermarks are written (see `flush_delivered_for`).
     delivered_writes: tokio::sync::Mutex<()>,
+    in_flight: InFlight,
 }
 
 impl MessageService {
@@ -121,6 +170,7 @@ impl MessageService {
             outbox: deps.outbox.signal.clone(),
             delivered: Mutex::default(),
             delivered_writes: tokio::sync::Mutex::new(()),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -203,6 +253,11 @@ impl MessageService {
         forwarded_from: Option<Uuid>,
     ) -> AppResult<Sent> {
         let received = Instant::now();
+        // A draining replica takes no new sends (their clients are cut, or get this answer and
+        // retry elsewhere); those under way finish their broadcast first (see `drain`).
+        let Some(_sending) = self.in_flight.enter() else {
+            return Err(AppError::RateLimited { retry_after: std::time::Duration::from_secs(1) });
+        };
         if let Err(refusal) = self.admit(sender).await {
             return self.original_or(sender, &message.client_message_id, refusal).await;
         }
@@ -255,6 +310,15 @@ impl MessageService {
         let recipients: Vec<Uuid> = participants.iter().copied().filter(|p| *p != sender).collect();
         self.unread.changed(&recipients, stored.conversation_id);
         Ok(Sent { message: view, created: true })
+    }
+
+    /// A drain: new sends are refused, the delivered watermarks gathered but not written are
+    /// dropped (their sockets are being cut: a reconnect replays those messages rather than
+    /// risk skipping one that was still on its way), and this waits for the sends under way
+    /// to finish their broadcasts.
+    pub async fn drain(&self) {
+        lock(&self.delivered).clear();
+        self.in_flight.drain().await;
     }
 
     /// What a message refers to, checked before it is written: the message it answers (one of

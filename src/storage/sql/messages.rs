@@ -341,6 +341,27 @@ macro_rules! sql_messages {
                 Ok(())
             }
 
+            async fn unmark_delivered_after(
+                &self,
+                user: uuid::Uuid,
+                cutoff: chrono::DateTime<chrono::Utc>,
+            ) -> StorageResult<()> {
+                sqlx::query::<$db>(
+                    "WITH back AS (SELECT p.conversation_id, COALESCE((SELECT MAX(m.seq) FROM messages m \
+                     WHERE m.conversation_id = p.conversation_id AND m.created_at <= $2 AND m.seq > p.joined_seq), \
+                     p.joined_seq) AS seq FROM conversation_participants p WHERE p.user_id = $1) \
+                     UPDATE conversation_participants SET last_delivered_seq = back.seq FROM back \
+                     WHERE conversation_participants.user_id = $1 \
+                     AND conversation_participants.conversation_id = back.conversation_id \
+                     AND conversation_participants.last_delivered_seq > back.seq",
+                )
+                .bind(user)
+                .bind(cutoff)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
             async fn mark_delivered_many(&self, marks: &[DeliveredMark]) -> StorageResult<()> {
                 for chunk in marks.chunks(500) {
                     let mut update =
