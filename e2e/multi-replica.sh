@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The multi-replica e2e run: two Parley processes on loopback + nginx + PostgreSQL + a
-# Redis of its own, clients through nginx, then SIGKILL / Redis restart / SIGTERM faults.
+# Redis of its own, clients through nginx, then SIGKILL / Redis restart / SIGTERM faults,
+# and a rolling restart with socket.io-client, python-socketio and raw WebSocket clients.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(cd .. && pwd)
@@ -15,11 +16,19 @@ if [ -n "$missing" ]; then
   exit 0
 fi
 [ -d node_modules/socket.io-client ] || npm ci --no-audit --no-fund
+# The rolling-restart test's Python client (py_client.py) runs on python-socketio from PyPI,
+# installed on first use into e2e/.venv (the venv schemathesis.sh uses too).
+VENV=.venv
+if ! "$VENV/bin/python" -c 'import socketio, aiohttp' >/dev/null 2>&1; then
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'python-socketio[asyncio-client]>=5.18,<6' 'aiohttp>=3.11'
+fi
+export PARLEY_E2E_PYTHON="$PWD/$VENV/bin/python"
 cargo build --manifest-path "$ROOT/Cargo.toml" --bin parley
 DB="parley_test_multi_$$"
 psql "$PG_ADMIN" -qc "CREATE DATABASE $DB"
 trap 'psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 export PARLEY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/parley"
 export DATABASE_URL="${PG_ADMIN%/*}/$DB"
-echo "=== e2e: two replicas behind nginx, with faults"
+echo "=== e2e: two replicas behind nginx, with faults and a rolling restart"
 node --test --test-timeout=180000 multi-replica.mjs
