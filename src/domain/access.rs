@@ -8,7 +8,7 @@ use crate::{
     error::{AppError, AppResult},
     storage::{
         Storage,
-        models::{ConversationRecord, MessageRecord, ParticipantRecord},
+        models::{ConversationKind, ConversationRecord, MessageRecord, ParticipantRecord},
     },
 };
 
@@ -32,4 +32,18 @@ pub async fn message_in(storage: &dyn Storage, conversation: Uuid, message: Uuid
 /// A conversation that exists and was not deleted (404 otherwise).
 pub async fn live_conversation(storage: &dyn Storage, id: Uuid) -> AppResult<ConversationRecord> {
     storage.conversation(id).await?.filter(|c| c.deleted_at.is_none()).ok_or(AppError::NotFound("conversation"))
+}
+
+/// In a direct conversation, no block either way between `user` and the other person (what
+/// `user` does there would reach them): `BLOCKED` otherwise, as for a message.
+pub async fn not_blocked_in(storage: &dyn Storage, conversation: &ConversationRecord, user: Uuid) -> AppResult<()> {
+    if conversation.kind != ConversationKind::Direct {
+        return Ok(());
+    }
+    let members = storage.member_ids(conversation.id).await?;
+    let blocks = storage.blocks_among(&members).await?;
+    match blocks.iter().any(|(blocker, blocked)| *blocker == user || *blocked == user) {
+        true => Err(AppError::Blocked("you and this user blocked each other: nothing reaches them")),
+        false => Ok(()),
+    }
 }

@@ -9,7 +9,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
-    domain::message_input::{OutgoingMessage, parse_uuid},
+    domain::{
+        message_input::{OutgoingMessage, parse_uuid},
+        reactions::Emoji,
+    },
     error::{AppError, AppResult},
     shared_state::PresenceStatus,
 };
@@ -34,6 +37,30 @@ pub struct ConversationRef {
 impl FromPayload for ConversationRef {
     fn from_payload(payload: &Value) -> AppResult<Self> {
         Ok(Self { conversation_id: parse_uuid("conversationId", payload.get("conversationId"))? })
+    }
+}
+
+/// `reaction:add` / `reaction:remove {conversationId, messageId, emoji}`.
+pub struct ReactionRequest {
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    pub emoji: Emoji,
+}
+
+impl FromPayload for ReactionRequest {
+    fn from_payload(payload: &Value) -> AppResult<Self> {
+        if !payload.is_object() {
+            return Err(AppError::validation("the payload must be an object"));
+        }
+        let emoji = match payload.get("emoji") {
+            Some(Value::String(emoji)) => Emoji::parse(emoji)?,
+            _ => return Err(AppError::invalid_field("emoji", "is required: one emoji")),
+        };
+        Ok(Self {
+            conversation_id: parse_uuid("conversationId", payload.get("conversationId"))?,
+            message_id: parse_uuid("messageId", payload.get("messageId"))?,
+            emoji,
+        })
     }
 }
 

@@ -130,6 +130,27 @@ pub struct Reaction {
     pub me: bool,
 }
 
+/// `reaction:updated`, and what a reaction request answers: a message's reactions now, as
+/// one reader sees them. `version` grows with every change of the message's reactions: keep
+/// the update with the highest one (updates from two replicas may cross).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionUpdate {
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    pub reactions: Vec<Reaction>,
+    pub version: i64,
+}
+
+/// A pinned message, as `GET …/pins` lists it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Pin {
+    pub message: Message,
+    pub pinned_by: Option<Uuid>,
+    pub pinned_at: Timestamp,
+}
+
 impl Message {
     /// The view of a reader whose history starts after `visible_from` (their joined or
     /// cleared mark): the reply preview goes when its message is not theirs to see.
@@ -233,6 +254,8 @@ pub struct Conversation {
     pub participant_count: i64,
     pub last_message: Option<MessagePreview>,
     pub unread_count: i64,
+    /// How many of the unread messages mention the viewer.
+    pub mentioned_count: i64,
     pub is_archived: bool,
     pub typing_users: Vec<TypingUser>,
 }
@@ -271,6 +294,7 @@ impl From<&ConversationSummaryRecord> for Conversation {
             participant_count: s.participant_count,
             last_message,
             unread_count: if s.marked_unread && s.unread_count == 0 { 1 } else { s.unread_count },
+            mentioned_count: s.mentioned_count,
             is_archived: s.archived_at.is_some(),
             typing_users: Vec::new(),
         }

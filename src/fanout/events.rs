@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::{
     domain::{
         time::Timestamp,
-        views::{Conversation, Message, PresenceView, TypingUser, User},
+        views::{Conversation, Message, PresenceView, ReactionUpdate, TypingUser, User},
     },
     storage::models::Role,
 };
@@ -72,6 +72,9 @@ server_events! {
     ParticipantRemoved(ParticipantRemoved) = "participant:removed",
     ParticipantUpdated(ParticipantUpdated) = "participant:updated",
     KeysChanged(KeysChanged) = "keys:changed",
+    ReactionUpdated(&'a ReactionUpdate) = "reaction:updated",
+    MessagePinned(MessagePinned) = "message:pinned",
+    MessageUnpinned(MessageUnpinned) = "message:unpinned",
 }
 
 /// `auth:success {userId}`.
@@ -274,4 +277,23 @@ pub struct ParticipantUpdated {
 #[serde(rename_all = "camelCase")]
 pub struct KeysChanged {
     pub user_id: Uuid,
+}
+
+/// `message:pinned {conversationId, messageId, pinnedBy, pinnedAt}`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagePinned {
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    pub pinned_by: Option<Uuid>,
+    pub pinned_at: Timestamp,
+}
+
+/// `message:unpinned {conversationId, messageId, unpinnedBy}`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageUnpinned {
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    pub unpinned_by: Uuid,
 }

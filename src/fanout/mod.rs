@@ -24,14 +24,14 @@ use uuid::Uuid;
 
 pub use events::ServerEvent;
 use events::{
-    AuthError, ConversationEvent, KeysChanged, MessageDeleted, MessageEvent, ParticipantAdded, ParticipantRemoved,
-    ParticipantUpdated, ReceiptCount, ReceiptUpdated, TypingEvent, UnreadUpdated,
+    AuthError, ConversationEvent, KeysChanged, MessageDeleted, MessageEvent, MessagePinned, MessageUnpinned,
+    ParticipantAdded, ParticipantRemoved, ParticipantUpdated, ReceiptCount, ReceiptUpdated, TypingEvent, UnreadUpdated,
 };
 
 use crate::{
     domain::{
         time::Timestamp,
-        views::{Conversation, Message, PresenceView, TypingUser, User},
+        views::{Conversation, Message, PresenceView, ReactionUpdate, TypingUser, User},
     },
     storage::models::Role,
 };
@@ -99,6 +99,51 @@ impl Fanout {
             ..Audience::default()
         };
         self.send(audience, ServerEvent::MessageReceived(MessageEvent { message })).await;
+    }
+
+    /// `message:received` for a reply: its preview goes to those who may see the message it
+    /// answers (`readers`), and is left out for the others (`strangers`: from before they
+    /// joined, or cleared for them).
+    pub async fn reply_created(
+        &self,
+        message: &Message,
+        readers: &[Uuid],
+        hidden: &Message,
+        strangers: &[Uuid],
+        origin: Option<&str>,
+    ) {
+        let audience = Audience {
+            users: readers.to_vec(),
+            subscribers_of: Some(message.conversation_id),
+            except_users: strangers.to_vec(),
+            except_connection: origin.map(str::to_owned),
+            ..Audience::default()
+        };
+        self.send(audience, ServerEvent::MessageReceived(MessageEvent { message })).await;
+        let audience = Audience { except_connection: origin.map(str::to_owned), ..Audience::users(strangers) };
+        self.send(audience, ServerEvent::MessageReceived(MessageEvent { message: hidden })).await;
+    }
+
+    /// `reaction:updated` as `users` see it.
+    pub async fn reaction_updated(&self, update: &ReactionUpdate, users: &[Uuid]) {
+        self.send(Audience::users(users), ServerEvent::ReactionUpdated(update)).await;
+    }
+
+    pub async fn message_pinned(
+        &self,
+        conversation: Uuid,
+        message: Uuid,
+        by: Option<Uuid>,
+        at: Timestamp,
+        participants: &[Uuid],
+    ) {
+        let event = MessagePinned { conversation_id: conversation, message_id: message, pinned_by: by, pinned_at: at };
+        self.send(Audience::users(participants), ServerEvent::MessagePinned(event)).await;
+    }
+
+    pub async fn message_unpinned(&self, conversation: Uuid, message: Uuid, by: Uuid, participants: &[Uuid]) {
+        let event = MessageUnpinned { conversation_id: conversation, message_id: message, unpinned_by: by };
+        self.send(Audience::users(participants), ServerEvent::MessageUnpinned(event)).await;
     }
 
     pub async fn message_updated(&self, message: &Message, participants: &[Uuid]) {

@@ -89,6 +89,8 @@ pub struct SendMessageRequest {
     is_encrypted: Option<bool>,
     /// The base64 ciphertext (at most 65,536 characters), stored and delivered untouched.
     encrypted_content: Option<String>,
+    /// The message this one answers: one of this conversation that you can see.
+    reply_to_id: Option<Uuid>,
 }
 
 /// Send a message over HTTP: same checks, storage, dedup and broadcasts as `message:send`.

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod conversations;
 pub mod extract;
+pub mod extras;
 pub mod groups;
 pub mod health;
 pub mod keys;
@@ -122,6 +123,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::router())
         .merge(users::router())
         .merge(conversations::router())
+        .merge(extras::router())
         .merge(groups::router())
         .merge(keys::router())
         .merge(messages::router())

@@ -206,6 +206,9 @@ pub fn render(event: &ServerEvent<'_>) -> Vec<Frame> {
         ServerEvent::ParticipantRemoved(e) => vec![frame("participant.removed", e)],
         ServerEvent::ParticipantUpdated(e) => vec![frame("participant.updated", e)],
         ServerEvent::KeysChanged(e) => vec![frame("keys.changed", e)],
+        ServerEvent::ReactionUpdated(e) => vec![frame("reaction.updated", e)],
+        ServerEvent::MessagePinned(e) => vec![frame("message.pinned", e)],
+        ServerEvent::MessageUnpinned(e) => vec![frame("message.unpinned", e)],
     }
 }
 

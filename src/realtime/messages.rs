@@ -1,13 +1,17 @@
-//! `message:send` (and the legacy `message.send`) and `sync`.
+//! `message:send` (and the legacy `message.send`), `sync`, and `reaction:add` /
+//! `reaction:remove`.
 
 use serde::Serialize;
 use socketioxide::adapter::Adapter;
 use uuid::Uuid;
 
 use super::dispatch::{Ctx, Events};
-use crate::domain::payloads::{SendRequest, SyncRequest};
+use crate::domain::payloads::{ReactionRequest, SendRequest, SyncRequest};
 use crate::{
-    domain::{messages::Replay, views::Message},
+    domain::{
+        messages::Replay,
+        views::{Message, ReactionUpdate},
+    },
     error::AppResult,
     fanout::{
         ServerEvent,
@@ -19,6 +23,14 @@ pub fn register<A: Adapter>(events: &mut Events<A>) {
     events.on("message:send", send);
     events.on("message.send", send);
     events.on("sync", sync);
+    events.on("reaction:add", |ctx, request| react(ctx, request, true));
+    events.on("reaction:remove", |ctx, request| react(ctx, request, false));
+}
+
+/// Adds or removes a reaction; the ack is the message's reactions now (as `reaction:updated`).
+async fn react<A: Adapter>(ctx: Ctx<A>, request: ReactionRequest, add: bool) -> AppResult<ReactionUpdate> {
+    let reactions = &ctx.state.services.reactions;
+    reactions.react(ctx.user(), request.conversation_id, request.message_id, &request.emoji, add).await
 }
 
 /// The ack of a send: `message:sent`'s fields, whether a retry found the original, and the

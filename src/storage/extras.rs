@@ -101,6 +101,9 @@ pub trait ExtrasRepo: Send + Sync {
     /// The conversation's pins above `floor_seq` (what the reader may see), newest pin first,
     /// with their messages.
     async fn pins(&self, conversation: Uuid, floor_seq: i64) -> StorageResult<Vec<(PinRecord, MessageRecord)>>;
+    /// The participants of `conversation` who may not see its message `seq` (from before they
+    /// joined, or cleared for them).
+    async fn participants_not_seeing(&self, conversation: Uuid, seq: i64) -> StorageResult<Vec<Uuid>>;
     /// The participants of `conversation` with one of `usernames`, as (id, username).
     async fn members_named(&self, conversation: Uuid, usernames: &[String]) -> StorageResult<Vec<(Uuid, String)>>;
     /// Messages of `query.user`'s conversations matching every term, newest first: never

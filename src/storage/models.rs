@@ -336,6 +336,8 @@ pub struct ConversationSummaryRecord {
     pub muted_until: Option<DateTime<Utc>>,
     pub participant_count: i64,
     pub unread_count: i64,
+    /// Unread messages that mention the user.
+    pub mentioned_count: i64,
     pub lm_id: Option<Uuid>,
     pub lm_seq: Option<i64>,
     pub lm_sender_id: Option<Uuid>,

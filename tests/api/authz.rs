@@ -163,6 +163,20 @@ fn table() -> Vec<(&'static str, [Expect; 8])> {
             signed_in(NOT_IN, FORBIDDEN, FORBIDDEN, ok(200), ok(200)),
         ),
         ("DELETE /api/conversations/{id}/messages/{messageId} (own)", signed_in(NA, NA, ok(200), ok(200), ok(200))),
+        // --- reactions, pins, search (SPEC §4.2; the blocked user: the direct conversation)
+        (
+            "PUT /api/conversations/{id}/messages/{messageId}/reactions/{emoji}",
+            signed_in(NOT_IN, BLOCKED, ok(200), ok(200), ok(200)),
+        ),
+        (
+            "DELETE /api/conversations/{id}/messages/{messageId}/reactions/{emoji}",
+            signed_in(NOT_IN, BLOCKED, ok(200), ok(200), ok(200)),
+        ),
+        ("PUT /api/conversations/{id}/pins/{messageId}", signed_in(NOT_IN, BLOCKED, FORBIDDEN, ok(200), ok(200))),
+        // pinned by the owner first (in the group)
+        ("DELETE /api/conversations/{id}/pins/{messageId}", signed_in(NOT_IN, BLOCKED, FORBIDDEN, ok(204), ok(204))),
+        ("GET /api/conversations/{id}/pins", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
+        ("GET /api/search/messages?q=", anyone(200)),
         ("POST /api/messages/{id}/forward", signed_in(NOT_IN, BLOCKED, ok(201), ok(201), ok(201))),
         ("GET /api/messages/{id}/receipts", signed_in(NOT_IN, ok(200), ok(200), ok(200), ok(200))),
         // --- other users (the owner; "owner" = yourself)
@@ -434,6 +448,24 @@ async fn call(app: &TestApp, fx: &Fixture, route: &str, role: Role) -> Reply {
             c.post(&format!("/api/messages/{message}/forward"), json!({"conversationIds": [conv]})).await
         }
         "GET /api/messages/{id}/receipts" => c.get(&format!("/api/messages/{message}/receipts")).await,
+        "PUT /api/conversations/{id}/messages/{messageId}/reactions/{emoji}" => {
+            c.put(&format!("/api/conversations/{conv}/messages/{message}/reactions/%F0%9F%91%8D"), json!({})).await
+        }
+        "DELETE /api/conversations/{id}/messages/{messageId}/reactions/{emoji}" => {
+            c.delete(&format!("/api/conversations/{conv}/messages/{message}/reactions/%F0%9F%91%8D")).await
+        }
+        "PUT /api/conversations/{id}/pins/{messageId}" => {
+            c.put(&format!("/api/conversations/{conv}/pins/{message}"), json!({})).await
+        }
+        "DELETE /api/conversations/{id}/pins/{messageId}" => {
+            if conv == fx.group {
+                let pinned = fx.owner.client.put(&format!("/api/conversations/{conv}/pins/{message}"), json!({})).await;
+                pinned.assert_status(200);
+            }
+            c.delete(&format!("/api/conversations/{conv}/pins/{message}")).await
+        }
+        "GET /api/conversations/{id}/pins" => c.get(&format!("/api/conversations/{conv}/pins")).await,
+        "GET /api/search/messages?q=" => c.get("/api/search/messages?q=hello").await,
         "GET /api/users/{id}" => c.get(&format!("/api/users/{owner}")).await,
         "GET /api/users/{id}/presence" => c.get(&format!("/api/users/{owner}/presence")).await,
         "GET /api/presence?userIds=" => c.get(&format!("/api/presence?userIds={owner}")).await,

@@ -9,6 +9,7 @@ mod authz;
 mod conversations;
 mod deployment;
 mod edges;
+mod extras;
 mod groups;
 mod keys;
 mod openapi;

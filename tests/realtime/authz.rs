@@ -85,6 +85,8 @@ fn table() -> Vec<(&'static str, [Expect; 8])> {
         ("receipt:read", participants_only()),
         ("message.read", participants_only()),
         ("ping", anyone()),
+        ("reaction:add", signed_in(NOT_IN, BLOCKED, ok(), ok(), ok())),
+        ("reaction:remove", signed_in(NOT_IN, BLOCKED, ok(), ok(), ok())),
         // An unknown event is refused before the session is looked at.
         ("no-such-event", [INVALID, INVALID, NA, INVALID, INVALID, INVALID, INVALID, INVALID]),
         // The owner is the target: blocking yourself is a validation error.
@@ -112,6 +114,9 @@ fn event(fx: &Fixture, row: &str, role: Role) -> (String, Value) {
         "presence:heartbeat" => ("presence:heartbeat", json!({"status": "away"})),
         "receipt:read" => ("receipt:read", json!({"conversationId": conversation, "messageId": message})),
         "ping" => ("ping", json!({"timestamp": 1})),
+        "reaction:add" | "reaction:remove" => {
+            (row, json!({"conversationId": conversation, "messageId": message, "emoji": "👍"}))
+        }
         "no-such-event" => ("no-such-event", json!({})),
         "block.add (the owner)" => ("block.add", json!({"username": fx.owner.username})),
         "block.remove (the owner)" => ("block.remove", json!({"username": fx.owner.username})),

@@ -8,6 +8,7 @@ mod authz;
 mod connecting;
 mod drain;
 mod encryption;
+mod extras;
 mod groups;
 mod heartbeat;
 mod limits;

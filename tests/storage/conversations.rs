@@ -343,6 +343,37 @@ pub async fn delivered_marks_are_written_in_bulk_and_only_forward(store: Arc<dyn
     store.mark_delivered_many(&[]).await.unwrap();
 }
 
+/// After a silent death the watermark goes back to what was created at or before a cutoff,
+/// never below where the user joined, and never forward.
+pub async fn unmarking_moves_the_watermark_back_to_the_cutoff_only(store: Arc<dyn Storage>) {
+    let u = users(&store, 3).await;
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
+    let (direct, _) =
+        store.find_or_create_direct(&conversation(ConversationKind::Direct, u[0], 0), u[1]).await.unwrap();
+    for i in 1..=4 {
+        send(&store, &message(group.id, u[0], &format!("g{i}"), 10 * i)).await;
+    }
+    send(&store, &message(direct.id, u[0], "d1", 5)).await;
+    store.mark_delivered(group.id, &[u[1]], 4).await.unwrap();
+    store.mark_delivered(direct.id, &[u[1]], 1).await.unwrap();
+    // A newcomer joins at seq 4: its watermark starts there.
+    store.add_members(group.id, &[u[2]], 10, at(45)).await.unwrap();
+    let delivered = |c, user| {
+        let store = store.clone();
+        async move { store.participant(c, user).await.unwrap().unwrap().last_delivered_seq }
+    };
+    // Messages at 10, 20, 30, 40 s; cutoff at 25 s: back to seq 2 (and the direct one, at 5 s, stays).
+    store.unmark_delivered_after(u[1], at(25)).await.unwrap();
+    assert_eq!(delivered(group.id, u[1]).await, 2);
+    assert_eq!(delivered(direct.id, u[1]).await, 1, "nothing after the cutoff there");
+    store.unmark_delivered_after(u[2], at(0)).await.unwrap();
+    assert_eq!(delivered(group.id, u[2]).await, 4, "never below the join");
+    // It never moves a watermark forward.
+    store.mark_delivered(group.id, &[u[0]], 1).await.unwrap();
+    store.unmark_delivered_after(u[0], at(100)).await.unwrap();
+    assert_eq!(delivered(group.id, u[0]).await, 1);
+}
+
 pub async fn the_delivered_watermark_only_moves_forward(store: Arc<dyn Storage>) {
     let u = users(&store, 3).await;
     let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1], u[2]]).await.unwrap();

@@ -302,7 +302,14 @@ impl MessageService {
             .record(received.elapsed().as_secs_f64());
         let view = Message::from(&stored);
         self.typing.end(sender, stored.conversation_id).await;
-        self.fanout.message_created(&view, &participants, origin).await;
+        match self.strangers_to_reply(&view).await {
+            Some(strangers) if !strangers.is_empty() => {
+                let readers: Vec<Uuid> = participants.iter().copied().filter(|p| !strangers.contains(p)).collect();
+                let hidden = Message { reply_to: None, ..view.clone() };
+                self.fanout.reply_created(&view, &readers, &hidden, &strangers, origin).await;
+            }
+            _ => self.fanout.message_created(&view, &participants, origin).await,
+        }
         metrics::counter!("parley_messages_delivered_total").increment(participants.len() as u64);
         metrics::histogram!("parley_message_latency_seconds", "stage" => "emitted")
             .record(received.elapsed().as_secs_f64());
@@ -385,7 +392,8 @@ impl MessageService {
             }
             _ => None,
         };
-        Ok(HistoryPage { messages: rows.iter().map(Message::from).collect(), next_cursor, has_more })
+        let messages = self.views_for(user, participant.visible_from(), &rows).await?;
+        Ok(HistoryPage { messages, next_cursor, has_more })
     }
 
     /// Seed 003's poll: messages after `since` (oldest first, at most a page), and the time
@@ -408,7 +416,7 @@ impl MessageService {
         let query = HistoryQuery::Since { time: since };
         let rows = self.storage.history(conversation, participant.cleared_seq, query, POLL_PAGE).await?;
         let next = rows.last().map_or(record.last_activity_at, |m| m.created_at);
-        Ok((rows.iter().map(Message::from).collect(), Timestamp(next)))
+        Ok((self.views_for(user, participant.visible_from(), &rows).await?, Timestamp(next)))
     }
 
     /// Edits the caller's own message: new text for a plain message, a new ciphertext for an
@@ -434,10 +442,44 @@ impl MessageService {
             .edit_message(message, content, ciphertext, self.clock.now())
             .await?
             .ok_or(AppError::NotFound("message"))?;
-        let view = Message::from(&edited);
+        // Reactions stay as they are: `message:updated` carries none.
+        let view = Message { reactions: None, ..Message::from(&edited) };
         let participants = self.storage.member_ids(conversation).await?;
-        self.fanout.message_updated(&view, &participants).await;
+        match self.strangers_to_reply(&view).await {
+            Some(strangers) if !strangers.is_empty() => {
+                let readers: Vec<Uuid> = participants.iter().copied().filter(|p| !strangers.contains(p)).collect();
+                self.fanout.message_updated(&view, &readers).await;
+                self.fanout.message_updated(&Message { reply_to: None, ..view.clone() }, &strangers).await;
+            }
+            _ => self.fanout.message_updated(&view, &participants).await,
+        }
         Ok(view)
+    }
+
+    /// For a reply: the participants who may not see the message it answers (from before
+    /// they joined, or cleared for them); `None` for other messages (or when they cannot be
+    /// read: then everyone gets the preview the sender saw).
+    async fn strangers_to_reply(&self, view: &Message) -> Option<Vec<Uuid>> {
+        let reply = view.reply_to.as_ref()?;
+        match self.storage.participants_not_seeing(view.conversation_id, reply.seq).await {
+            Ok(strangers) => Some(strangers),
+            Err(err) => {
+                tracing::warn!(error = %err, "reply preview audience not read");
+                None
+            }
+        }
+    }
+
+    /// `rows` as `reader` sees them: reply previews they may see, their reactions.
+    pub(crate) async fn views_for(
+        &self,
+        reader: Uuid,
+        visible_from: i64,
+        rows: &[MessageRecord],
+    ) -> AppResult<Vec<Message>> {
+        let mut messages: Vec<Message> = rows.iter().map(|m| Message::from(m).for_reader(visible_from)).collect();
+        super::reactions::attach(self.storage.as_ref(), reader, &mut messages, rows).await?;
+        Ok(messages)
     }
 
     /// Deletes (tombstones) a message: its sender, or an owner/admin of the conversation.

@@ -46,10 +46,12 @@ impl MessageService {
             let mut rows = self.storage.history(pending.conversation_id, floor, query, REPLAY_LIMIT as i64 + 1).await?;
             let truncated = rows.len() > REPLAY_LIMIT;
             rows.truncate(REPLAY_LIMIT);
+            let delivered_to = if truncated { pending.last_seq } else { rows.last().map_or(floor, |m| m.seq) };
+            rows.retain(|m| m.deleted_at.is_none());
             batches.push(ReplayBatch {
                 conversation_id: pending.conversation_id,
-                delivered_to: if truncated { pending.last_seq } else { rows.last().map_or(floor, |m| m.seq) },
-                messages: rows.iter().filter(|m| m.deleted_at.is_none()).map(Message::from).collect(),
+                delivered_to,
+                messages: self.views_for(user, pending.cleared_seq, &rows).await?,
                 truncated,
             });
         }
@@ -69,7 +71,7 @@ impl MessageService {
         for (conversation, after) in points.iter().copied().filter(|(c, _)| seen.insert(*c)) {
             let (_, participant) = membership(self.storage.as_ref(), user, conversation).await?;
             let query = HistoryQuery::After { seq: after.max(0) };
-            self.collect(&mut replay, conversation, participant.cleared_seq, query).await?;
+            self.collect(&mut replay, user, conversation, participant.visible_from(), query).await?;
         }
         Ok(replay)
     }
@@ -82,13 +84,20 @@ impl MessageService {
             let active = self.storage.conversations_of(user, archived, None, 1000).await?;
             for summary in active.iter().filter(|s| s.conversation.last_activity_at > time) {
                 let query = HistoryQuery::Since { time };
-                self.collect(&mut replay, summary.conversation.id, summary.cleared_seq, query).await?;
+                self.collect(&mut replay, user, summary.conversation.id, summary.cleared_seq, query).await?;
             }
         }
         Ok(replay)
     }
 
-    async fn collect(&self, replay: &mut Replay, conversation: Uuid, floor: i64, query: HistoryQuery) -> AppResult<()> {
+    async fn collect(
+        &self,
+        replay: &mut Replay,
+        user: Uuid,
+        conversation: Uuid,
+        floor: i64,
+        query: HistoryQuery,
+    ) -> AppResult<()> {
         let mut rows = self.storage.history(conversation, floor, query, REPLAY_LIMIT as i64 + 1).await?;
         if rows.len() > REPLAY_LIMIT {
             rows.truncate(REPLAY_LIMIT);
@@ -97,7 +106,7 @@ impl MessageService {
         if !rows.is_empty() {
             replay.conversations += 1;
         }
-        replay.messages.extend(rows.iter().map(Message::from));
+        replay.messages.extend(self.views_for(user, floor, &rows).await?);
         Ok(())
     }
 }

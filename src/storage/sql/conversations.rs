@@ -13,6 +13,10 @@ macro_rules! select_summaries {
              (SELECT COUNT(*) FROM messages um WHERE um.conversation_id = c.id \
               AND um.seq > p.last_read_seq AND um.seq > p.cleared_seq \
               AND um.sender_id <> p.user_id AND um.deleted_at IS NULL) AS unread_count, \
+             (SELECT COUNT(*) FROM message_mentions mm JOIN messages mn ON mn.id = mm.message_id \
+              WHERE mm.user_id = p.user_id AND mm.conversation_id = c.id \
+              AND mm.seq > p.last_read_seq AND mm.seq > p.cleared_seq \
+              AND mn.sender_id <> p.user_id AND mn.deleted_at IS NULL) AS mentioned_count, \
              lm.id AS lm_id, lm.seq AS lm_seq, lm.sender_id AS lm_sender_id, \
              lm.content AS lm_content, lm.content_type AS lm_content_type, \
              lm.created_at AS lm_created_at, lm.deleted_at AS lm_deleted_at \

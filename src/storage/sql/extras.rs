@@ -226,6 +226,18 @@ macro_rules! sql_extras {
                 Ok(pins.into_iter().filter_map(|pin| by_id.remove(&pin.message_id).map(|m| (pin, m))).collect())
             }
 
+            async fn participants_not_seeing(&self, conversation: uuid::Uuid, seq: i64) -> StorageResult<Vec<uuid::Uuid>> {
+                let rows = sqlx::query_scalar::<$db, uuid::Uuid>(
+                    "SELECT user_id FROM conversation_participants WHERE conversation_id = $1 \
+                     AND (joined_seq >= $2 OR cleared_seq >= $2)",
+                )
+                .bind(conversation)
+                .bind(seq)
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows)
+            }
+
             async fn members_named(
                 &self,
                 conversation: uuid::Uuid,
