@@ -4,7 +4,7 @@
 //! index the same words (see the `message_extras` migrations); the matches are highlighted
 //! here, the same way for both.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 use unicode_normalization::char::is_combining_mark;
@@ -21,6 +21,8 @@ use crate::{
 pub const MAX_TERMS: usize = 8;
 /// The longest query, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
+/// Pages of matches one search reads at most to fill a page with what the reader may see.
+const SCAN_ROUNDS: usize = 10;
 
 /// One result: the message, and where in its `content` the query's words match, as
 /// `[start, end)` offsets in UTF-16 code units (as JavaScript counts them).
@@ -63,28 +65,45 @@ impl SearchService {
     ) -> AppResult<SearchPage> {
         let limit = page_limit(limit)?;
         let terms = terms(query)?;
-        let floor = match conversation {
-            Some(id) => Some(membership(self.storage.as_ref(), user, id).await?.1.visible_from()),
-            None => None,
-        };
-        let before = page_cursor.map(cursor::decode::<SearchPosition>).transpose()?.map(|p| p.b);
-        let search = SearchQuery { user, terms: terms.clone(), conversation, before, limit: limit + 1 };
-        let mut records = self.storage.search_messages(&search).await?;
-        let has_more = records.len() as i64 > limit;
-        records.truncate(limit as usize);
-        let next_cursor = records.last().filter(|_| has_more).map(|m| cursor::encode(&SearchPosition { b: m.id }));
-        // Reply previews as this reader may see them: per conversation, their own floor.
-        let mut messages = Vec::with_capacity(records.len());
-        for record in &records {
-            let visible_from = match floor {
-                Some(floor) => floor,
-                None => match self.storage.participant(record.conversation_id, user).await? {
-                    Some(participant) => participant.visible_from(),
-                    None => i64::MAX,
-                },
-            };
-            messages.push(Message::from(record).for_reader(visible_from));
+        if let Some(id) = conversation {
+            membership(self.storage.as_ref(), user, id).await?;
         }
+        let floors: HashMap<Uuid, i64> = self
+            .storage
+            .search_scope(user)
+            .await?
+            .into_iter()
+            .filter(|scope| conversation.is_none_or(|id| id == scope.conversation_id))
+            .map(|scope| (scope.conversation_id, scope.floor))
+            .collect();
+        let mut before = page_cursor.map(cursor::decode::<SearchPosition>).transpose()?.map(|p| p.b);
+        // The indexes know nothing of what each reader may see: rows at or below the
+        // reader's floor in their conversation (cleared, before they joined) are dropped here,
+        // and the search goes on past them, a bounded number of rounds.
+        let (mut records, mut exhausted) = (Vec::new(), false);
+        for _ in 0..SCAN_ROUNDS {
+            let search = SearchQuery {
+                conversations: floors.keys().copied().collect(),
+                terms: terms.clone(),
+                before,
+                limit: limit + 1,
+            };
+            let rows = self.storage.search_messages(&search).await?;
+            exhausted = (rows.len() as i64) <= limit;
+            before = rows.last().map(|row| row.id).or(before);
+            records.extend(
+                rows.into_iter().filter(|row| floors.get(&row.conversation_id).is_some_and(|floor| row.seq > *floor)),
+            );
+            if exhausted || records.len() as i64 > limit {
+                break;
+            }
+        }
+        let has_more = records.len() as i64 > limit || !exhausted;
+        records.truncate(limit as usize);
+        let next = if records.len() as i64 == limit { records.last().map(|m| m.id) } else { before };
+        let next_cursor = next.filter(|_| has_more).map(|b| cursor::encode(&SearchPosition { b }));
+        let mut messages: Vec<Message> =
+            records.iter().map(|record| Message::from(record).for_reader(floors[&record.conversation_id])).collect();
         reactions::attach(self.storage.as_ref(), user, &mut messages, &records).await?;
         let results = messages
             .into_iter()

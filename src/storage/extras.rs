@@ -63,17 +63,24 @@ pub enum PinOutcome {
     Full,
 }
 
-/// A full-text search of `user`'s messages.
+/// A full-text search in some conversations.
 #[derive(Clone, Debug)]
 pub struct SearchQuery {
-    pub user: Uuid,
+    /// The conversations to search (the caller's: see [`ExtrasRepo::search_scope`]).
+    pub conversations: Vec<Uuid>,
     /// Every term must start a word of the message (lower case, word characters only).
     pub terms: Vec<String>,
-    /// Only this conversation (which must be one of the user's).
-    pub conversation: Option<Uuid>,
-    /// Only messages older than this one (ids are time-ordered: UUIDv7), the cursor.
+    /// Only messages older than this one (the cursor).
     pub before: Option<Uuid>,
     pub limit: i64,
+}
+
+/// A conversation a user may search, and the `seq` at or below which its messages are not
+/// theirs to see (before they joined, cleared, or where they hid it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SearchScope {
+    pub conversation_id: Uuid,
+    pub floor: i64,
 }
 
 #[async_trait]
@@ -106,7 +113,9 @@ pub trait ExtrasRepo: Send + Sync {
     async fn participants_not_seeing(&self, conversation: Uuid, seq: i64) -> StorageResult<Vec<Uuid>>;
     /// The participants of `conversation` with one of `usernames`, as (id, username).
     async fn members_named(&self, conversation: Uuid, usernames: &[String]) -> StorageResult<Vec<(Uuid, String)>>;
-    /// Messages of `query.user`'s conversations matching every term, newest first: never
-    /// deleted, nor at or below the user's cleared, hidden or joined marks.
+    /// `user`'s live conversations, with what they may see of each.
+    async fn search_scope(&self, user: Uuid) -> StorageResult<Vec<SearchScope>>;
+    /// Live messages of `query.conversations` matching every term, newest first (PostgreSQL:
+    /// by id, a UUIDv7; SQLite: in the order they were stored).
     async fn search_messages(&self, query: &SearchQuery) -> StorageResult<Vec<MessageRecord>>;
 }

@@ -63,9 +63,20 @@ mod dialect {
         outbox_columns!()
     );
 
-    /// Full-text search: the FTS5 index's rows matching a prefix query (see
-    /// [`search_expression`], bound); `))` closes it.
-    pub const SEARCH_MATCH: &str = " AND (m.rowid IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ";
+    /// Full-text search, newest first: FTS5 drives, in descending rowid order (the order the
+    /// messages were stored in), so a page of a frequent word stops early; the match is a
+    /// prefix query ([`search_expression`], bound, then `))`).
+    pub const SEARCH_FROM: &str = concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages_fts f JOIN messages m ON m.rowid = f.rowid ",
+        message_joins!(),
+        " WHERE (messages_fts MATCH ("
+    );
+    /// Strictly older than the message bound after it (the cursor); `)` closes it.
+    pub const SEARCH_BEFORE: &str = " AND (f.rowid < (SELECT rowid FROM messages WHERE id = ";
+    pub const SEARCH_BEFORE_END: &str = "))";
+    pub const SEARCH_ORDER: &str = " ORDER BY f.rowid DESC LIMIT ";
 
     /// `"term"* "term"*`: every term starts a word (FTS5 ANDs them).
     pub fn search_expression(terms: &[String]) -> String {

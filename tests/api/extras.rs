@@ -243,6 +243,19 @@ async fn search_finds_word_prefixes_highlights_them_and_pages(app: TestApp) {
     let path = format!("/api/conversations/{ours}/messages/{}", hit["id"].as_str().unwrap());
     ann.client.delete(&path).await.assert_status(200);
     assert_eq!(search(&ann, "tonight").await["results"], json!([]));
+    // Cleared for the caller: found no more by them, still by others; a newcomer finds only
+    // what came after they joined.
+    bob.client.delete(&format!("/api/conversations/{ours}/messages")).await.assert_status(204);
+    assert_eq!(contents(&search(&bob, "releas").await), ["release party"], "only the other group's");
+    assert_eq!(contents(&search(&ann, "releas").await).len(), 2);
+    let dan = app.register("Dan").await;
+    ann.client
+        .post(&format!("/api/conversations/{ours}/participants"), json!({"userIds": [dan.id]}))
+        .await
+        .assert_status(200);
+    assert_eq!(search(&dan, "releas").await["results"], json!([]));
+    say(&ann, ours, "release day").await;
+    assert_eq!(contents(&search(&dan, "releas").await), ["release day"]);
     // Bad input: no word, a bad cursor, a conversation that is not yours.
     ann.client.get("/api/search/messages?q=%20!").await.assert_error(400, "VALIDATION_ERROR");
     ann.client.get("/api/search/messages?q=x&cursor=nope").await.assert_error(400, "VALIDATION_ERROR");

@@ -134,11 +134,10 @@ pub async fn pins_stop_at_the_limit_under_concurrency(store: Arc<dyn Storage>) {
     assert_eq!(store.pins(c.id, 0).await.unwrap().len(), 2);
 }
 
-fn search(user: Uuid, terms: &[&str]) -> SearchQuery {
+fn search(conversations: &[Uuid], terms: &[&str]) -> SearchQuery {
     SearchQuery {
-        user,
+        conversations: conversations.to_vec(),
         terms: terms.iter().map(|t| t.to_string()).collect(),
-        conversation: None,
         before: None,
         limit: 20,
     }
@@ -148,7 +147,15 @@ async fn found(store: &Arc<dyn Storage>, query: SearchQuery) -> Vec<String> {
     store.search_messages(&query).await.unwrap().into_iter().map(|m| m.content.unwrap_or_default()).collect()
 }
 
-pub async fn search_matches_word_prefixes_in_the_callers_visible_messages(store: Arc<dyn Storage>) {
+/// The floors of `user`'s searchable conversations.
+async fn scope(store: &Arc<dyn Storage>, user: Uuid) -> Vec<(Uuid, i64)> {
+    let mut scope: Vec<(Uuid, i64)> =
+        store.search_scope(user).await.unwrap().into_iter().map(|s| (s.conversation_id, s.floor)).collect();
+    scope.sort();
+    scope
+}
+
+pub async fn search_matches_word_prefixes_in_the_given_conversations(store: Arc<dyn Storage>) {
     let u = users(&store, 3).await;
     let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
     let (other, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[1], 0), u[2]).await.unwrap();
@@ -168,38 +175,52 @@ pub async fn search_matches_word_prefixes_in_the_callers_visible_messages(store:
     }
     let secret = NewMessage { content: "release plans for two".into(), ..message(other.id, u[2], "x", 20) };
     send(&store, &secret).await;
+    let g = [group.id];
 
     // Word prefixes, any case, newest first; a word inside another word is no match.
-    assert_eq!(found(&store, search(u[0], &["releas"])).await, [texts[1], texts[0]]);
-    assert_eq!(found(&store, search(u[0], &["release", "notes"])).await, [texts[1]], "every term");
-    assert_eq!(found(&store, search(u[0], &["สวัสดี"])).await, [texts[2]], "Thai, a word prefix");
-    assert_eq!(found(&store, search(u[0], &["ทดสอบ"])).await, [texts[2]]);
-    assert_eq!(found(&store, search(u[0], &["café"])).await, [texts[3]]);
-    assert_eq!(found(&store, search(u[0], &["world"])).await, [texts[5]]);
-    assert!(found(&store, search(u[0], &["lease"])).await.is_empty());
-    // The caller's conversations only: u[1] also sees the direct conversation's message.
-    assert_eq!(found(&store, search(u[1], &["release"])).await, ["release plans for two", texts[1], texts[0]]);
-    let only = SearchQuery { conversation: Some(group.id), ..search(u[1], &["release"]) };
-    assert_eq!(found(&store, only).await, [texts[1], texts[0]]);
+    assert_eq!(found(&store, search(&g, &["releas"])).await, [texts[1], texts[0]]);
+    assert_eq!(found(&store, search(&g, &["release", "notes"])).await, [texts[1]], "every term");
+    assert_eq!(found(&store, search(&g, &["สวัสดี"])).await, [texts[2]], "Thai, a word prefix");
+    assert_eq!(found(&store, search(&g, &["ทดสอบ"])).await, [texts[2]]);
+    assert_eq!(found(&store, search(&g, &["café"])).await, [texts[3]]);
+    assert_eq!(found(&store, search(&g, &["world"])).await, [texts[5]]);
+    assert!(found(&store, search(&g, &["lease"])).await.is_empty());
+    // The given conversations only.
+    assert_eq!(
+        found(&store, search(&[group.id, other.id], &["release"])).await,
+        ["release plans for two", texts[1], texts[0]]
+    );
+    assert!(found(&store, search(&[], &["release"])).await.is_empty());
     // Pages: older than a cursor.
-    let page = SearchQuery { limit: 1, ..search(u[0], &["release"]) };
+    let page = SearchQuery { limit: 1, ..search(&g, &["release"]) };
     let first = store.search_messages(&page).await.unwrap();
     let next = SearchQuery { before: Some(first[0].id), ..page.clone() };
     assert_eq!(found(&store, next).await, [texts[0]]);
     // Edits and deletes show at once.
     store.edit_message(ids[0], "Deploy the build tonight", None, at(30)).await.unwrap();
-    assert_eq!(found(&store, search(u[0], &["release"])).await, [texts[1]]);
-    assert_eq!(found(&store, search(u[0], &["build"])).await, [texts[4], "Deploy the build tonight"]);
+    assert_eq!(found(&store, search(&g, &["release"])).await, [texts[1]]);
+    assert_eq!(found(&store, search(&g, &["build"])).await, [texts[4], "Deploy the build tonight"]);
     store.delete_message(ids[1], at(31)).await.unwrap();
-    assert!(found(&store, search(u[0], &["release"])).await.is_empty());
-    // Cleared for the caller: gone for them, not for others.
-    store.clear_history(group.id, Some(u[1]), at(32)).await.unwrap();
-    assert!(found(&store, search(u[1], &["build"])).await.is_empty());
-    assert_eq!(found(&store, search(u[0], &["build"])).await.len(), 2);
-    // A newcomer sees only what came after they joined.
-    store.add_members(group.id, &[u[2]], 100, at(33)).await.unwrap();
-    assert!(found(&store, search(u[2], &["build"])).await.is_empty());
-    let later = NewMessage { content: "build is green".into(), ..message(group.id, u[0], "late", 40) };
-    send(&store, &later).await;
-    assert_eq!(found(&store, search(u[2], &["build"])).await, ["build is green"]);
+    assert!(found(&store, search(&g, &["release"])).await.is_empty());
+}
+
+/// What each user may search: their live conversations, each with the `seq` at or below which
+/// its messages are not theirs (cleared, before they joined).
+pub async fn search_scope_is_the_users_live_conversations_with_their_floors(store: Arc<dyn Storage>) {
+    let u = users(&store, 3).await;
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1]]).await.unwrap();
+    let (other, _) = store.find_or_create_direct(&conversation(ConversationKind::Direct, u[1], 0), u[2]).await.unwrap();
+    for i in 0..3 {
+        send(&store, &message(group.id, u[0], &format!("g{i}"), i + 1)).await;
+    }
+    let mut expected = vec![(group.id, 0), (other.id, 0)];
+    expected.sort();
+    assert_eq!(scope(&store, u[1]).await, expected);
+    store.clear_history(group.id, Some(u[1]), at(10)).await.unwrap();
+    store.add_members(group.id, &[u[2]], 100, at(11)).await.unwrap();
+    assert!(scope(&store, u[1]).await.contains(&(group.id, 3)), "cleared at 3");
+    assert!(scope(&store, u[2]).await.contains(&(group.id, 3)), "joined at 3");
+    assert_eq!(scope(&store, u[0]).await, [(group.id, 0)]);
+    store.soft_delete_conversation(other.id, at(12)).await.unwrap();
+    assert_eq!(scope(&store, u[2]).await, [(group.id, 3)], "a deleted conversation is not searched");
 }

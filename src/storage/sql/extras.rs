@@ -4,7 +4,7 @@ macro_rules! sql_extras {
     ($store:ty, $db:ty) => {
         use $crate::storage::extras::{
             ExtrasRepo, PinOutcome, PinRecord, REACTORS_LISTED, ReactionChange, ReactionOutcome, ReactionSummary,
-            SearchQuery,
+            SearchQuery, SearchScope,
         };
 
         /// One row of [`reaction_summaries`]: a listed reactor of an emoji, with the emoji's
@@ -259,29 +259,36 @@ macro_rules! sql_extras {
                 Ok(query.build_query_as().fetch_all(self.reader()).await?)
             }
 
+            async fn search_scope(&self, user: uuid::Uuid) -> StorageResult<Vec<SearchScope>> {
+                let rows = sqlx::query_as::<$db, (uuid::Uuid, i64, i64, Option<i64>)>(
+                    "SELECT p.conversation_id, p.cleared_seq, p.joined_seq, p.hidden_seq \
+                     FROM conversation_participants p JOIN conversations c ON c.id = p.conversation_id \
+                     WHERE p.user_id = $1 AND c.deleted_at IS NULL",
+                )
+                .bind(user)
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(conversation_id, cleared, joined, hidden)| SearchScope {
+                        conversation_id,
+                        floor: cleared.max(joined).max(hidden.unwrap_or(0)),
+                    })
+                    .collect())
+            }
+
             async fn search_messages(&self, search: &SearchQuery) -> StorageResult<Vec<MessageRecord>> {
-                if search.terms.is_empty() {
+                if search.terms.is_empty() || search.conversations.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut query = sqlx::QueryBuilder::<$db>::new(concat!(
-                    select_messages!(),
-                    " JOIN conversation_participants p ON p.conversation_id = m.conversation_id \
-                     JOIN conversations c ON c.id = m.conversation_id WHERE p.user_id = "
-                ));
-                query.push_bind(search.user);
-                query.push(dialect::SEARCH_MATCH);
+                let mut query = sqlx::QueryBuilder::<$db>::new(dialect::SEARCH_FROM);
                 query.push_bind(dialect::search_expression(&search.terms));
-                query.push(
-                    ")) AND m.deleted_at IS NULL AND c.deleted_at IS NULL AND m.seq > p.cleared_seq \
-                     AND m.seq > p.joined_seq AND m.seq > COALESCE(p.hidden_seq, 0)",
-                );
-                if let Some(conversation) = search.conversation {
-                    query.push(" AND m.conversation_id = ").push_bind(conversation);
-                }
+                query.push(")) AND m.deleted_at IS NULL AND m.conversation_id IN ");
+                push_id_list(&mut query, search.conversations.iter().copied());
                 if let Some(before) = search.before {
-                    query.push(" AND m.id < ").push_bind(before);
+                    query.push(dialect::SEARCH_BEFORE).push_bind(before).push(dialect::SEARCH_BEFORE_END);
                 }
-                query.push(" ORDER BY m.id DESC LIMIT ").push_bind(search.limit);
+                query.push(dialect::SEARCH_ORDER).push_bind(search.limit);
                 Ok(query.build_query_as().fetch_all(self.reader()).await?)
             }
         }

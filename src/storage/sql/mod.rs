@@ -44,14 +44,27 @@ macro_rules! participant_columns {
 /// its sender's public profile and what a preview of the message it answers shows (alias `r`).
 macro_rules! select_messages {
     () => {
-        "SELECT m.id, m.conversation_id, m.seq, m.sender_id, m.client_message_id, m.content, \
+        concat!("SELECT ", message_columns!(), " FROM messages m ", message_joins!())
+    };
+}
+
+/// The columns of [`MessageRecord`](super::models::MessageRecord), from `m` (the message),
+/// `u` (its sender) and `r` (the message it answers), joined by [`message_joins`].
+macro_rules! message_columns {
+    () => {
+        "m.id, m.conversation_id, m.seq, m.sender_id, m.client_message_id, m.content, \
          m.content_type, m.media, m.is_encrypted, m.encrypted_content, m.forwarded_from, \
          m.forwarded_count, m.created_at, m.updated_at, m.deleted_at, u.username AS sender_username, \
          u.display_name AS sender_display_name, u.avatar_url AS sender_avatar_url, \
          u.created_at AS sender_created_at, m.reply_to_id, r.seq AS reply_seq, r.sender_id AS reply_sender_id, \
          r.content AS reply_content, r.is_encrypted AS reply_is_encrypted, r.deleted_at AS reply_deleted_at, \
-         m.mentions, m.reaction_version \
-         FROM messages m JOIN users u ON u.id = m.sender_id LEFT JOIN messages r ON r.id = m.reply_to_id"
+         m.mentions, m.reaction_version"
+    };
+}
+
+macro_rules! message_joins {
+    () => {
+        "JOIN users u ON u.id = m.sender_id LEFT JOIN messages r ON r.id = m.reply_to_id"
     };
 }
 
