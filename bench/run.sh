@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One command per load scenario of issue 7: builds the server and the load generator
-# (release), starts the server(s) on a free port with a fresh database, waits for
+# One command per load scenario of issue 7 (and search, issue 18): builds the server and the
+# load generator (release), starts the server(s) on a free port with a fresh database, waits for
 # /health/ready, runs the scenario, stops the server(s) and removes what the run created.
 #
-#   bench/run.sh <idle|storm|chat|fanout|rest|soak> [sqlite|postgres|replicas] [generator args…]
+#   bench/run.sh <idle|storm|chat|fanout|rest|search|soak> [sqlite|postgres|replicas] [generator args…]
 #   bench/run.sh users [sqlite|postgres]          (register the users ahead of time)
+#   BENCH_SEARCH_SEED='--conversations 100' bench/run.sh search …   (options of search-seed)
 # The exit status is the generator's: non-zero when a soak's checks fail (CI runs one).
 #
 # Backends: sqlite (embedded, the default), postgres (PostgreSQL + in-process state, one
@@ -16,6 +17,11 @@
 # their tokens in a users file. Every run starts from a copy of the template, so it is as
 # fresh as an empty database but for the users. BENCH_USERS (default 15000, the largest
 # scenario) is how many the template holds.
+#
+# Search: before its server starts, the run's database is seeded by SQL (`parley-loadgen
+# search-seed`, piped into sqlite3 or psql): 1,000 groups of the template's first 1,000 users,
+# 1,000 messages each. BENCH_SEARCH_SEED holds more search-seed options (e.g. `--conversations
+# 100 --messages 100`; `parley-loadgen search-seed --help`).
 #
 # Environment: BENCH_USERS, BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_REDIS
 # (redis://127.0.0.1:6379), RUST_LOG of the servers (warn), BENCH_SKIP_BUILD=1 to use the
@@ -39,7 +45,7 @@ PIDS=()          # the servers started
 URLS=()          # their base URLs
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -154,17 +160,36 @@ ensure_template() {
     stop_servers
 }
 
-# start_backend <backend> <from-template: yes|no>: the run's database and server(s).
+# seed_search <sqlite|postgres>: fills the run's database, before any server opens it, with
+# the search scenario's conversations and messages, and writes their corpus file.
+seed_search() {
+    local family=$1 started=$SECONDS seed_args=()
+    read -ra seed_args <<<"${BENCH_SEARCH_SEED:-}"
+    echo "seeding the search corpus into the $family database…" >&2
+    "$LOADGEN" search-seed --backend "$family" --users-file "$WORK/users.json" --corpus "$WORK/corpus.json" \
+        "${seed_args[@]}" |
+        if [[ $family == sqlite ]]; then
+            sqlite3 -bail "$WORK/data/parley.db"
+        else
+            psql "$BENCH_PG/$RUN_DB" -v ON_ERROR_STOP=1 -qtA
+        fi >&2
+    echo "seeded in $((SECONDS - started)) s" >&2
+}
+
+# start_backend <backend> <from-template: yes|no> [seed]: the run's database and server(s);
+# with `seed`, the database is seeded for the search scenario before the server(s) start.
 start_backend() {
-    local backend=$1 from_template=$2 template_clause=""
+    local backend=$1 from_template=$2 seed=${3:-} template_clause=""
     if [[ $backend == sqlite ]]; then
         if [[ $from_template == yes ]]; then cp -a "$STATE/sqlite/template" "$WORK/data"; else mkdir "$WORK/data"; fi
+        if [[ $seed == seed ]]; then seed_search sqlite; fi
         start_server server PARLEY_DATA_DIR="$WORK/data"
         return
     fi
     RUN_DB=parley_bench_$(date +%s)_$$
     if [[ $from_template == yes ]]; then template_clause="template $PG_TEMPLATE"; fi
     psql_admin "create database $RUN_DB $template_clause"
+    if [[ $seed == seed ]]; then seed_search postgres; fi
     if [[ $backend == postgres ]]; then
         start_server server DATABASE_URL="$BENCH_PG/$RUN_DB" PARLEY_DATA_DIR="$WORK/data"
         return
@@ -190,7 +215,7 @@ main() {
     (($# >= 1)) || usage
     local scenario=$1 backend=sqlite family
     shift
-    case $scenario in idle | storm | chat | fanout | rest | soak | users) ;; *) usage ;; esac
+    case $scenario in idle | storm | chat | fanout | rest | search | soak | users) ;; *) usage ;; esac
     if (($# >= 1)) && [[ $1 == sqlite || $1 == postgres || $1 == replicas ]]; then
         backend=$1
         shift
@@ -211,7 +236,12 @@ main() {
         ensure_template "$family"
         cp "$STATE/$family/users.json" "$WORK/users.json"
         args+=(--users-file "$WORK/users.json")
-        start_backend "$backend" yes
+        if [[ $scenario == search ]]; then
+            start_backend "$backend" yes seed
+            args+=(--corpus "$WORK/corpus.json")
+        else
+            start_backend "$backend" yes
+        fi
     fi
     if [[ $scenario == idle || $scenario == soak ]]; then
         local pid

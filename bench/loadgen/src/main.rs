@@ -1,10 +1,12 @@
 //! Parley's load generator: the scenarios of issue 7 against a Parley-compatible server,
 //! each a subcommand. Clients speak raw Socket.IO v5 frames over WebSocket and use only the
 //! SPEC subset: register/login, conversations, `auth.token` in the handshake,
-//! `message:send` with an ack, `message:received`, and three read routes. Every scenario
-//! prints JSON (also written to `--json`) and a markdown row.
+//! `message:send` with an ack, `message:received`, three read routes and the message search
+//! (issue 18, over a database seeded by SQL: `search-seed`). Every scenario prints JSON (also
+//! written to `--json`) and a markdown row.
 
 mod api;
+mod corpus;
 mod crowd;
 mod pool;
 mod procfs;
@@ -40,6 +42,11 @@ enum Command {
     Fanout(scenarios::fanout::Args),
     /// Concurrent REST reads for a user in 1,000 conversations.
     Rest(scenarios::rest::Args),
+    /// Print the SQL that seeds a database for `search` (1,000 groups × 1,000 messages) and
+    /// write its corpus file; run before the server starts.
+    SearchSeed(corpus::SeedArgs),
+    /// Concurrent message searches (`GET /api/search/messages`) over a seeded database.
+    Search(scenarios::search::Args),
     /// Bounded soak: churn, sends and typing at a steady rate; RSS, tasks and typing state
     /// watched, checks fail the run.
     Soak(scenarios::soak::Args),
@@ -77,6 +84,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Chat(args) => scenarios::chat::run(args).await,
         Command::Fanout(args) => scenarios::fanout::run(args).await,
         Command::Rest(args) => scenarios::rest::run(args).await,
+        Command::SearchSeed(args) => corpus::run(args),
+        Command::Search(args) => scenarios::search::run(args).await,
         Command::Soak(args) => scenarios::soak::run(args).await,
     }
 }

@@ -116,7 +116,8 @@ async fn renew_if_stale(api: &Api, users: &mut [User]) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn load(path: &Path) -> anyhow::Result<Vec<User>> {
+/// The users of a users file, in its order.
+pub fn load(path: &Path) -> anyhow::Result<Vec<User>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let file: UsersFile = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     Ok(file.users)

@@ -4,5 +4,6 @@ pub mod chat;
 pub mod fanout;
 pub mod idle;
 pub mod rest;
+pub mod search;
 pub mod soak;
 pub mod storm;
