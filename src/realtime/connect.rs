@@ -240,9 +240,7 @@ async fn authenticate<A: Adapter>(
         Ok(users) => replies.send(socket, &ServerEvent::PresenceBulk(PresenceBulk { users: &users })),
         Err(err) => tracing::warn!(error = %err, "presence:bulk not sent"),
     }
-    if replay(socket, state, replies, session.user_id).await {
-        vouch_for(socket, state, session.user_id);
-    }
+    replay(socket, state, replies, session.user_id).await;
     Ok(AuthSuccess { user_id: session.user_id })
 }
 
@@ -263,9 +261,9 @@ fn vouch_for<A: Adapter>(socket: &SocketRef<A>, state: &AppState, user: Uuid) {
     }
 }
 
-/// Missed messages as `message:received`, oldest first, then `sync:complete`; `true` once
-/// all of it went out.
-async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: Replies, user: Uuid) -> bool {
+/// Missed messages as `message:received`, oldest first, then (the socket vouched for, see
+/// [`Vouched`]) `sync:complete`.
+async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: Replies, user: Uuid) {
     let messages = &state.services.messages;
     let batches = match messages.replay(user).await {
         Ok(batches) => batches,
@@ -273,14 +271,14 @@ async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: Re
             tracing::error!(error = %err, "replay failed");
             let failed = SyncComplete { messages: 0, conversations: 0, truncated: Vec::new(), error: Some("INTERNAL") };
             replies.send(socket, &ServerEvent::SyncComplete(failed));
-            return false;
+            return;
         }
     };
     let (mut count, mut truncated) = (0, Vec::new());
     for batch in &batches {
         for message in &batch.messages {
             if !replies.send_in_order(socket, &ServerEvent::MessageReceived(MessageEvent { message })).await {
-                return false;
+                return;
             }
         }
         count += batch.messages.len();
@@ -291,9 +289,11 @@ async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: Re
             tracing::warn!(error = %err, "watermark not advanced after replay");
         }
     }
+    // Vouched for before `sync:complete`: a client that sends (or is sent) something once it
+    // heard it must find this socket counted.
+    vouch_for(socket, state, user);
     let summary = SyncComplete { messages: count, conversations: batches.len(), truncated, error: None };
     replies.send(socket, &ServerEvent::SyncComplete(summary));
-    true
 }
 
 /// `auth:error` then disconnect. Every authentication failure is `AUTH_FAILED` here (the
