@@ -9,9 +9,9 @@ use uuid::Uuid;
 use super::{
     Deps,
     access::{membership, message_in, not_blocked_in},
-    reactions,
+    reactions::reader_views,
     time::Timestamp,
-    views::{Message, Pin},
+    views::Pin,
 };
 use crate::{
     clock::SharedClock,
@@ -59,9 +59,9 @@ impl PinService {
             let participants = self.storage.member_ids(conversation).await?;
             self.fanout.message_pinned(conversation, message, pin.pinned_by, pinned_at, &participants).await;
         }
-        let mut view = [Message::from(&target).for_reader(participant.visible_from())];
-        reactions::attach(self.storage.as_ref(), user, &mut view, std::slice::from_ref(&target)).await?;
-        let [message] = view;
+        let floor = participant.visible_from();
+        let views = reader_views(self.storage.as_ref(), user, std::slice::from_ref(&target), |_| floor).await?;
+        let message = views.into_iter().next().expect("one view of one message");
         Ok(Pin { message, pinned_by: pin.pinned_by, pinned_at })
     }
 
@@ -84,8 +84,7 @@ impl PinService {
         let floor = participant.visible_from();
         let pins = self.storage.pins(conversation, floor).await?;
         let records: Vec<_> = pins.iter().map(|(_, message)| message.clone()).collect();
-        let mut messages: Vec<Message> = records.iter().map(|m| Message::from(m).for_reader(floor)).collect();
-        reactions::attach(self.storage.as_ref(), user, &mut messages, &records).await?;
+        let messages = reader_views(self.storage.as_ref(), user, &records, |_| floor).await?;
         Ok(pins
             .into_iter()
             .zip(messages)

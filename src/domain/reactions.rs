@@ -150,28 +150,30 @@ fn views(summaries: &[ReactionSummary]) -> Vec<Reaction> {
         .collect()
 }
 
-/// Fills in `messages`' reactions as `viewer` sees them (one query, only for messages that
-/// ever had one); `records` are the same messages, in the same order.
-pub async fn attach(
+/// `rows` as `reader` sees them: the reply preview only where the original is theirs to see
+/// (`floor` of each row: the `seq` at or below which its conversation is not theirs), and
+/// their reactions (one query, only for messages that ever had one).
+pub async fn reader_views(
     storage: &dyn Storage,
-    viewer: Uuid,
-    messages: &mut [Message],
-    records: &[MessageRecord],
-) -> AppResult<()> {
-    let reacted: Vec<Uuid> = records.iter().filter(|r| r.reaction_version > 0).map(|r| r.id).collect();
+    reader: Uuid,
+    rows: &[MessageRecord],
+    floor: impl Fn(&MessageRecord) -> i64,
+) -> AppResult<Vec<Message>> {
+    let mut messages: Vec<Message> = rows.iter().map(|row| Message::from(row).for_reader(floor(row))).collect();
+    let reacted: Vec<Uuid> = rows.iter().filter(|r| r.reaction_version > 0).map(|r| r.id).collect();
     if reacted.is_empty() {
-        return Ok(());
+        return Ok(messages);
     }
     let mut by_message: HashMap<Uuid, Vec<Reaction>> = HashMap::new();
-    for summary in storage.reactions(&reacted, viewer).await? {
+    for summary in storage.reactions(&reacted, reader).await? {
         by_message.entry(summary.message_id).or_default().extend(views(std::slice::from_ref(&summary)));
     }
-    for message in messages.iter_mut() {
+    for message in &mut messages {
         if let Some(reactions) = by_message.remove(&message.id) {
             message.reactions = Some(reactions);
         }
     }
-    Ok(())
+    Ok(messages)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use unicode_normalization::char::is_combining_mark;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Deps, access::membership, conversations::page_limit, cursor, reactions, views::Message};
+use super::{Deps, access::membership, conversations::page_limit, cursor, reactions::reader_views, views::Message};
 use crate::{
     error::{AppError, AppResult},
     storage::{Storage, extras::SearchQuery},
@@ -76,21 +76,17 @@ impl SearchService {
             .filter(|scope| conversation.is_none_or(|id| id == scope.conversation_id))
             .map(|scope| (scope.conversation_id, scope.floor))
             .collect();
-        let mut before = page_cursor.map(cursor::decode::<SearchPosition>).transpose()?.map(|p| p.b);
+        let before = page_cursor.map(cursor::decode::<SearchPosition>).transpose()?.map(|p| p.b);
+        let mut search =
+            SearchQuery { conversations: floors.keys().copied().collect(), terms, before, limit: limit + 1 };
         // The indexes know nothing of what each reader may see: rows at or below the
         // reader's floor in their conversation (cleared, before they joined) are dropped here,
         // and the search goes on past them, a bounded number of rounds.
         let (mut records, mut exhausted) = (Vec::new(), false);
         for _ in 0..SCAN_ROUNDS {
-            let search = SearchQuery {
-                conversations: floors.keys().copied().collect(),
-                terms: terms.clone(),
-                before,
-                limit: limit + 1,
-            };
             let rows = self.storage.search_messages(&search).await?;
             exhausted = (rows.len() as i64) <= limit;
-            before = rows.last().map(|row| row.id).or(before);
+            search.before = rows.last().map(|row| row.id).or(search.before);
             records.extend(
                 rows.into_iter().filter(|row| floors.get(&row.conversation_id).is_some_and(|floor| row.seq > *floor)),
             );
@@ -100,15 +96,13 @@ impl SearchService {
         }
         let has_more = records.len() as i64 > limit || !exhausted;
         records.truncate(limit as usize);
-        let next = if records.len() as i64 == limit { records.last().map(|m| m.id) } else { before };
+        let next = if records.len() as i64 == limit { records.last().map(|m| m.id) } else { search.before };
         let next_cursor = next.filter(|_| has_more).map(|b| cursor::encode(&SearchPosition { b }));
-        let mut messages: Vec<Message> =
-            records.iter().map(|record| Message::from(record).for_reader(floors[&record.conversation_id])).collect();
-        reactions::attach(self.storage.as_ref(), user, &mut messages, &records).await?;
+        let messages = reader_views(self.storage.as_ref(), user, &records, |row| floors[&row.conversation_id]).await?;
         let results = messages
             .into_iter()
             .map(|message| {
-                let highlights = highlights(message.content.as_deref().unwrap_or_default(), &terms);
+                let highlights = highlights(message.content.as_deref().unwrap_or_default(), &search.terms);
                 SearchHit { message, highlights }
             })
             .collect();

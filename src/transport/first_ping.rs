@@ -40,10 +40,6 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
@@ -63,7 +59,7 @@ use tokio::{
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt;
 
-use super::linger::LingeringTcp;
+use super::{engine_switch::EngineSwitch, linger::LingeringTcp};
 
 /// How a `101 Switching Protocols` response head starts.
 const SWITCHING: &[u8] = b"HTTP/1.1 101 ";
@@ -153,24 +149,6 @@ struct Sever {
     /// Set by the HTTP layer when a later request of the connection upgrades to an Engine.IO
     /// websocket (see [`EngineSwitch`]).
     armed: EngineSwitch,
-}
-
-/// Marks a connection as carrying an Engine.IO websocket, so a drain cuts it. A connection
-/// whose first request is Engine.IO is marked by [`FirstPingIo`] itself; a proxy such as
-/// nginx reuses its keep-alive upstream connections, so an upgrade may come after other
-/// requests, and the HTTP layer marks it then (the switch travels in the request's
-/// `ConnectInfo`, see [`super::Peer`]).
-#[derive(Clone, Debug, Default)]
-pub struct EngineSwitch(Arc<AtomicBool>);
-
-impl EngineSwitch {
-    pub fn arm(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    fn is_armed(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
 }
 
 impl Sever {

@@ -8,7 +8,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, Request, Uri, header},
 };
 
-use super::{Peer, first_ping::EngineSwitch, limits::EngineSlot};
+use super::{Peer, engine_switch::EngineSwitch, limits::EngineSlot};
 
 /// Where Engine.IO requests go (socketioxide's default path).
 pub const ENGINE_PATH: &str = "/socket.io";
@@ -28,7 +28,7 @@ pub fn detach_handshake<B>(req: Request<B>) -> Request<B> {
         parts.extensions.insert(EngineSlot::default());
     }
     // An Engine.IO websocket, on a connection that may have carried other requests first
-    // (a proxy's keep-alive connection): a drain cuts it (see `first_ping::EngineSwitch`).
+    // (a proxy's keep-alive connection): a drain cuts it (see [`EngineSwitch`]).
     let upgrade =
         parts.headers.get(header::UPGRADE).is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if upgrade && let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<Peer>>() {

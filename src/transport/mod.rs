@@ -4,6 +4,7 @@
 //! Redis driver of the Socket.IO adapter. Neither `http` nor `realtime` imports the other;
 //! both import this.
 
+pub mod engine_switch;
 pub mod first_ping;
 pub mod handshake;
 pub mod limits;
@@ -55,11 +56,11 @@ fn set_nodelay(io: &mut FirstPingIo<LingeringTcp>) {
 
 /// What the server knows of a request's connection (its `ConnectInfo`): the peer address,
 /// and the switch that marks the connection as Engine.IO for the drain
-/// ([`first_ping::EngineSwitch`]).
+/// ([`engine_switch::EngineSwitch`]).
 #[derive(Clone, Debug)]
 pub struct Peer {
     pub addr: SocketAddr,
-    pub engine: Option<first_ping::EngineSwitch>,
+    pub engine: Option<engine_switch::EngineSwitch>,
 }
 
 impl Connected<IncomingStream<'_, Accepting>> for Peer {

@@ -33,6 +33,7 @@ use super::{
     message_writer::{MessageWriter, NotifyPlanner, Stored},
     push::OutboxSignal,
     quota,
+    reactions::reader_views,
     time::Timestamp,
     typing::TypingService,
     unread::UnreadNotifier,
@@ -302,9 +303,8 @@ impl MessageService {
             .record(received.elapsed().as_secs_f64());
         let view = Message::from(&stored);
         self.typing.end(sender, stored.conversation_id).await;
-        match self.strangers_to_reply(&view).await {
-            Some(strangers) if !strangers.is_empty() => {
-                let readers: Vec<Uuid> = participants.iter().copied().filter(|p| !strangers.contains(p)).collect();
+        match self.split_for_reply(&view, &participants).await {
+            Some((readers, strangers)) => {
                 let hidden = Message { reply_to: None, ..view.clone() };
                 self.fanout.reply_created(&view, &readers, &hidden, &strangers, origin).await;
             }
@@ -445,9 +445,8 @@ impl MessageService {
         // Reactions stay as they are: `message:updated` carries none.
         let view = Message { reactions: None, ..Message::from(&edited) };
         let participants = self.storage.member_ids(conversation).await?;
-        match self.strangers_to_reply(&view).await {
-            Some(strangers) if !strangers.is_empty() => {
-                let readers: Vec<Uuid> = participants.iter().copied().filter(|p| !strangers.contains(p)).collect();
+        match self.split_for_reply(&view, &participants).await {
+            Some((readers, strangers)) => {
                 self.fanout.message_updated(&view, &readers).await;
                 self.fanout.message_updated(&Message { reply_to: None, ..view.clone() }, &strangers).await;
             }
@@ -456,30 +455,33 @@ impl MessageService {
         Ok(view)
     }
 
-    /// For a reply: the participants who may not see the message it answers (from before
-    /// they joined, or cleared for them); `None` for other messages (or when they cannot be
-    /// read: then everyone gets the preview the sender saw).
-    async fn strangers_to_reply(&self, view: &Message) -> Option<Vec<Uuid>> {
+    /// For a reply that some participants may not see the original of (from before they
+    /// joined, or cleared for them): (those who may, those who may not). `None` for other
+    /// messages, or when that cannot be read: then everyone gets the preview the sender saw.
+    async fn split_for_reply(&self, view: &Message, participants: &[Uuid]) -> Option<(Vec<Uuid>, Vec<Uuid>)> {
         let reply = view.reply_to.as_ref()?;
-        match self.storage.participants_not_seeing(view.conversation_id, reply.seq).await {
-            Ok(strangers) => Some(strangers),
+        let strangers = match self.storage.participants_not_seeing(view.conversation_id, reply.seq).await {
+            Ok(strangers) => strangers,
             Err(err) => {
                 tracing::warn!(error = %err, "reply preview audience not read");
-                None
+                return None;
             }
+        };
+        if strangers.is_empty() {
+            return None;
         }
+        let readers = participants.iter().copied().filter(|p| !strangers.contains(p)).collect();
+        Some((readers, strangers))
     }
 
-    /// `rows` as `reader` sees them: reply previews they may see, their reactions.
+    /// `rows` of one conversation as `reader` sees them (see [`reader_views`]).
     pub(crate) async fn views_for(
         &self,
         reader: Uuid,
         visible_from: i64,
         rows: &[MessageRecord],
     ) -> AppResult<Vec<Message>> {
-        let mut messages: Vec<Message> = rows.iter().map(|m| Message::from(m).for_reader(visible_from)).collect();
-        super::reactions::attach(self.storage.as_ref(), reader, &mut messages, rows).await?;
-        Ok(messages)
+        reader_views(self.storage.as_ref(), reader, rows, |_| visible_from).await
     }
 
     /// Deletes (tombstones) a message: its sender, or an owner/admin of the conversation.
