@@ -7,11 +7,12 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { api, connect, emitWithAck, register, waitFor } from "./lib.mjs";
 
-/** Runs client.mjs; resolves with its JSON lines once it exits 0. `onLine` sees each early. */
+/** Runs client.mjs. `done` resolves with its JSON lines once it exits 0; `onLine` sees each
+ * early; `close()` tells a receiver to close its socket. */
 function participant(args, onLine = () => {}) {
   const child = spawn(process.execPath, [new URL("./client.mjs", import.meta.url).pathname, ...args], {
     env: process.env,
-    stdio: ["ignore", "pipe", "inherit"],
+    stdio: ["pipe", "pipe", "inherit"],
   });
   const lines = [];
   createInterface({ input: child.stdout }).on("line", (line) => {
@@ -19,9 +20,10 @@ function participant(args, onLine = () => {}) {
     lines.push(parsed);
     onLine(parsed);
   });
-  return new Promise((resolve, reject) => {
+  const done = new Promise((resolve, reject) => {
     child.on("exit", (code) => (code === 0 ? resolve(lines) : reject(new Error(`client ${args[0]} exited ${code}: ${JSON.stringify(lines)}`))));
   });
+  return { done, close: () => child.stdin.end("close\n") };
 }
 
 async function openDirect(alice, bob) {
@@ -40,8 +42,10 @@ for (const transport of ["websocket", "polling"]) {
     const bobIsReady = new Promise((resolve) => (bobReady = resolve));
     const bobRun = participant(["receive", bob.token, "1"], (line) => line.kind === "ready" && bobReady());
     await bobIsReady;
-    const aliceLines = await participant(["send", alice.token, conversationId, "Hello Bob!", transport]);
-    const bobLines = await bobRun;
+    const aliceLines = await participant(["send", alice.token, conversationId, "Hello Bob!", transport]).done;
+    // Bob reads on for as long as Alice takes to hear "delivered", then closes the tab.
+    bobRun.close();
+    const bobLines = await bobRun.done;
 
     const ack = aliceLines.find((l) => l.kind === "ack").payload;
     const sent = aliceLines.find((l) => l.kind === "message:sent").payload;
@@ -59,8 +63,8 @@ for (const transport of ["websocket", "polling"]) {
     assert.equal(history.status, 200);
     assert.deepEqual(history.body.messages.map((m) => m.content), ["Hello Bob!"]);
     const again = await connect(bob.token);
-    assert.equal(again.summary.messages, 0);
     again.socket.close();
+    assert.equal(again.summary.messages, 0);
   });
 }
 

@@ -1,7 +1,10 @@
 // One chat participant as its own process, like a browser tab: connects with
 // socket.io-client and prints what happens as JSON lines on stdout.
-//   node client.mjs receive <token> <count>       wait for <count> message:received
+//   node client.mjs receive <token> <count>       wait for <count> message:received, then
+//                                                 for a line on stdin before closing
 //   node client.mjs send <token> <conversationId> <text> [transport]
+import { once } from "node:events";
+import { createInterface } from "node:readline";
 import { connect, emitWithAck, waitFor } from "./lib.mjs";
 
 const [role, token, ...rest] = process.argv.slice(2);
@@ -13,6 +16,10 @@ async function receive(count) {
   for (let i = 0; i < Number(count); i++) {
     print("message:received", await waitFor(socket, "message:received"));
   }
+  // Closes when told to, as a reader closes a tab some time after reading, not in the same
+  // millisecond: a socket whose last close overlaps the message's broadcast cannot be vouched
+  // for, and the server replays that message rather than risk skipping it.
+  await once(createInterface({ input: process.stdin }), "line");
   socket.close();
 }
 

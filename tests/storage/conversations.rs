@@ -374,6 +374,30 @@ pub async fn unmarking_moves_the_watermark_back_to_the_cutoff_only(store: Arc<dy
     assert_eq!(delivered(group.id, u[0]).await, 1);
 }
 
+/// Settling (a socket closed, or a periodic pass) moves the watermark up to what was created
+/// at or before a cutoff, and never back: gathered marks may already be past the cutoff.
+pub async fn settling_moves_the_watermark_forward_to_the_cutoff_only(store: Arc<dyn Storage>) {
+    let u = users(&store, 3).await;
+    let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1], u[2]]).await.unwrap();
+    for i in 1..=4 {
+        send(&store, &message(group.id, u[0], &format!("g{i}"), 10 * i)).await;
+    }
+    store.mark_delivered(group.id, &[u[2]], 3).await.unwrap();
+    let delivered = |user| {
+        let store = store.clone();
+        async move { store.participant(group.id, user).await.unwrap().unwrap().last_delivered_seq }
+    };
+    // Messages at 10, 20, 30, 40 s; cutoff at 25 s.
+    store.mark_delivered_before(&[u[1], u[2]], at(25)).await.unwrap();
+    assert_eq!(delivered(u[1]).await, 2, "up to the cutoff");
+    assert_eq!(delivered(u[2]).await, 3, "a watermark past the cutoff stays where it is");
+    store.mark_delivered(group.id, &[u[1]], 3).await.unwrap();
+    store.mark_delivered_before(&[u[1]], at(5)).await.unwrap();
+    assert_eq!(delivered(u[1]).await, 3, "nothing at or before the cutoff: unchanged");
+    store.mark_delivered_before(&[u[1]], at(100)).await.unwrap();
+    assert_eq!(delivered(u[1]).await, 4);
+}
+
 pub async fn the_delivered_watermark_only_moves_forward(store: Arc<dyn Storage>) {
     let u = users(&store, 3).await;
     let group = store.create_group(&conversation(ConversationKind::Group, u[0], 0), &[u[1], u[2]]).await.unwrap();

@@ -85,6 +85,7 @@ contract_tests!(
     send_checks_read_members_and_blocks_in_bulk,
     delivered_marks_are_written_in_bulk_and_only_forward,
     unmarking_moves_the_watermark_back_to_the_cutoff_only,
+    settling_moves_the_watermark_forward_to_the_cutoff_only,
     history_pages_respect_the_floor_and_direction,
     edits_and_tombstones,
     the_last_owner_leaving_hands_over_and_the_last_member_deletes,

@@ -327,15 +327,23 @@ macro_rules! sql_messages {
                 cutoff: chrono::DateTime<chrono::Utc>,
             ) -> StorageResult<()> {
                 for chunk in users.chunks(500) {
+                    // Forward only: marks gathered at emission may already be past the cutoff.
                     let mut update = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE conversation_participants SET last_delivered_seq = COALESCE((\
-                         SELECT MAX(m.seq) FROM messages m WHERE m.conversation_id = conversation_participants.conversation_id \
-                         AND m.created_at <= ",
+                        "WITH settled AS (SELECT p.conversation_id, p.user_id, (SELECT MAX(m.seq) FROM messages m \
+                         WHERE m.conversation_id = p.conversation_id AND m.created_at <= ",
                     );
                     update.push_bind(cutoff);
-                    update.push("), last_delivered_seq) WHERE last_delivered_seq < (SELECT c.last_seq FROM conversations c \
-                         WHERE c.id = conversation_participants.conversation_id) AND user_id IN ");
+                    update.push(
+                        ") AS seq FROM conversation_participants p JOIN conversations c ON c.id = p.conversation_id \
+                         WHERE p.last_delivered_seq < c.last_seq AND p.user_id IN ",
+                    );
                     push_id_list(&mut update, chunk.iter().copied());
+                    update.push(
+                        ") UPDATE conversation_participants SET last_delivered_seq = settled.seq FROM settled \
+                         WHERE conversation_participants.conversation_id = settled.conversation_id \
+                         AND conversation_participants.user_id = settled.user_id \
+                         AND conversation_participants.last_delivered_seq < settled.seq",
+                    );
                     update.build().execute(self.writer()).await?;
                 }
                 Ok(())
