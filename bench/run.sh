@@ -6,6 +6,7 @@
 #   bench/run.sh <idle|storm|chat|fanout|rest|search|soak> [sqlite|postgres|replicas] [generator args…]
 #   bench/run.sh users [sqlite|postgres]          (register the users ahead of time)
 #   BENCH_SEARCH_SEED='--conversations 100' bench/run.sh search …   (options of search-seed)
+#   BENCH_KEEP_DB=1 bench/run.sh search postgres   (keeps the run's database and files, to study)
 # The exit status is the generator's: non-zero when a soak's checks fail (CI runs one).
 #
 # Backends: sqlite (embedded, the default), postgres (PostgreSQL + in-process state, one
@@ -123,13 +124,17 @@ stop_servers() {
 
 cleanup() {
     stop_servers
-    if [[ -n $RUN_DB ]]; then
+    if [[ -n $RUN_DB && -n ${BENCH_KEEP_DB:-} ]]; then
+        echo "kept the run's database: $BENCH_PG/$RUN_DB" >&2
+    elif [[ -n $RUN_DB ]]; then
         psql_admin "drop database if exists $RUN_DB with (force)" || true
     fi
     if [[ -n $REDIS_PREFIX ]]; then
         redis-cli -u "$BENCH_REDIS" --scan --pattern "$REDIS_PREFIX*" | xargs -r -n 500 redis-cli -u "$BENCH_REDIS" del >/dev/null || true
     fi
-    if [[ -n $WORK ]]; then rm -rf "$WORK"; fi
+    if [[ -n $WORK && -n ${BENCH_KEEP_DB:-} ]]; then
+        echo "kept the run's files (users, corpus, logs): $WORK" >&2
+    elif [[ -n $WORK ]]; then rm -rf "$WORK"; fi
 }
 
 users_in() {

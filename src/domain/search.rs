@@ -14,15 +14,16 @@ use uuid::Uuid;
 use super::{Deps, access::membership, conversations::page_limit, cursor, reactions::reader_views, views::Message};
 use crate::{
     error::{AppError, AppResult},
-    storage::{Storage, extras::SearchQuery},
+    storage::{
+        Storage,
+        extras::{SearchQuery, SearchScope},
+    },
 };
 
 /// Words of a query that count (the rest are ignored).
 pub const MAX_TERMS: usize = 8;
 /// The longest query, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
-/// Pages of matches one search reads at most to fill a page with what the reader may see.
-const SCAN_ROUNDS: usize = 10;
 
 /// One result: the message, and where in its `content` the query's words match, as
 /// `[start, end)` offsets in UTF-16 code units (as JavaScript counts them).
@@ -68,36 +69,22 @@ impl SearchService {
         if let Some(id) = conversation {
             membership(self.storage.as_ref(), user, id).await?;
         }
-        let floors: HashMap<Uuid, i64> = self
+        let scopes: Vec<SearchScope> = self
             .storage
             .search_scope(user)
             .await?
             .into_iter()
             .filter(|scope| conversation.is_none_or(|id| id == scope.conversation_id))
-            .map(|scope| (scope.conversation_id, scope.floor))
             .collect();
-        let before = page_cursor.map(cursor::decode::<SearchPosition>).transpose()?.map(|p| p.b);
-        let mut search =
-            SearchQuery { conversations: floors.keys().copied().collect(), terms, before, limit: limit + 1 };
-        // The indexes know nothing of what each reader may see: rows at or below the
-        // reader's floor in their conversation (cleared, before they joined) are dropped here,
-        // and the search goes on past them, a bounded number of rounds.
-        let (mut records, mut exhausted) = (Vec::new(), false);
-        for _ in 0..SCAN_ROUNDS {
-            let rows = self.storage.search_messages(&search).await?;
-            exhausted = (rows.len() as i64) <= limit;
-            search.before = rows.last().map(|row| row.id).or(search.before);
-            records.extend(
-                rows.into_iter().filter(|row| floors.get(&row.conversation_id).is_some_and(|floor| row.seq > *floor)),
-            );
-            if exhausted || records.len() as i64 > limit {
-                break;
-            }
-        }
-        let has_more = records.len() as i64 > limit || !exhausted;
+        let after = page_cursor.map(cursor::decode::<SearchPosition>).transpose()?.map(|p| p.b);
+        let search = SearchQuery { scopes, terms, after, limit: limit + 1 };
+        let mut records = self.storage.search_messages(&search).await?;
+        let has_more = records.len() as i64 > limit;
         records.truncate(limit as usize);
-        let next = if records.len() as i64 == limit { records.last().map(|m| m.id) } else { search.before };
-        let next_cursor = next.filter(|_| has_more).map(|b| cursor::encode(&SearchPosition { b }));
+        let next_cursor =
+            records.last().filter(|_| has_more).map(|last| cursor::encode(&SearchPosition { b: last.id }));
+        let floors: HashMap<Uuid, i64> =
+            search.scopes.iter().map(|scope| (scope.conversation_id, scope.floor)).collect();
         let messages = reader_views(self.storage.as_ref(), user, &records, |row| floors[&row.conversation_id]).await?;
         let results = messages
             .into_iter()

@@ -63,15 +63,16 @@ pub enum PinOutcome {
     Full,
 }
 
-/// A full-text search in some conversations.
+/// A full-text search in some conversations, newest first.
 #[derive(Clone, Debug)]
 pub struct SearchQuery {
-    /// The conversations to search (the caller's: see [`ExtrasRepo::search_scope`]).
-    pub conversations: Vec<Uuid>,
+    /// The conversations to search, each above its floor (the caller's: see
+    /// [`ExtrasRepo::search_scope`]).
+    pub scopes: Vec<SearchScope>,
     /// Every term must start a word of the message (lower case, word characters only).
     pub terms: Vec<String>,
-    /// Only messages older than this one (the cursor).
-    pub before: Option<Uuid>,
+    /// Only messages after this one in the order of the results (the cursor).
+    pub after: Option<Uuid>,
     pub limit: i64,
 }
 
@@ -115,7 +116,8 @@ pub trait ExtrasRepo: Send + Sync {
     async fn members_named(&self, conversation: Uuid, usernames: &[String]) -> StorageResult<Vec<(Uuid, String)>>;
     /// `user`'s live conversations, with what they may see of each.
     async fn search_scope(&self, user: Uuid) -> StorageResult<Vec<SearchScope>>;
-    /// Live messages of `query.conversations` matching every term, newest first (PostgreSQL:
-    /// by id, a UUIDv7; SQLite: in the order they were stored).
+    /// Live messages of `query.scopes` above each scope's floor matching every term, newest
+    /// first (PostgreSQL: by id, a UUIDv7; SQLite: in the order they were stored),
+    /// at most `query.limit`.
     async fn search_messages(&self, query: &SearchQuery) -> StorageResult<Vec<MessageRecord>>;
 }

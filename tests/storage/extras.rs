@@ -5,7 +5,7 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use parley::storage::{
     Storage,
-    extras::{PinOutcome, ReactionChange, ReactionOutcome, SearchQuery},
+    extras::{PinOutcome, ReactionChange, ReactionOutcome, SearchQuery, SearchScope},
     models::{ConversationKind, NewMessage},
 };
 use uuid::Uuid;
@@ -134,11 +134,12 @@ pub async fn pins_stop_at_the_limit_under_concurrency(store: Arc<dyn Storage>) {
     assert_eq!(store.pins(c.id, 0).await.unwrap().len(), 2);
 }
 
+/// A search of `conversations`, all of each.
 fn search(conversations: &[Uuid], terms: &[&str]) -> SearchQuery {
     SearchQuery {
-        conversations: conversations.to_vec(),
+        scopes: conversations.iter().map(|&conversation_id| SearchScope { conversation_id, floor: 0 }).collect(),
         terms: terms.iter().map(|t| t.to_string()).collect(),
-        before: None,
+        after: None,
         limit: 20,
     }
 }
@@ -191,11 +192,25 @@ pub async fn search_matches_word_prefixes_in_the_given_conversations(store: Arc<
         ["release plans for two", texts[1], texts[0]]
     );
     assert!(found(&store, search(&[], &["release"])).await.is_empty());
-    // Pages: older than a cursor.
+    // Pages: after a cursor.
     let page = SearchQuery { limit: 1, ..search(&g, &["release"]) };
     let first = store.search_messages(&page).await.unwrap();
-    let next = SearchQuery { before: Some(first[0].id), ..page.clone() };
-    assert_eq!(found(&store, next).await, [texts[0]]);
+    let after = Some(first[0].id);
+    assert_eq!(found(&store, SearchQuery { after, ..page.clone() }).await, [texts[0]]);
+    let both = SearchQuery { limit: 2, ..search(&[group.id, other.id], &["release"]) };
+    let first = store.search_messages(&both).await.unwrap();
+    let after = Some(first[1].id);
+    assert_eq!(found(&store, SearchQuery { after, ..both }).await, [texts[0]], "across conversations");
+    // Each conversation above its floor only (cleared, joined later).
+    let floors = |floor| SearchQuery {
+        scopes: vec![
+            SearchScope { conversation_id: group.id, floor },
+            SearchScope { conversation_id: other.id, floor: 1 },
+        ],
+        ..search(&[], &["release"])
+    };
+    assert_eq!(found(&store, floors(1)).await, [texts[1]], "seq 1 is at the floor");
+    assert!(found(&store, floors(2)).await.is_empty());
     // Edits and deletes show at once.
     store.edit_message(ids[0], "Deploy the build tonight", None, at(30)).await.unwrap();
     assert_eq!(found(&store, search(&g, &["release"])).await, [texts[1]]);
