@@ -35,10 +35,6 @@ impl PgStore {
 }
 
 mod dialect {
-    use sqlx::{Postgres, QueryBuilder};
-
-    use crate::storage::extras::SearchQuery;
-
     pub const NAME: &str = "postgres";
 
     /// Claims due outbox rows (see `OutboxRepo::claim_outbox`).
@@ -58,32 +54,17 @@ mod dialect {
     );
 
     /// Full-text search, newest first (by id, a UUIDv7): the generated `tsvector` against a
-    /// prefix query ([`search_expression`]), in the searched conversations, each above its
-    /// floor. With no join in the way, and planned with the query's words (the statement is
-    /// not prepared once for all), the planner picks per query: the GIN index for a rare
-    /// word, a backward scan of the primary key for a frequent one (it finds a page among the
-    /// newest messages at once). Measured against one branch per conversation merged by
-    /// `created_at` (bench/README.md, search): the GIN index expands a prefix for every
-    /// branch, and that costs more than it saves.
-    pub fn search(search: &SearchQuery) -> QueryBuilder<Postgres> {
-        let mut query = QueryBuilder::new(concat!(select_messages!(), " WHERE m.search @@ to_tsquery('simple', "));
-        query.push_bind(search_expression(&search.terms));
-        query.push(") AND m.deleted_at IS NULL AND m.conversation_id IN (");
-        let mut ids = query.separated(", ");
-        for scope in &search.scopes {
-            ids.push_bind(scope.conversation_id);
-        }
-        query.push(") AND m.seq > CASE m.conversation_id");
-        for scope in &search.scopes {
-            query.push(" WHEN ").push_bind(scope.conversation_id).push(" THEN ").push_bind(scope.floor);
-        }
-        query.push(" END");
-        if let Some(after) = search.after {
-            query.push(" AND m.id < ").push_bind(after);
-        }
-        query.push(" ORDER BY m.id DESC LIMIT ").push_bind(search.limit);
-        query
-    }
+    /// prefix query ([`search_expression`], bound, then `))`). With no join in the way, and
+    /// planned with the query's words (see `search_messages`), the planner picks per query:
+    /// the GIN index for a rare word, a backward scan of the primary key for a frequent one
+    /// (it finds a page among the newest messages at once). One branch per conversation
+    /// merged by `created_at` cost more (bench/README.md, search): the GIN index expands a
+    /// prefix once per branch.
+    pub const SEARCH_FROM: &str = concat!(select_messages!(), " WHERE (m.search @@ to_tsquery('simple', ");
+    /// Strictly older than the message bound after it (the cursor); `)` closes it.
+    pub const SEARCH_AFTER: &str = " AND (m.id < ";
+    pub const SEARCH_AFTER_END: &str = ")";
+    pub const SEARCH_ORDER: &str = " ORDER BY m.id DESC LIMIT ";
 
     /// `'term':* & …`: every term starts a word.
     pub fn search_expression(terms: &[String]) -> String {

@@ -45,10 +45,6 @@ impl SqliteStore {
 }
 
 mod dialect {
-    use sqlx::{QueryBuilder, Sqlite};
-
-    use crate::storage::extras::SearchQuery;
-
     pub const NAME: &str = "sqlite";
 
     /// Claims due outbox rows (see `OutboxRepo::claim_outbox`).
@@ -68,34 +64,19 @@ mod dialect {
     );
 
     /// Full-text search, newest first: FTS5 drives, in descending rowid order (the order the
-    /// messages were stored in), so a page of a frequent word stops early; each row is then
-    /// kept if its conversation is searched and it is above that conversation's floor. The
-    /// match is a prefix query ([`search_expression`]).
-    pub fn search(search: &SearchQuery) -> QueryBuilder<Sqlite> {
-        let mut query = QueryBuilder::new(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages_fts f JOIN messages m ON m.rowid = f.rowid ",
-            message_joins!(),
-            " WHERE messages_fts MATCH "
-        ));
-        query.push_bind(search_expression(&search.terms));
-        query.push(" AND m.deleted_at IS NULL AND m.conversation_id IN (");
-        let mut ids = query.separated(", ");
-        for scope in &search.scopes {
-            ids.push_bind(scope.conversation_id);
-        }
-        query.push(") AND m.seq > CASE m.conversation_id");
-        for scope in &search.scopes {
-            query.push(" WHEN ").push_bind(scope.conversation_id).push(" THEN ").push_bind(scope.floor);
-        }
-        query.push(" END");
-        if let Some(after) = search.after {
-            query.push(" AND f.rowid < (SELECT rowid FROM messages WHERE id = ").push_bind(after).push(")");
-        }
-        query.push(" ORDER BY f.rowid DESC LIMIT ").push_bind(search.limit);
-        query
-    }
+    /// messages were stored in), so a page of a frequent word stops early; the match is a
+    /// prefix query ([`search_expression`], bound, then `))`).
+    pub const SEARCH_FROM: &str = concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages_fts f JOIN messages m ON m.rowid = f.rowid ",
+        message_joins!(),
+        " WHERE (messages_fts MATCH ("
+    );
+    /// Strictly older than the message bound after it (the cursor); `)` closes it.
+    pub const SEARCH_AFTER: &str = " AND (f.rowid < (SELECT rowid FROM messages WHERE id = ";
+    pub const SEARCH_AFTER_END: &str = "))";
+    pub const SEARCH_ORDER: &str = " ORDER BY f.rowid DESC LIMIT ";
 
     /// `"term"* "term"*`: every term starts a word (FTS5 ANDs them).
     pub fn search_expression(terms: &[String]) -> String {

@@ -281,9 +281,23 @@ macro_rules! sql_extras {
                 if search.terms.is_empty() || search.scopes.is_empty() {
                     return Ok(Vec::new());
                 }
-                // Planned with its values (an unnamed statement): which index serves a word
-                // depends on how frequent it is.
-                Ok(dialect::search(search).build_query_as().persistent(false).fetch_all(self.reader()).await?)
+                let mut query = sqlx::QueryBuilder::<$db>::new(dialect::SEARCH_FROM);
+                query.push_bind(dialect::search_expression(&search.terms));
+                query.push(")) AND m.deleted_at IS NULL AND m.conversation_id IN ");
+                push_id_list(&mut query, search.scopes.iter().map(|scope| scope.conversation_id));
+                // Above the reader's floor in each conversation (the CASE is NULL elsewhere).
+                query.push(" AND m.seq > CASE m.conversation_id");
+                for scope in &search.scopes {
+                    query.push(" WHEN ").push_bind(scope.conversation_id).push(" THEN ").push_bind(scope.floor);
+                }
+                query.push(" END");
+                if let Some(after) = search.after {
+                    query.push(dialect::SEARCH_AFTER).push_bind(after).push(dialect::SEARCH_AFTER_END);
+                }
+                query.push(dialect::SEARCH_ORDER).push_bind(search.limit);
+                // Planned with its values (an unnamed statement): a plan made once for all words
+                // would use one index for all, and which one serves depends on the word.
+                Ok(query.build_query_as().persistent(false).fetch_all(self.reader()).await?)
             }
         }
     };
