@@ -54,17 +54,24 @@ macro_rules! sql_messages {
                 return Ok(Some(Vec::new()));
             }
             let mut tx = pool.begin().await?;
-            let mut lookup = sqlx::QueryBuilder::<$db>::new(concat!(
-                select_messages!(),
-                " WHERE (m.sender_id, m.client_message_id) IN (VALUES "
-            ));
+            // Retries are rare: which keys are stored first, the originals in full after.
+            let mut lookup = sqlx::QueryBuilder::<$db>::new(
+                "SELECT m.id FROM messages m WHERE (m.sender_id, m.client_message_id) IN (VALUES ",
+            );
             let mut keys = lookup.separated(", ");
             for message in batch {
                 keys.push("(").push_bind_unseparated(message.sender_id);
                 keys.push_unseparated(", ").push_bind_unseparated(&message.client_message_id).push_unseparated(")");
             }
             lookup.push(")");
-            let stored: Vec<MessageRecord> = lookup.build_query_as().fetch_all(&mut *tx).await?;
+            let known: Vec<(uuid::Uuid,)> = lookup.build_query_as().fetch_all(&mut *tx).await?;
+            let stored: Vec<MessageRecord> = if known.is_empty() {
+                Vec::new()
+            } else {
+                let mut originals = sqlx::QueryBuilder::<$db>::new(concat!(select_messages!(), " WHERE m.id IN "));
+                push_id_list(&mut originals, known.iter().map(|(id,)| *id));
+                originals.build_query_as().fetch_all(&mut *tx).await?
+            };
             let mut plan = crate::storage::batch::plan_batch(batch, &stored);
             let seqs = if plan.fresh.is_empty() { Default::default() } else { assign_seqs(&mut tx, batch, &plan).await? };
             let rows: Vec<(&NewMessage, i64, chrono::DateTime<chrono::Utc>)> =
@@ -127,7 +134,12 @@ macro_rules! sql_messages {
                 insert.push(" ON CONFLICT (message_id, user_id) DO NOTHING");
                 insert.build().execute(&mut **tx).await?;
             }
-            let mut reread = sqlx::QueryBuilder::<$db>::new(concat!(select_messages!(), " WHERE m.id IN "));
+            let replies = rows.iter().any(|(message, _, _)| message.reply_to_id.is_some());
+            let mut reread = sqlx::QueryBuilder::<$db>::new(if replies {
+                concat!(select_messages!(), " WHERE m.id IN ")
+            } else {
+                concat!(select_messages_without_replies!(), " WHERE m.id IN ")
+            });
             push_id_list(&mut reread, rows.iter().map(|(message, _, _)| message.id));
             Ok(Some(reread.build_query_as().fetch_all(&mut **tx).await?))
         }
