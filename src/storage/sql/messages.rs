@@ -64,12 +64,12 @@ macro_rules! sql_messages {
                 keys.push_unseparated(", ").push_bind_unseparated(&message.client_message_id).push_unseparated(")");
             }
             lookup.push(")");
-            let known: Vec<(uuid::Uuid,)> = lookup.build_query_as().fetch_all(&mut *tx).await?;
+            let known: Vec<uuid::Uuid> = lookup.build_query_scalar().fetch_all(&mut *tx).await?;
             let stored: Vec<MessageRecord> = if known.is_empty() {
                 Vec::new()
             } else {
                 let mut originals = sqlx::QueryBuilder::<$db>::new(concat!(select_messages!(), " WHERE m.id IN "));
-                push_id_list(&mut originals, known.iter().map(|(id,)| *id));
+                push_id_list(&mut originals, known);
                 originals.build_query_as().fetch_all(&mut *tx).await?
             };
             let mut plan = crate::storage::batch::plan_batch(batch, &stored);
