@@ -67,6 +67,17 @@ pub struct Args {
     /// Seed of the queries.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Only this kind of query (`frequent`, `medium`, …, `absent`) instead of the mix: e.g.
+    /// `absent` measures what a search costs besides its matches.
+    #[arg(long, value_parser = parse_kind)]
+    only: Option<Kind>,
+}
+
+fn parse_kind(name: &str) -> Result<Kind, String> {
+    MIX.iter().map(|(kind, _)| *kind).find(|kind| kind.name() == name).ok_or_else(|| {
+        let names: Vec<_> = MIX.iter().map(|(kind, _)| kind.name()).collect();
+        format!("one of {}", names.join(", "))
+    })
 }
 
 /// The kinds of query, in the order of [`MIX`].
@@ -132,10 +143,12 @@ struct Queries {
     corpus: Corpus,
     /// The conversations (indexes) of each user.
     memberships: Vec<Vec<usize>>,
+    /// `--only`: every query of this kind.
+    only: Option<Kind>,
 }
 
 impl Queries {
-    fn new(corpus: Corpus) -> anyhow::Result<Self> {
+    fn new(corpus: Corpus, only: Option<Kind>) -> anyhow::Result<Self> {
         if corpus.users.is_empty() || corpus.vocabulary.is_empty() {
             bail!("the corpus has no users or no vocabulary");
         }
@@ -145,14 +158,14 @@ impl Queries {
                 memberships.get_mut(member).context("a member of the corpus is not one of its users")?.push(i);
             }
         }
-        Ok(Self { corpus, memberships })
+        Ok(Self { corpus, memberships, only })
     }
 
     fn next(&self, rng: &mut Rng) -> Query {
         let user = rng.below(self.corpus.users.len());
         let words = &self.corpus.vocabulary;
         let thai = &self.corpus.thai;
-        let kind = pick_kind(rng);
+        let kind = self.only.unwrap_or_else(|| pick_kind(rng));
         let mut conversation = None;
         let text = match kind {
             Kind::Frequent => pick(rng, words, FREQUENT).to_owned(),
@@ -291,7 +304,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "vocabulary": corpus.vocabulary.len(), "thai_words": corpus.thai.len(), "thai_share": corpus.thai_share,
         "seed": corpus.seed,
     });
-    let queries = Queries::new(corpus)?;
+    let queries = Queries::new(corpus, args.only)?;
     probe(api.http(), &args, &queries, &users).await?;
     eprintln!(
         "search: {} clients for {}…",
