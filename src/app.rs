@@ -268,13 +268,20 @@ fn spawn_background(
     let delivered_flush = every(DELIVERED_FLUSH, stop.clone(), services.clone(), |services| async move {
         services.messages.flush_delivered().await
     });
+    let uploads_sweep =
+        every(state.config.uploads.cleanup_interval, stop.clone(), services.clone(), |services| async move {
+            let deleted = services.uploads.sweep().await;
+            if deleted > 0 {
+                tracing::info!(deleted, "uploads left unattached for 24 hours deleted");
+            }
+        });
     let upkeep = every(Duration::from_secs(5), stop, state.platform.clone(), |platform| async move {
         // Leak watch for soak runs: tasks alive in the runtime (every socket holds a few).
         let tasks = tokio::runtime::Handle::current().metrics().num_alive_tasks();
         metrics::gauge!("parley_runtime_alive_tasks").set(tasks as f64);
         platform.metrics.run_upkeep()
     });
-    vec![purge, renew, presence_sweep, typing_sweep, unread_push, read_flush, delivered_flush, upkeep]
+    vec![purge, renew, presence_sweep, typing_sweep, unread_push, read_flush, delivered_flush, uploads_sweep, upkeep]
 }
 
 /// Runs `job` with a clone of `with` every `period` until `stop`.

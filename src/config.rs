@@ -88,7 +88,55 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
     /// Web Push and webhooks (SPEC §4.4).
     pub push: PushConfig,
+    /// Uploads (SPEC §4.3).
+    pub uploads: UploadConfig,
 }
+
+/// Where uploaded bytes are kept.
+#[derive(Clone, Debug)]
+pub enum UploadStore {
+    /// Files under a directory (`PARLEY_DATA_DIR/uploads` by default, or `file:///path`).
+    Local(PathBuf),
+    /// An S3 bucket (`s3://bucket/prefix`): what replicas share.
+    S3(S3Store),
+}
+
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    pub bucket: String,
+    /// Keys are made under this prefix (no leading or trailing `/`; may be empty).
+    pub prefix: String,
+    /// `S3_ENDPOINT`: an S3-compatible service instead of AWS (path-style requests).
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret<String>>,
+}
+
+/// Uploads: the store, the limits, the allowed types.
+#[derive(Clone, Debug)]
+pub struct UploadConfig {
+    pub store: UploadStore,
+    /// The largest upload, enforced while it streams in.
+    pub max_bytes: u64,
+    /// What one user's uploads may take in all.
+    pub quota_bytes: u64,
+    /// Sniffed types accepted: exact (`image/png`) or a family (`video/*`), or `*`.
+    pub allowed_types: Vec<String>,
+    /// Images with more pixels than this are refused before they are decoded.
+    pub max_image_pixels: u64,
+    /// How often this replica deletes uploads left unattached for 24 hours.
+    pub cleanup_interval: Duration,
+}
+
+/// The types accepted when `UPLOAD_ALLOWED_TYPES` is not set: pictures the server can
+/// thumbnail, video, audio, documents and archives, plain text, and other binary files
+/// (served as attachments). Not HTML, XML or SVG, nor executables that `infer` recognises.
+pub const DEFAULT_UPLOAD_TYPES: &str = "image/png,image/jpeg,image/gif,image/webp,video/*,audio/*,\
+application/pdf,application/zip,application/gzip,application/x-7z-compressed,application/vnd.rar,\
+application/msword,application/vnd.ms-excel,application/vnd.ms-powerpoint,\
+application/vnd.openxmlformats-officedocument.*,application/vnd.oasis.opendocument.*,text/plain,\
+application/octet-stream";
 
 /// Reaching people who are offline: the VAPID identity, webhooks, the outbox sender.
 #[derive(Clone, Debug)]
@@ -166,6 +214,16 @@ pub const VARIABLES: &[&str] = &[
     "WEBHOOK_SECRET",
     "OUTBOX_CONCURRENCY",
     "OUTBOX_TIMEOUT_MS",
+    "UPLOAD_STORE",
+    "S3_ENDPOINT",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "UPLOAD_MAX_BYTES",
+    "UPLOAD_QUOTA_BYTES",
+    "UPLOAD_ALLOWED_TYPES",
+    "UPLOAD_MAX_IMAGE_PIXELS",
+    "UPLOAD_CLEANUP_INTERVAL_SECS",
 ];
 
 const JWT_SECRET_FILE: &str = "jwt_secret";
@@ -254,6 +312,7 @@ impl Config {
             access_token_ttl: Duration::from_secs(parse_or(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
             refresh_token_ttl: Duration::from_secs(parse_or(&get, "REFRESH_TOKEN_TTL_SECS", 7 * 24 * 3600)?),
             push: load_push(&get, &data_dir_for_keys, environment)?,
+            uploads: load_uploads(&get, &data_dir_for_keys)?,
         })
     }
 
@@ -316,6 +375,63 @@ fn load_push(
         concurrency: parse_or(get, "OUTBOX_CONCURRENCY", 64usize)?.max(1),
         timeout: Duration::from_millis(positive(parse_or(get, "OUTBOX_TIMEOUT_MS", 10_000)?, "OUTBOX_TIMEOUT_MS")?),
     })
+}
+
+/// Upload settings: `UPLOAD_STORE` unset keeps files under the data dir.
+fn load_uploads(get: &impl Fn(&str) -> Option<String>, data_dir: &std::path::Path) -> anyhow::Result<UploadConfig> {
+    let store = match get("UPLOAD_STORE") {
+        None => UploadStore::Local(data_dir.join("uploads")),
+        Some(raw) => parse_upload_store(&raw, get)?,
+    };
+    let allowed_types: Vec<String> = get("UPLOAD_ALLOWED_TYPES")
+        .unwrap_or_else(|| DEFAULT_UPLOAD_TYPES.into())
+        .split(',')
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if allowed_types.is_empty() {
+        bail!("UPLOAD_ALLOWED_TYPES must name at least one type");
+    }
+    Ok(UploadConfig {
+        store,
+        max_bytes: positive(parse_or(get, "UPLOAD_MAX_BYTES", 25 * 1024 * 1024)?, "UPLOAD_MAX_BYTES")?,
+        quota_bytes: parse_or(get, "UPLOAD_QUOTA_BYTES", 1024 * 1024 * 1024)?,
+        allowed_types,
+        max_image_pixels: positive(parse_or(get, "UPLOAD_MAX_IMAGE_PIXELS", 50_000_000)?, "UPLOAD_MAX_IMAGE_PIXELS")?,
+        cleanup_interval: Duration::from_secs(positive(
+            parse_or(get, "UPLOAD_CLEANUP_INTERVAL_SECS", 600)?,
+            "UPLOAD_CLEANUP_INTERVAL_SECS",
+        )?),
+    })
+}
+
+/// `file:///absolute/dir` or `s3://bucket[/prefix]`.
+fn parse_upload_store(raw: &str, get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<UploadStore> {
+    let url = url::Url::parse(raw).context("UPLOAD_STORE must be file:///dir or s3://bucket/prefix")?;
+    match url.scheme() {
+        "file" => Ok(UploadStore::Local(
+            url.to_file_path().ok().context("UPLOAD_STORE=file://… must name an absolute directory")?,
+        )),
+        "s3" => {
+            let bucket = url.host_str().filter(|b| !b.is_empty()).context("UPLOAD_STORE=s3://… needs a bucket")?;
+            let endpoint = get("S3_ENDPOINT");
+            if let Some(endpoint) = &endpoint {
+                url::Url::parse(endpoint)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .context("S3_ENDPOINT must be an http(s) URL")?;
+            }
+            Ok(UploadStore::S3(S3Store {
+                bucket: bucket.to_owned(),
+                prefix: url.path().trim_matches('/').to_owned(),
+                endpoint,
+                region: get("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
+                access_key_id: get("AWS_ACCESS_KEY_ID"),
+                secret_access_key: get("AWS_SECRET_ACCESS_KEY").map(Secret::new),
+            }))
+        }
+        other => bail!("UPLOAD_STORE must be file:///dir or s3://bucket/prefix, not {other}://"),
+    }
 }
 
 /// A P-256 private scalar kept in the data dir (base64url), made on first start.
@@ -518,6 +634,8 @@ mod tests {
             match name {
                 "JWT_SECRET" => Some("x".repeat(40)),
                 "VAPID_PRIVATE_KEY" => Some(VAPID.to_owned()),
+                // So that the S3 settings are read too.
+                "UPLOAD_STORE" => Some("s3://bucket/prefix".to_owned()),
                 _ => None,
             }
         }
@@ -537,6 +655,28 @@ mod tests {
         for name in VARIABLES {
             assert!(example.contains(&format!("# {name}=")), "{name} is missing from .env.example");
         }
+    }
+
+    #[test]
+    fn the_upload_store_is_a_directory_or_a_bucket() {
+        let secret = "x".repeat(40);
+        let load = |store: &str| {
+            Config::load(&[("JWT_SECRET", secret.as_str()), ("VAPID_PRIVATE_KEY", VAPID), ("UPLOAD_STORE", store)])
+        };
+        match load("s3://media/chat/uploads/").unwrap().uploads.store {
+            UploadStore::S3(s3) => assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("media", "chat/uploads")),
+            other => panic!("{other:?}"),
+        }
+        match load("file:///srv/parley-uploads").unwrap().uploads.store {
+            UploadStore::Local(dir) => assert_eq!(dir, PathBuf::from("/srv/parley-uploads")),
+            other => panic!("{other:?}"),
+        }
+        for bad in ["s3://", "ftp://host/x", "relative/dir", "file://host/x"] {
+            assert!(load(bad).is_err(), "{bad}");
+        }
+        let default = Config::load(&[("JWT_SECRET", secret.as_str()), ("VAPID_PRIVATE_KEY", VAPID)]).unwrap();
+        assert!(matches!(default.uploads.store, UploadStore::Local(ref dir) if dir.ends_with("uploads")));
+        assert_eq!(default.uploads.max_bytes, 25 * 1024 * 1024);
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub enum AppError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A `Range` that starts past the end of a `size`-byte file.
+    #[error("the requested range is not within the file's {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("too many requests, retry later")]
@@ -86,6 +89,7 @@ impl AppError {
             Self::UsernameTaken => "USERNAME_TAKEN",
             Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            Self::RangeNotSatisfiable { .. } => "RANGE_NOT_SATISFIABLE",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::Internal(_) => "INTERNAL",
@@ -102,6 +106,7 @@ impl AppError {
             Self::EmailTaken | Self::UsernameTaken => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -157,10 +162,15 @@ impl IntoResponse for AppError {
         self.report();
         let status = self.status();
         let mut response = (status, axum::Json(ErrorResponse { error: self.body() })).into_response();
-        if let Self::RateLimited { retry_after } = self
-            && let Ok(value) = HeaderValue::from_str(&retry_after_secs(retry_after).to_string())
+        let extra = match self {
+            Self::RateLimited { retry_after } => Some((header::RETRY_AFTER, retry_after_secs(retry_after).to_string())),
+            Self::RangeNotSatisfiable { size } => Some((header::CONTENT_RANGE, format!("bytes */{size}"))),
+            _ => None,
+        };
+        if let Some((name, value)) = extra
+            && let Ok(value) = HeaderValue::from_str(&value)
         {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+            response.headers_mut().insert(name, value);
         }
         response
     }

@@ -28,6 +28,7 @@ use crate::{
         search::SearchService,
         typing::TypingService,
         unread::UnreadNotifier,
+        uploads::UploadService,
         users::UserService,
     },
     fanout::{Delivery, Fanout},
@@ -62,6 +63,7 @@ pub struct Services {
     pub typing: Arc<TypingService>,
     pub reads: ReadService,
     pub unread: Arc<UnreadNotifier>,
+    pub uploads: UploadService,
     /// Who flooded, refused new connections for a while.
     pub floods: FloodCooldown,
 }
@@ -112,7 +114,7 @@ impl AppState {
         let vapid = Arc::new(
             Vapid::new(config.push.vapid_private_key.expose(), &config.push.vapid_subject).context("the VAPID key")?,
         );
-        let services = Services::build(&deps, &config, Wiring { local: local.clone(), vapid: &vapid });
+        let services = Services::build(&deps, &config, Wiring { local: local.clone(), vapid: &vapid })?;
         let platform = Platform {
             instance: uuid::Uuid::new_v4(),
             storage,
@@ -134,7 +136,7 @@ struct Wiring<'a> {
 }
 
 impl Services {
-    fn build(deps: &Deps, config: &Config, wiring: Wiring<'_>) -> Self {
+    fn build(deps: &Deps, config: &Config, wiring: Wiring<'_>) -> anyhow::Result<Self> {
         let tokens = TokenSettings {
             jwt_secret: config.jwt_secret.expose(),
             access_ttl: config.access_token_ttl,
@@ -146,7 +148,7 @@ impl Services {
         let presence = Arc::new(PresenceService::new(deps, config.presence_grace));
         let pipeline = SendPipeline { typing: typing.clone(), unread: unread.clone(), local: wiring.local };
         let conversations = Arc::new(ConversationService::new(deps, typing.clone()));
-        Self {
+        Ok(Self {
             auth: AuthService::new(deps, tokens),
             users: UserService::new(deps, presence.clone()),
             groups: GroupService::new(deps, conversations.clone()),
@@ -161,7 +163,8 @@ impl Services {
             push: PushService::new(deps, wiring.vapid.public_key().to_owned()),
             typing,
             unread,
+            uploads: UploadService::new(deps, &config.uploads).context("the upload store")?,
             floods: FloodCooldown::new(deps.shared.clone(), config.flood_cooldown),
-        }
+        })
     }
 }

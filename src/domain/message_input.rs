@@ -226,7 +226,8 @@ pub fn parse_content(value: Option<&Value>) -> Result<String, AppError> {
 
 /// Media: up to 10 objects `{url, type?, thumbnail?, width?, height?, size?, duration?,
 /// mimeType?, name?}`; URLs are http(s); nothing else is kept. No string may hold NUL
-/// (PostgreSQL's jsonb refuses U+0000).
+/// (PostgreSQL's jsonb refuses U+0000). An item may instead name an upload, `{uploadId,
+/// name?, duration?}`: the send fills in the rest from the upload (`domain::uploads`).
 fn parse_media(value: &Value) -> Result<Value, AppError> {
     let invalid = |why: &str| AppError::invalid_field("media", why.to_owned());
     let items = value.as_array().ok_or_else(|| invalid("must be an array"))?;
@@ -236,6 +237,10 @@ fn parse_media(value: &Value) -> Result<Value, AppError> {
     let mut parsed = Vec::with_capacity(items.len());
     for item in items {
         let object = item.as_object().ok_or_else(|| invalid("items must be objects"))?;
+        if let Some(upload) = object.get("uploadId") {
+            parsed.push(parse_upload_item(object, upload)?);
+            continue;
+        }
         let mut clean = Map::new();
         for (key, value) in object {
             let ok = match key.as_str() {
@@ -260,6 +265,31 @@ fn parse_media(value: &Value) -> Result<Value, AppError> {
         parsed.push(Value::Object(clean));
     }
     Ok(Value::Array(parsed))
+}
+
+/// `{uploadId, name?, duration?}`: what the upload does not say is all a client may add.
+fn parse_upload_item(object: &Map<String, Value>, upload: &Value) -> Result<Value, AppError> {
+    let invalid = |why: &str| AppError::invalid_field("media", why.to_owned());
+    let id =
+        upload.as_str().and_then(|s| s.parse::<Uuid>().ok()).ok_or_else(|| invalid("`uploadId` must be a UUID"))?;
+    let mut clean = Map::new();
+    clean.insert("uploadId".into(), Value::String(id.to_string()));
+    for (key, value) in object {
+        let ok = match key.as_str() {
+            "uploadId" => continue,
+            "name" => value.as_str().is_some_and(|s| s.chars().count() <= TEXT_FIELD_MAX_CHARS && !s.contains('\0')),
+            "duration" => value.as_u64().is_some() || value.as_f64().is_some_and(|f| f >= 0.0),
+            // What the upload says (url, type, size, dimensions, thumbnail) is filled in from it.
+            "type" | "url" | "contentType" | "mimeType" | "size" | "width" | "height" | "thumbnail"
+            | "thumbnailUrl" => continue,
+            _ => return Err(invalid(&format!("unknown media field `{key}`"))),
+        };
+        if !ok {
+            return Err(invalid(&format!("`{key}` has an invalid value")));
+        }
+        clean.insert(key.clone(), value.clone());
+    }
+    Ok(Value::Object(clean))
 }
 
 fn is_http_url(url: &str) -> bool {

@@ -31,6 +31,7 @@ pub mod time;
 pub mod tokens;
 pub mod typing;
 pub mod unread;
+pub mod uploads;
 pub mod users;
 pub mod views;
 

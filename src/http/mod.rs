@@ -14,6 +14,7 @@ pub mod presence;
 pub mod push;
 pub mod reads;
 pub mod rooms;
+pub mod uploads;
 pub mod users;
 
 use std::time::{Duration, Instant};
@@ -64,6 +65,7 @@ use crate::{config::Config, error::AppError, state::AppState};
         (name = "Groups", description = "Running a group: members, roles, invite links, mute"),
         (name = "Encryption", description = "The key directory: public keys per device, verification records"),
         (name = "Messages", description = "History, polling, the HTTP send fallback, edits and deletes"),
+        (name = "Uploads", description = "Files and images: upload, thumbnails, download"),
         (name = "Push", description = "Web Push subscriptions: reaching users who are offline"),
         (name = "Presence", description = "Who is online, as privacy settings allow"),
         (name = "Read state", description = "Unread counts, receipts, read status, archive"),
@@ -131,6 +133,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(push::router())
         .merge(reads::router())
         .merge(rooms::router())
+        .merge(uploads::router())
         .merge(health::router())
         .split_for_parts();
     UnauthorizedResponses.modify(&mut openapi);
@@ -152,7 +155,13 @@ pub fn router(state: AppState) -> Router {
     api.merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
         .fallback(|| async { AppError::NotFound("route") })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
-        .layer(middleware::from_fn_with_state(config.body_limit, refuse_oversize))
+        .layer(middleware::from_fn_with_state(
+            BodyLimits {
+                body: config.body_limit as u64,
+                upload: config.uploads.max_bytes.saturating_add(uploads::MULTIPART_SLACK),
+            },
+            refuse_oversize,
+        ))
         .layer(middleware::from_fn(record_http_metrics))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(
@@ -199,21 +208,35 @@ fn cors(config: &Config) -> CorsLayer {
 const OVERSIZE_DRAIN: u64 = 8 * 1024 * 1024;
 const OVERSIZE_DRAIN_TIME: Duration = Duration::from_secs(10);
 
-/// A body whose `Content-Length` is over the limit gets its 413 at once, before the handler
-/// runs, and is then read and thrown away (up to [`OVERSIZE_DRAIN`] bytes, for at most
-/// [`OVERSIZE_DRAIN_TIME`]) while the answer goes out: closing a connection with an upload
-/// still arriving makes the kernel reset it, and the client may never see the 413. (A body
-/// without a length that turns out too big is refused when it is read, as before.)
-async fn refuse_oversize(State(limit): State<usize>, request: Request, next: Next) -> Response {
+/// The largest bodies accepted: any route's, and an upload's.
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    body: u64,
+    upload: u64,
+}
+
+/// A body whose `Content-Length` is over the limit (the upload route's own for uploads) gets
+/// its 413 at once, before the handler runs, and is then read and thrown away (up to
+/// [`OVERSIZE_DRAIN`] bytes, for at most [`OVERSIZE_DRAIN_TIME`]) while the answer goes out:
+/// closing a connection with an upload still arriving makes the kernel reset it, and the
+/// client may never see the 413. (A body without a length that turns out too big is refused
+/// when it is read, as before.)
+async fn refuse_oversize(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_none_or(|length| length <= limit as u64) {
+    let uploading = request.method() == Method::POST
+        && request.extensions().get::<MatchedPath>().is_some_and(|path| path.as_str() == uploads::UPLOADS_PATH);
+    let limit = if uploading { limits.upload } else { limits.body };
+    if declared.is_none_or(|length| length <= limit) {
         return next.run(request).await;
     }
     tokio::spawn(drain(request.into_body()));
+    if uploading {
+        return AppError::PayloadTooLarge("the upload is larger than UPLOAD_MAX_BYTES".into()).into_response();
+    }
     AppError::body_too_large().into_response()
 }
 

@@ -11,6 +11,7 @@ pub mod extras;
 pub mod keys;
 pub mod models;
 pub mod push;
+pub mod uploads;
 #[macro_use]
 mod sql;
 pub mod postgres;
@@ -319,6 +320,7 @@ pub trait Storage:
     + keys::KeyRepo
     + push::PushRepo
     + push::OutboxRepo
+    + uploads::UploadRepo
 {
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;

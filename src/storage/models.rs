@@ -405,6 +405,25 @@ pub struct NewMessage {
     pub notify: Option<Notify>,
 }
 
+impl NewMessage {
+    /// The uploads its `media` names (`{uploadId}` items, filled in and checked before it is
+    /// written): the send transaction records the references.
+    pub fn upload_ids(&self) -> Vec<Uuid> {
+        media_upload_ids(self.media.as_ref())
+    }
+}
+
+/// The `uploadId`s of a `media` array.
+pub fn media_upload_ids(media: Option<&serde_json::Value>) -> Vec<Uuid> {
+    let Some(items) = media.and_then(|m| m.as_array()) else { return Vec::new() };
+    items.iter().filter_map(|item| item.get("uploadId")?.as_str()?.parse().ok()).fold(Vec::new(), |mut ids, id| {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+        ids
+    })
+}
+
 /// Who to notify about one message, worked out before its transaction: the transaction
 /// writes the outbox rows, so a stored message has its notifications on record.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -197,6 +197,11 @@ fn table() -> Vec<(&'static str, [Expect; 8])> {
         ("DELETE /api/keys/{keyId} (the owner's)", signed_in(NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, ok(204))),
         ("POST /api/keys/verify (the owner's key)", anyone(200)),
         ("POST /api/chat/encryption/verify (the owner's key)", anyone(200)),
+        // --- uploads (SPEC §4.3): the owner's picture, attached to a message in the group;
+        // whoever may not read it gets 404 (ids leak nothing; the blocked user is not in the group)
+        ("POST /api/uploads", anyone(201)),
+        ("GET /api/uploads/{id}", signed_in(NOT_FOUND, NOT_FOUND, ok(200), ok(200), ok(200))),
+        ("GET /api/uploads/{id}/thumbnail", signed_in(NOT_FOUND, NOT_FOUND, ok(200), ok(200), ok(200))),
         // --- Web Push subscriptions (SPEC §4.4): the caller's own
         ("GET /api/push/vapid-public-key", public(ok(200))),
         ("POST /api/push/subscriptions", anyone(201)),
@@ -238,6 +243,21 @@ async fn device_key(user: &crate::support::http::TestUser, device: &str) -> (Str
     let body = json!({"deviceId": device, "publicKey": public_key, "algorithm": "p256"});
     let reply = user.client.post("/api/keys", body).await;
     (reply.assert_status(201)["keyId"].as_str().expect("keyId").to_owned(), fingerprint)
+}
+
+/// A picture the owner uploaded and sent in the fixture's group.
+async fn owners_attached_upload(fx: &Fixture) -> Uuid {
+    let request = fx
+        .owner
+        .client
+        .request(reqwest::Method::POST, "/api/uploads")
+        .header("content-type", "image/png")
+        .body(crate::support::uploads::png(8, 8));
+    let upload = id_of(&fx.owner.client.send(request).await.assert_status(201)["id"]);
+    let media = json!({"clientMessageId": new_client_id(), "content": "", "contentType": "image",
+        "media": [{"uploadId": upload}]});
+    fx.owner.client.post(&format!("/api/conversations/{}/messages", fx.group), media).await.assert_status(201);
+    upload
 }
 
 /// A fresh push subscription as a browser gives it (loopback is allowed in development).
@@ -466,6 +486,19 @@ async fn call(app: &TestApp, fx: &Fixture, route: &str, role: Role) -> Reply {
         }
         "GET /api/conversations/{id}/pins" => c.get(&format!("/api/conversations/{conv}/pins")).await,
         "GET /api/search/messages?q=" => c.get("/api/search/messages?q=hello").await,
+        "POST /api/uploads" => {
+            let request = c
+                .request(reqwest::Method::POST, "/api/uploads")
+                .header("content-type", "text/plain")
+                .body("notes for the matrix");
+            c.send(request).await
+        }
+        "GET /api/uploads/{id}" | "GET /api/uploads/{id}/thumbnail" => {
+            let upload = owners_attached_upload(fx).await;
+            let path = route.trim_start_matches("GET ").replace("{id}", &upload.to_string());
+            let reply = c.get(&path).await;
+            Reply { body: if reply.status.is_success() { Value::Null } else { reply.body }, ..reply }
+        }
         "GET /api/users/{id}" => c.get(&format!("/api/users/{owner}")).await,
         "GET /api/users/{id}/presence" => c.get(&format!("/api/users/{owner}/presence")).await,
         "GET /api/presence?userIds=" => c.get(&format!("/api/presence?userIds={owner}")).await,

@@ -16,4 +16,5 @@ mod openapi;
 mod process;
 mod push;
 mod rooms;
+mod uploads;
 mod users;

@@ -129,6 +129,24 @@ pub struct TestUser {
 
 pub const PASSWORD: &str = "correct horse battery";
 
+impl TestUser {
+    /// Signs in again at `app` (a fresh access token, say after the clock moved past the old
+    /// one's expiry).
+    pub async fn sign_in_again(&self, app: &TestApp) -> TestUser {
+        let client = app.client();
+        let reply = client.post("/api/auth/login", json!({"email": self.email, "password": self.password})).await;
+        let token = reply.assert_status(200)["accessToken"].as_str().expect("access token").to_owned();
+        TestUser {
+            id: self.id,
+            email: self.email.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            client: client.with_token(&token),
+            token,
+        }
+    }
+}
+
 impl TestApp {
     /// An anonymous client with its own cookie jar.
     pub fn client(&self) -> Client {

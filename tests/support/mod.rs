@@ -11,6 +11,7 @@ pub mod keys;
 pub mod push;
 pub mod raw;
 pub mod socket;
+pub mod uploads;
 
 use std::{sync::Arc, time::Duration};
 
@@ -39,7 +40,7 @@ fn in_ci() -> bool {
 }
 
 /// Whether a backend can be used; in CI an unreachable one fails the test instead.
-async fn reachable(name: &str, probe: impl std::future::Future<Output = Result<(), String>>) -> bool {
+pub async fn reachable(name: &str, probe: impl std::future::Future<Output = Result<(), String>>) -> bool {
     let why = match tokio::time::timeout(Duration::from_secs(3), probe).await {
         Ok(Ok(())) => return true,
         Ok(Err(err)) => err,

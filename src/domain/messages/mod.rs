@@ -266,6 +266,17 @@ impl MessageService {
             Ok(resolved) => resolved,
             Err(refusal) => return self.original_or(sender, &message.client_message_id, refusal).await,
         };
+        // `{uploadId}` media items get their url, type, size and thumbnail from the upload,
+        // which must be the sender's (a forwarded copy keeps the original's items as they are).
+        let media = match message.media {
+            Some(media) if forwarded_from.is_none() => {
+                match super::uploads::fill_media(self.storage.as_ref(), sender, media).await {
+                    Ok(filled) => Some(filled),
+                    Err(refusal) => return self.original_or(sender, &message.client_message_id, refusal).await,
+                }
+            }
+            other => other,
+        };
         let new = NewMessage {
             id: Uuid::now_v7(),
             conversation_id: message.conversation_id,
@@ -273,7 +284,7 @@ impl MessageService {
             client_message_id: message.client_message_id,
             content: message.content,
             content_type: message.content_type,
-            media: message.media,
+            media,
             encrypted_content: message.encrypted_content.map(Ciphertext::into_inner),
             forwarded_from,
             reply_to_id,

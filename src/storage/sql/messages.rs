@@ -134,6 +134,23 @@ macro_rules! sql_messages {
                 insert.push(" ON CONFLICT (message_id, user_id) DO NOTHING");
                 insert.build().execute(&mut **tx).await?;
             }
+            let uploads: Vec<(&NewMessage, uuid::Uuid)> = rows
+                .iter()
+                .flat_map(|(message, _, _)| message.upload_ids().into_iter().map(move |upload| (*message, upload)))
+                .collect();
+            if !uploads.is_empty() {
+                let mut insert =
+                    sqlx::QueryBuilder::<$db>::new("INSERT INTO message_uploads (upload_id, message_id, conversation_id) ");
+                insert.push_values(&uploads, |mut row, (message, upload)| {
+                    row.push_bind(*upload).push_bind(message.id).push_bind(message.conversation_id);
+                });
+                insert.push(" ON CONFLICT (upload_id, message_id) DO NOTHING");
+                insert.build().execute(&mut **tx).await?;
+                let mut attach = sqlx::QueryBuilder::<$db>::new("UPDATE uploads SET attached_at = ");
+                attach.push_bind(rows[0].2).push(" WHERE attached_at IS NULL AND id IN ");
+                push_id_list(&mut attach, uploads.iter().map(|(_, upload)| *upload));
+                attach.build().execute(&mut **tx).await?;
+            }
             let replies = rows.iter().any(|(message, _, _)| message.reply_to_id.is_some());
             let mut reread = sqlx::QueryBuilder::<$db>::new(if replies {
                 concat!(select_messages!(), " WHERE m.id IN ")

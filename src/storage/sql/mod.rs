@@ -108,6 +108,8 @@ mod messages;
 mod push;
 #[macro_use]
 mod reads;
+#[macro_use]
+mod uploads;
 
 macro_rules! sql_store {
     ($store:ty, $db:ty) => {
@@ -134,6 +136,7 @@ macro_rules! sql_store {
         sql_messages!($store, $db);
         sql_push!($store, $db);
         sql_reads!($store, $db);
+        sql_uploads!($store, $db);
 
         #[async_trait::async_trait]
         impl $crate::storage::Storage for $store {
