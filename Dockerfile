@@ -10,7 +10,7 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /var/lib/parley parley \
-    && mkdir -p /var/lib/parley && chown parley /var/lib/parley
+    && mkdir -p /var/lib/parley/uploads && chown -R parley /var/lib/parley
 COPY --from=build /src/target/release/parley /usr/local/bin/parley
 USER parley
 ENV PARLEY_ADDR=0.0.0.0:3000 PARLEY_DATA_DIR=/var/lib/parley LOG_FORMAT=json

@@ -81,8 +81,17 @@ stop_server
 if psql "$PG_ADMIN" -Atc 'SELECT 1' >/dev/null 2>&1 && [ "$(redis-cli -u "$REDIS" ping 2>/dev/null)" = PONG ]; then
   E2E_DB="parley_test_e2e_$$"
   psql "$PG_ADMIN" -qc "CREATE DATABASE $E2E_DB"
-  echo "=== e2e: production (PostgreSQL + Redis)"
-  start_server production DATABASE_URL="${PG_ADMIN%/*}/$E2E_DB" REDIS_URL="$REDIS" REDIS_KEY_PREFIX="parley-e2e-$$:"
+  # Uploads go to the S3 server when one answers (moto_server; required under CI=true).
+  S3=${PARLEY_TEST_S3_ENDPOINT:-http://127.0.0.1:5000}
+  STORE=()
+  if curl -fsS -X PUT -o /dev/null "$S3/parley-e2e-$$"; then
+    STORE=(UPLOAD_STORE="s3://parley-e2e-$$/uploads" S3_ENDPOINT="$S3" AWS_ACCESS_KEY_ID=e2e AWS_SECRET_ACCESS_KEY=e2e)
+  elif [ "${CI:-}" = true ]; then
+    echo "FATAL: the S3 server ($S3) is required for the production e2e run under CI=true" >&2
+    exit 1
+  fi
+  echo "=== e2e: production (PostgreSQL + Redis${STORE:+, uploads on S3})"
+  start_server production DATABASE_URL="${PG_ADMIN%/*}/$E2E_DB" REDIS_URL="$REDIS" REDIS_KEY_PREFIX="parley-e2e-$$:" "${STORE[@]}"
   npm test --silent
   # PostgreSQL refuses what SQLite stores (NUL in text was a 500 only here): fuzz it too.
   bash schemathesis.sh
