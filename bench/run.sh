@@ -3,7 +3,8 @@
 # load generator (release), starts the server(s) on a free port with a fresh database, waits for
 # /health/ready, runs the scenario, stops the server(s) and removes what the run created.
 #
-#   bench/run.sh <idle|storm|chat|fanout|rest|search|soak> [sqlite|postgres|replicas] [generator args…]
+#   bench/run.sh <idle|storm|chat|fanout|rest|search|soak|uploads> [sqlite|postgres|replicas] [generator args…]
+#   BENCH_UPLOAD_STORE=s3://bucket/prefix bench/run.sh uploads …   (uploads on S3; default: a directory of the run)
 #   bench/run.sh users [sqlite|postgres]          (register the users ahead of time)
 #   BENCH_SEARCH_SEED='--conversations 100' bench/run.sh search …   (options of search-seed)
 #   BENCH_KEEP_DB=1 bench/run.sh search postgres   (keeps the run's database and files, to study)
@@ -46,7 +47,7 @@ PIDS=()          # the servers started
 URLS=()          # their base URLs
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -80,7 +81,7 @@ start_server() {
     port=$(free_port)
     env PARLEY_ADDR="127.0.0.1:$port" JWT_SECRET="$(cat "$STATE/jwt_secret")" \
         MESSAGE_RATE_PER_MIN=100000000 REGISTRATIONS_PER_HOUR=0 LEGACY_EVENTS=false ACCESS_TOKEN_TTL_SECS=86400 \
-        MAX_CONNECTIONS_PER_IP=0 SOCKET_EVENTS_PER_SEC=0 \
+        MAX_CONNECTIONS_PER_IP=0 SOCKET_EVENTS_PER_SEC=0 UPLOAD_STORE="${BENCH_UPLOAD_STORE:-file://$WORK/uploads}" \
         RUST_LOG="${RUST_LOG:-warn}" "$@" "$SERVER" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
     URLS+=("http://127.0.0.1:$port")
@@ -220,7 +221,7 @@ main() {
     (($# >= 1)) || usage
     local scenario=$1 backend=sqlite family
     shift
-    case $scenario in idle | storm | chat | fanout | rest | search | soak | users) ;; *) usage ;; esac
+    case $scenario in idle | storm | chat | fanout | rest | search | soak | uploads | users) ;; *) usage ;; esac
     if (($# >= 1)) && [[ $1 == sqlite || $1 == postgres || $1 == replicas ]]; then
         backend=$1
         shift
@@ -235,7 +236,7 @@ main() {
     if [[ $scenario == users ]]; then
         ensure_template "$family"
         return
-    elif [[ $scenario == rest ]]; then
+    elif [[ $scenario == rest || $scenario == uploads ]]; then
         start_backend "$backend" no
     else
         ensure_template "$family"
@@ -248,7 +249,7 @@ main() {
             start_backend "$backend" yes
         fi
     fi
-    if [[ $scenario == idle || $scenario == soak ]]; then
+    if [[ $scenario == idle || $scenario == soak || $scenario == uploads ]]; then
         local pid
         for pid in "${PIDS[@]}"; do args+=(--server-pid "$pid"); done
     fi

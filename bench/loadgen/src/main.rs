@@ -47,6 +47,8 @@ enum Command {
     SearchSeed(corpus::SeedArgs),
     /// Concurrent message searches (`GET /api/search/messages`) over a seeded database.
     Search(scenarios::search::Args),
+    /// Concurrent uploads then downloads of large files: MiB/s and the server's RSS.
+    Uploads(scenarios::uploads::Args),
     /// Bounded soak: churn, sends and typing at a steady rate; RSS, tasks and typing state
     /// watched, checks fail the run.
     Soak(scenarios::soak::Args),
@@ -87,5 +89,6 @@ async fn main() -> anyhow::Result<()> {
         Command::SearchSeed(args) => corpus::run(args),
         Command::Search(args) => scenarios::search::run(args).await,
         Command::Soak(args) => scenarios::soak::run(args).await,
+        Command::Uploads(args) => scenarios::uploads::run(args).await,
     }
 }

@@ -7,3 +7,4 @@ pub mod rest;
 pub mod search;
 pub mod soak;
 pub mod storm;
+pub mod uploads;
