@@ -347,18 +347,14 @@ impl UploadService {
                 _ => return Err(AppError::NotFound("thumbnail")),
             },
         };
+        // Stored files and thumbnails are never empty, and a checked range never is.
         let wanted = range(total)?;
         let served = wanted.clone().unwrap_or(0..total);
-        let options =
-            GetOptions { range: wanted.filter(|r| !r.is_empty()).map(GetRange::Bounded), ..GetOptions::default() };
-        let body = if served.is_empty() {
-            futures_util::stream::empty().boxed()
-        } else {
-            match self.store.get_opts(&object_path(id, part), options).await {
-                Ok(result) => result.into_stream(),
-                Err(object_store::Error::NotFound { .. }) => return Err(AppError::NotFound("upload")),
-                Err(err) => return Err(store_error(err)),
-            }
+        let options = GetOptions { range: wanted.map(GetRange::Bounded), ..GetOptions::default() };
+        let body = match self.store.get_opts(&object_path(id, part), options).await {
+            Ok(result) => result.into_stream(),
+            Err(object_store::Error::NotFound { .. }) => return Err(AppError::NotFound("upload")),
+            Err(err) => return Err(store_error(err)),
         };
         let inline = IMAGE_TYPES.contains(&content_type.as_str());
         Ok(Download { record, content_type, total, range: served, etag, inline, body })
@@ -400,11 +396,6 @@ impl UploadService {
                 Err(err) => tracing::warn!(error = %err, %path, "deleting an upload's bytes failed"),
             }
         }
-    }
-
-    /// Whether `path` exists in the store (for tests and checks).
-    pub async fn stored(&self, id: Uuid, part: Part) -> bool {
-        self.store.head(&object_path(id, part)).await.is_ok()
     }
 
     /// Every key in the store, staging files excepted (for tests: nothing left behind).

@@ -205,8 +205,8 @@ fn cors(config: &Config) -> CorsLayer {
 }
 
 /// How much of a refused upload is read (and thrown away) after its 413, and for how long.
-const OVERSIZE_DRAIN: u64 = 8 * 1024 * 1024;
-const OVERSIZE_DRAIN_TIME: Duration = Duration::from_secs(10);
+pub(crate) const OVERSIZE_DRAIN: u64 = 8 * 1024 * 1024;
+pub(crate) const OVERSIZE_DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// The largest bodies accepted: any route's, and an upload's.
 #[derive(Clone, Copy)]
@@ -240,7 +240,7 @@ async fn refuse_oversize(State(limits): State<BodyLimits>, request: Request, nex
     AppError::body_too_large().into_response()
 }
 
-async fn drain(body: Body) {
+pub(crate) async fn drain(body: Body) {
     let mut body = std::pin::pin!(body);
     let mut read = 0u64;
     let _ = tokio::time::timeout(OVERSIZE_DRAIN_TIME, async {

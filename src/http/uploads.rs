@@ -9,7 +9,6 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use futures_util::StreamExt;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -26,9 +25,6 @@ use crate::{
 pub const UPLOADS_PATH: &str = "/api/uploads";
 /// What a multipart body may carry besides the file (boundaries, part headers, small fields).
 pub const MULTIPART_SLACK: u64 = 64 * 1024;
-/// How much of a refused upload is read and thrown away, so that its client sees the 413.
-const REFUSED_DRAIN: usize = 64 * 1024 * 1024;
-const REFUSED_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -107,35 +103,22 @@ async fn upload(
         let mut body = request.into_body().into_data_stream();
         let outcome = uploads.upload(auth.id, params.name, declared, &mut body).await;
         if matches!(outcome, Err(AppError::PayloadTooLarge(_))) {
-            tokio::spawn(drain_stream(body));
+            tokio::spawn(super::drain(Body::from_stream(body)));
         }
         outcome?
     };
     Ok((StatusCode::CREATED, axum::Json(stored)))
 }
 
-/// Reads (and drops) what is left of a refused upload for a while, so that the client, still
-/// sending, reads the 413 instead of a connection reset.
-async fn drain_stream(mut body: axum::body::BodyDataStream) {
-    let _ = tokio::time::timeout(REFUSED_DRAIN_TIME, async {
-        let mut read = 0;
-        while read < REFUSED_DRAIN {
-            match body.next().await {
-                Some(Ok(chunk)) => read += chunk.len(),
-                _ => break,
-            }
-        }
-    })
-    .await;
-}
-
+/// What is left of a refused multipart upload is read and dropped as a refused body is (see
+/// `super::drain`), so that the client, still sending, reads the 413 instead of a reset.
 async fn drain_multipart(mut form: Multipart) {
-    let _ = tokio::time::timeout(REFUSED_DRAIN_TIME, async {
+    let _ = tokio::time::timeout(super::OVERSIZE_DRAIN_TIME, async {
         let mut read = 0;
         while let Ok(Some(mut field)) = form.next_field().await {
             while let Ok(Some(chunk)) = field.chunk().await {
-                read += chunk.len();
-                if read >= REFUSED_DRAIN {
+                read += chunk.len() as u64;
+                if read >= super::OVERSIZE_DRAIN {
                     return;
                 }
             }

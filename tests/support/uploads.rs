@@ -68,13 +68,12 @@ pub async fn spawn_with_store(mode: Mode, store: Store, extra: &[(&str, &str)]) 
 /// Everything the app's upload store holds: finished objects, and what an unfinished upload
 /// left (a local staging file, an S3 multipart upload in progress).
 pub async fn leftovers(app: &TestApp) -> Vec<String> {
-    let mut found = app.state.services.uploads.keys().await;
+    let mut found = Vec::new();
     match &app.state.config.uploads.store {
-        UploadStore::Local(dir) => {
-            found = Vec::new();
-            list_files(dir, dir, &mut found);
-        }
+        // Every file of the directory, staging files included.
+        UploadStore::Local(dir) => list_files(dir, dir, &mut found),
         UploadStore::S3(s3) => {
+            found = app.state.services.uploads.keys().await;
             let listing = reqwest::get(format!("{}/{}?uploads", s3_endpoint(), s3.bucket))
                 .await
                 .expect("list multipart uploads")

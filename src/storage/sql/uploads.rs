@@ -17,6 +17,13 @@ macro_rules! upload_columns_up {
     };
 }
 
+/// Bytes one owner's uploads take (`$1`: the owner).
+macro_rules! upload_usage_sql {
+    () => {
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads WHERE owner_id = $1"
+    };
+}
+
 macro_rules! sql_uploads {
     ($store:ty, $db:ty) => {
         use $crate::storage::uploads::{UploadInsert, UploadRecord, UploadRepo};
@@ -31,7 +38,7 @@ macro_rules! sql_uploads {
                     .execute(&mut *tx)
                     .await?;
                 let used: i64 =
-                    sqlx::query_scalar::<$db, i64>("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads WHERE owner_id = $1")
+                    sqlx::query_scalar::<$db, i64>(upload_usage_sql!())
                         .bind(upload.owner_id)
                         .fetch_one(&mut *tx)
                         .await?;
@@ -62,9 +69,7 @@ macro_rules! sql_uploads {
             }
 
             async fn upload_usage(&self, owner: uuid::Uuid) -> StorageResult<i64> {
-                Ok(sqlx::query_scalar::<$db, i64>(
-                    "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM uploads WHERE owner_id = $1",
-                )
+                Ok(sqlx::query_scalar::<$db, i64>(upload_usage_sql!())
                 .bind(owner)
                 .fetch_one(self.reader())
                 .await?)
