@@ -4,6 +4,9 @@
 # /health/ready, runs the scenario, stops the server(s) and removes what the run created.
 #
 #   bench/run.sh <idle|storm|chat|fanout|rest|search|soak|uploads> [sqlite|postgres|replicas] [generator args…]
+#   bench/run.sh compare <idle|storm|chat|fanout> [sqlite|postgres|replicas] [generator args…]
+#       (Parley, then the Node peer of bench/peer/ on fresh databases with the same arguments,
+#       then a table of both and their ratio)
 #   BENCH_UPLOAD_STORE=s3://bucket/prefix bench/run.sh uploads …   (uploads on S3; default: a directory of the run)
 #   bench/run.sh users [sqlite|postgres]          (register the users ahead of time)
 #   BENCH_SEARCH_SEED='--conversations 100' bench/run.sh search …   (options of search-seed)
@@ -34,6 +37,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE=$ROOT/bench/.state
 SERVER=${CARGO_TARGET_DIR:-$ROOT/target}/release/parley
+PEER=$ROOT/bench/peer
 LOADGEN=$ROOT/bench/loadgen/target/release/parley-loadgen
 BENCH_USERS=${BENCH_USERS:-15000}
 BENCH_PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
@@ -47,7 +51,7 @@ PIDS=()          # the servers started
 URLS=()          # their base URLs
 
 usage() {
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -55,6 +59,13 @@ build() {
     if [[ ${BENCH_SKIP_BUILD:-} == 1 ]]; then return; fi
     cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin parley
     cargo build --release --quiet --manifest-path "$ROOT/bench/loadgen/Cargo.toml" --target-dir "$ROOT/bench/loadgen/target"
+}
+
+# The peer's packages, installed from its lockfile when missing or older than the lockfile.
+build_peer() {
+    if [[ ! -f $PEER/node_modules/.package-lock.json || $PEER/package-lock.json -nt $PEER/node_modules/.package-lock.json ]]; then
+        npm ci --silent --no-audit --no-fund --prefix "$PEER" >&2
+    fi
 }
 
 psql_admin() {
@@ -71,6 +82,18 @@ free_port() {
             return
         fi
     done
+}
+
+# start_peer <name> [VAR=value…]: starts one Node peer (bench/peer/server.js) and waits until
+# it is ready.
+start_peer() {
+    local name=$1 port
+    shift
+    port=$(free_port)
+    env PORT="$port" JWT_SECRET="$(cat "$STATE/jwt_secret")" "$@" node "$PEER/server.js" >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    URLS+=("http://127.0.0.1:$port")
+    wait_ready "$name" "$port" "$!"
 }
 
 # start_server <name> [VAR=value…]: starts one server with the common settings plus the
@@ -123,7 +146,8 @@ stop_servers() {
     URLS=()
 }
 
-cleanup() {
+# Stops the servers and removes their database and Redis keys (kept with BENCH_KEEP_DB).
+teardown() {
     stop_servers
     if [[ -n $RUN_DB && -n ${BENCH_KEEP_DB:-} ]]; then
         echo "kept the run's database: $BENCH_PG/$RUN_DB" >&2
@@ -133,6 +157,12 @@ cleanup() {
     if [[ -n $REDIS_PREFIX ]]; then
         redis-cli -u "$BENCH_REDIS" --scan --pattern "$REDIS_PREFIX*" | xargs -r -n 500 redis-cli -u "$BENCH_REDIS" del >/dev/null || true
     fi
+    RUN_DB=""
+    REDIS_PREFIX=""
+}
+
+cleanup() {
+    teardown
     if [[ -n $WORK && -n ${BENCH_KEEP_DB:-} ]]; then
         echo "kept the run's files (users, corpus, logs): $WORK" >&2
     elif [[ -n $WORK ]]; then rm -rf "$WORK"; fi
@@ -208,6 +238,27 @@ start_backend() {
     done
 }
 
+# start_peer_backend <backend>: the peer's database (always PostgreSQL: the Node stack has no
+# embedded mode) with the users of the run's users file, and one peer, or two on Redis for
+# `replicas`.
+start_peer_backend() {
+    local backend=$1
+    RUN_DB=parley_peer_$(date +%s)_$$
+    psql_admin "create database $RUN_DB"
+    psql "$BENCH_PG/$RUN_DB" -v ON_ERROR_STOP=1 -qf "$PEER/schema.sql"
+    jq -r '.users[] | [.id, .email, .email] | @csv' "$WORK/users.json" |
+        psql "$BENCH_PG/$RUN_DB" -v ON_ERROR_STOP=1 -qc "\\copy users (id, email, display_name) from stdin with (format csv)"
+    if [[ $backend != replicas ]]; then
+        start_peer peer DATABASE_URL="$BENCH_PG/$RUN_DB"
+        return
+    fi
+    REDIS_PREFIX="$RUN_DB:"
+    local replica
+    for replica in a b; do
+        start_peer "peer-$replica" DATABASE_URL="$BENCH_PG/$RUN_DB" REDIS_URL="$BENCH_REDIS" REDIS_KEY_PREFIX="$REDIS_PREFIX"
+    done
+}
+
 has_arg() {
     local wanted=$1 arg
     shift
@@ -217,32 +268,21 @@ has_arg() {
     return 1
 }
 
-main() {
-    (($# >= 1)) || usage
-    local scenario=$1 backend=sqlite family
-    shift
-    case $scenario in idle | storm | chat | fanout | rest | search | soak | uploads | users) ;; *) usage ;; esac
-    if (($# >= 1)) && [[ $1 == sqlite || $1 == postgres || $1 == replicas ]]; then
-        backend=$1
-        shift
-    fi
+# run_scenario <parley|peer> <scenario> <backend> [generator args…]: one run against fresh
+# server(s) of `backend`; the caller tears them down.
+run_scenario() {
+    local target=$1 scenario=$2 backend=$3 family args=()
+    shift 3
     family=$([[ $backend == sqlite ]] && echo sqlite || echo postgres)
-    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # sockets: the servers' and the generator's
-    build
-    WORK=$(mktemp -d /tmp/parley-bench.XXXXXX)
-    trap cleanup EXIT
-
-    local args=()
-    if [[ $scenario == users ]]; then
-        ensure_template "$family"
-        return
-    elif [[ $scenario == rest || $scenario == uploads ]]; then
+    if [[ $scenario == rest || $scenario == uploads ]]; then
         start_backend "$backend" no
     else
         ensure_template "$family"
         cp "$STATE/$family/users.json" "$WORK/users.json"
         args+=(--users-file "$WORK/users.json")
-        if [[ $scenario == search ]]; then
+        if [[ $target == peer ]]; then
+            start_peer_backend "$backend"
+        elif [[ $scenario == search ]]; then
             start_backend "$backend" yes seed
             args+=(--corpus "$WORK/corpus.json")
         else
@@ -260,7 +300,7 @@ main() {
     fi
     local urls profiler=""
     urls=$(IFS=,; echo "${URLS[*]}")
-    if [[ -n ${BENCH_PERF:-} ]]; then
+    if [[ -n ${BENCH_PERF:-} && $target == parley ]]; then
         # Samples the first server for the whole scenario (setup included) with call stacks.
         perf record -q -F 199 --call-graph dwarf,16384 -p "${PIDS[0]}" -o "$BENCH_PERF" 2>/dev/null &
         profiler=$!
@@ -270,6 +310,73 @@ main() {
         kill -INT "$profiler"
         wait "$profiler" || true
         echo "profile: perf report -i $BENCH_PERF --no-children" >&2
+    fi
+}
+
+# compare <scenario> <backend> [generator args…]: Parley, then the peer, with the same
+# arguments; prints every number of the two results side by side with Parley/peer.
+compare() {
+    local scenario=$1 backend=$2 out
+    shift 2
+    mkdir -p "$ROOT/bench/results"
+    out=$ROOT/bench/results/compare-$scenario-$backend-$(date +%Y%m%d-%H%M%S).json
+    echo "== Parley ($backend) ==" >&2
+    run_scenario parley "$scenario" "$backend" --label "parley $backend" --json "$WORK/parley.json" "$@"
+    teardown
+    echo "== Node peer (socket.io 4 + pg$([[ $backend == replicas ]] && echo ' + redis-adapter, two replicas')) ==" >&2
+    run_scenario peer "$scenario" "$backend" --label "node $backend" --json "$WORK/peer.json" "$@"
+    teardown
+    jq -n --slurpfile parley "$WORK/parley.json" --slurpfile peer "$WORK/peer.json" \
+        --arg scenario "$scenario" --arg backend "$backend" --arg args "$*" \
+        '{scenario: $scenario, backend: $backend, args: $args, parley: $parley[0], peer: $peer[0]}' >"$out"
+    echo
+    echo "compare $scenario ($backend) $*: Parley / Node peer (for latencies and bytes, < 1 is better)"
+    echo
+    echo "| measure | Parley | Node peer | Parley / peer |"
+    echo "|---|---|---|---|"
+    jq -r '
+        def leaves: [paths(numbers) as $p | {key: ($p | map(tostring) | join(".")), value: getpath($p)}];
+        (.peer | leaves | from_entries) as $peer
+        | .parley | leaves[]
+        | select($peer[.key] != null)
+        | [.key, .value, $peer[.key],
+           (if $peer[.key] == 0 then "-" else ((.value / $peer[.key]) * 100 | round / 100 | tostring) end)]
+        | "| \(.[0]) | \(.[1]) | \(.[2]) | \(.[3]) |"' "$out"
+    echo
+    echo "both results: $out" >&2
+}
+
+main() {
+    (($# >= 1)) || usage
+    local scenario=$1 backend=sqlite mode=single
+    shift
+    if [[ $scenario == compare ]]; then
+        (($# >= 1)) || usage
+        mode=compare scenario=$1
+        shift
+        case $scenario in idle | storm | chat | fanout) ;; *)
+            echo "compare runs idle, storm, chat and fanout: the peer speaks only their subset" >&2
+            exit 2
+            ;;
+        esac
+    fi
+    case $scenario in idle | storm | chat | fanout | rest | search | soak | uploads | users) ;; *) usage ;; esac
+    if (($# >= 1)) && [[ $1 == sqlite || $1 == postgres || $1 == replicas ]]; then
+        backend=$1
+        shift
+    fi
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # sockets: the servers' and the generator's
+    build
+    WORK=$(mktemp -d /tmp/parley-bench.XXXXXX)
+    trap cleanup EXIT
+
+    if [[ $scenario == users ]]; then
+        ensure_template "$([[ $backend == sqlite ]] && echo sqlite || echo postgres)"
+    elif [[ $mode == compare ]]; then
+        build_peer
+        compare "$scenario" "$backend" "$@"
+    else
+        run_scenario parley "$scenario" "$backend" "$@"
     fi
 }
 
