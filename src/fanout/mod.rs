@@ -204,10 +204,10 @@ impl Fanout {
         self.send(Audience::users(participants), ServerEvent::ReceiptCount(event)).await;
     }
 
-    /// `unread:updated` to every connection of `user`.
-    pub async fn unread_updated(&self, user: Uuid, conversation: Uuid, unread: i64, total: i64) {
+    /// `unread:updated` to every connection of `users` (whose counts are all these).
+    pub async fn unread_updated(&self, users: &[Uuid], conversation: Uuid, unread: i64, total: i64) {
         let event = UnreadUpdated { conversation_id: conversation, unread_count: unread, total };
-        self.send(Audience::user(user), ServerEvent::UnreadUpdated(event)).await;
+        self.send(Audience::users(users), ServerEvent::UnreadUpdated(event)).await;
     }
 
     /// `participant:added` to `audience` (the members who were there): `users` joined,

@@ -22,8 +22,60 @@ crate::in_all_modes_spawned_by!(spawn;
     mark_unread_archive_and_clear_are_per_user_and_synced,
     clearing_for_everyone_is_for_owners_and_admins,
     forwarding_copies_to_up_to_ten_conversations,
-    leaving_and_deleting_reach_the_users_other_devices
+    leaving_and_deleting_reach_the_users_other_devices,
+    unread_pushes_are_coalesced_per_user_and_exact_for_each_member
 );
+
+/// At most one `unread:updated` round per user per 500 ms (issue 20): a change right after a
+/// push waits for the window to end, then goes out with the count as it is then. Members of a
+/// group whose counts differ each get their own numbers.
+async fn unread_pushes_are_coalesced_per_user_and_exact_for_each_member(app: TestApp) {
+    let (ann, bob, cid) = (app.register("Ann").await, app.register("Bob").await, app.register("Cid").await);
+    let team = group(&ann, &[&bob, &cid]).await;
+    let with_bob = direct(&ann, &bob).await;
+    let ann_socket = connect(&app, &ann).await;
+    send(&ann_socket, with_bob, "d1", "only for bob").await;
+    let (bob_socket, cid_socket) = (connect(&app, &bob).await, connect(&app, &cid).await);
+
+    send(&ann_socket, team, "g1", "one").await;
+    let first = unread_push(&bob_socket, team).await;
+    let pushed_at = std::time::Instant::now();
+    assert_eq!(first, json!({"conversationId": team, "unreadCount": 1, "total": 2}));
+    let cid_first = unread_push(&cid_socket, team).await;
+    assert_eq!(cid_first, json!({"conversationId": team, "unreadCount": 1, "total": 1}));
+
+    send(&ann_socket, team, "g2", "two").await;
+    send(&ann_socket, team, "g3", "three").await;
+    let mut pushes = Vec::new();
+    loop {
+        let push = unread_push(&bob_socket, team).await;
+        pushes.push((pushed_at.elapsed(), push.clone()));
+        if push["unreadCount"] == 3 {
+            assert_eq!(push, json!({"conversationId": team, "unreadCount": 3, "total": 4}));
+            break;
+        }
+    }
+    let (next_after, _) = pushes[0];
+    assert!(next_after >= Duration::from_millis(400), "the next push came {next_after:?} after the first: {pushes:?}");
+    assert!(pushes.len() <= 2, "at most one push per half second: {pushes:?}");
+    loop {
+        let push = unread_push(&cid_socket, team).await;
+        if push["unreadCount"] == 3 {
+            assert_eq!(push["total"], 3);
+            break;
+        }
+    }
+}
+
+/// The next `unread:updated` of `conversation` (those of others are skipped).
+async fn unread_push(socket: &SocketClient, conversation: Uuid) -> Value {
+    loop {
+        let push = socket.expect_event("unread:updated", WAIT).await;
+        if push["conversationId"] == conversation.to_string() {
+            return push;
+        }
+    }
+}
 
 async fn leaving_and_deleting_reach_the_users_other_devices(app: TestApp) {
     let (owner, member) = (app.register("Owner").await, app.register("Member").await);
