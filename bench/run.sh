@@ -289,7 +289,7 @@ run_scenario() {
             start_backend "$backend" yes
         fi
     fi
-    if [[ $scenario == idle || $scenario == soak || $scenario == uploads ]]; then
+    if [[ $scenario == idle || $scenario == soak || $scenario == uploads || $scenario == chat || $scenario == fanout ]]; then
         local pid
         for pid in "${PIDS[@]}"; do args+=(--server-pid "$pid"); done
     fi
@@ -302,7 +302,7 @@ run_scenario() {
     urls=$(IFS=,; echo "${URLS[*]}")
     if [[ -n ${BENCH_PERF:-} && $target == parley ]]; then
         # Samples the first server for the whole scenario (setup included) with call stacks.
-        perf record -q -F 199 --call-graph dwarf,16384 -p "${PIDS[0]}" -o "$BENCH_PERF" 2>/dev/null &
+        perf record -q -F ${BENCH_PERF_HZ:-199} --call-graph dwarf,16384 -p "${PIDS[0]}" -o "$BENCH_PERF" 2>/dev/null &
         profiler=$!
     fi
     "$LOADGEN" "$scenario" --url "$urls" "${args[@]}" "$@"

@@ -63,21 +63,47 @@ impl MessageWriter {
     /// Stores `message` with the next batch: refused (not found, not a member, blocked) or
     /// stored, once the batch's transaction committed.
     pub async fn store(&self, message: NewMessage) -> AppResult<Stored> {
+        self.enqueue(message).await?.outcome().await
+    }
+
+    /// Gives `message` its place in the writer's queue (waiting while the queue is full) and
+    /// returns the outcome to come: sends queued one after the other are stored in that order,
+    /// so a socket may go on with its next event while this one is being committed.
+    pub async fn enqueue(&self, message: NewMessage) -> AppResult<QueuedSend> {
         let (reply, answer) = oneshot::channel();
-        self.waiting.add(1);
-        let _waited = Waited(&self.waiting);
+        let waited = Waited::new(&self.waiting);
         self.queue
             .send(PendingSend { message, reply })
             .await
             .map_err(|_| AppError::Internal(anyhow::anyhow!("the message writer has stopped")))?;
-        answer.await.map_err(|_| AppError::Internal(anyhow::anyhow!("the message writer dropped a send")))?
+        Ok(QueuedSend { answer, _waited: waited })
     }
 }
 
-/// Counts a send out of [`SendsWaiting`] however `store` ends (answered, or abandoned).
-struct Waited<'a>(&'a SendsWaiting);
+/// A send in the writer's queue.
+pub struct QueuedSend {
+    answer: oneshot::Receiver<AppResult<Stored>>,
+    _waited: Waited,
+}
 
-impl Drop for Waited<'_> {
+impl QueuedSend {
+    /// Refused or stored, once its batch's transaction committed.
+    pub async fn outcome(self) -> AppResult<Stored> {
+        self.answer.await.map_err(|_| AppError::Internal(anyhow::anyhow!("the message writer dropped a send")))?
+    }
+}
+
+/// Counts a send in [`SendsWaiting`] until it is answered or abandoned.
+struct Waited(SendsWaiting);
+
+impl Waited {
+    fn new(waiting: &SendsWaiting) -> Self {
+        waiting.add(1);
+        Self(waiting.clone())
+    }
+}
+
+impl Drop for Waited {
     fn drop(&mut self) {
         self.0.remove(1);
     }

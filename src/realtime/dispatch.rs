@@ -22,7 +22,7 @@ use super::{
     queue::EventQueue,
     session::{Refusal, Session, current_session},
 };
-use crate::domain::{json_text, payloads::FromPayload};
+use crate::domain::{json_text, messages::SendOrder, payloads::FromPayload};
 use crate::{
     error::{AppError, AppResult},
     fanout::{ServerEvent, events::AuthError, socketio::Replies},
@@ -37,8 +37,20 @@ pub type AuthHandler<A> = fn(Link<A>, Option<Value>, AckSender<A>) -> Pin<Box<dy
 
 /// The `/chat` event handlers of every socket, registered once (see [`Gateway`]).
 pub struct Events<A: Adapter> {
-    handlers: HashMap<&'static str, Handler<A>>,
+    handlers: HashMap<&'static str, Entry<A>>,
     auth: AuthHandler<A>,
+}
+
+struct Entry<A: Adapter> {
+    handler: Handler<A>,
+    /// Runs pipelined (see [`EventQueue::pipeline`]): the handler gets a [`SendOrder`].
+    pipelined: bool,
+}
+
+impl<A: Adapter> Clone for Entry<A> {
+    fn clone(&self) -> Self {
+        Self { handler: self.handler.clone(), pipelined: self.pipelined }
+    }
 }
 
 impl<A: Adapter> Events<A> {
@@ -57,6 +69,28 @@ impl<A: Adapter> Events<A> {
         F: Fn(Ctx<A>, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = AppResult<O>> + Send + 'static,
     {
+        self.register(event, handler, false);
+    }
+
+    /// [`Self::on`] for an event whose handler lets the socket go on before it is done: it
+    /// tells `ctx.order` when it may (see [`SendOrder`]).
+    pub fn pipelined<I, O, F, Fut>(&mut self, event: &'static str, handler: F)
+    where
+        I: FromPayload,
+        O: Serialize,
+        F: Fn(Ctx<A>, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = AppResult<O>> + Send + 'static,
+    {
+        self.register(event, handler, true);
+    }
+
+    fn register<I, O, F, Fut>(&mut self, event: &'static str, handler: F, pipelined: bool)
+    where
+        I: FromPayload,
+        O: Serialize,
+        F: Fn(Ctx<A>, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = AppResult<O>> + Send + 'static,
+    {
         let erased = move |ctx: Ctx<A>, payload: &Value| -> Reply {
             match I::from_payload(payload) {
                 Ok(input) => {
@@ -66,7 +100,7 @@ impl<A: Adapter> Events<A> {
                 Err(refusal) => Box::pin(std::future::ready(Err(refusal))),
             }
         };
-        self.handlers.insert(event, Arc::new(erased));
+        self.handlers.insert(event, Entry { handler: Arc::new(erased), pipelined });
     }
 }
 
@@ -122,7 +156,7 @@ impl<A: Adapter> Gateway<A> {
             }
             return;
         }
-        let Some((&event, handler)) = self.events.handlers.get_key_value(event.as_str()) else {
+        let Some((&event, entry)) = self.events.handlers.get_key_value(event.as_str()) else {
             let refusal =
                 AppError::validation(format!("unknown event `{}`", event.chars().take(64).collect::<String>()));
             let _ = ack.send(&ack::error(&refusal));
@@ -134,7 +168,20 @@ impl<A: Adapter> Gateway<A> {
             return;
         }
         let span = tracing::info_span!("socket_event", event, sid = %socket.id);
-        queue.push(self.run(handler.clone(), socket, payload, ack).instrument(span));
+        if !entry.pipelined {
+            queue.push(self.run(entry.handler.clone(), socket, payload, ack, SendOrder::default()).instrument(span));
+            return;
+        }
+        let (order, released, in_flight) = queue.pipeline();
+        let run = self.run(entry.handler.clone(), socket, payload, ack, order).instrument(span);
+        queue.push(async move {
+            tokio::spawn(async move {
+                run.await;
+                drop(in_flight);
+            });
+            // Err: the handler ended before its message was queued (refused early).
+            let _ = released.await;
+        });
     }
 
     /// The socket's event budget: the ack back when the event may run; `None` when it was
@@ -167,11 +214,15 @@ impl<A: Adapter> Gateway<A> {
         socket: SocketRef<A>,
         payload: Option<Value>,
         ack: AckSender<A>,
+        order: SendOrder,
     ) -> impl Future<Output = ()> + Send + 'static {
         let (state, replies) = (self.state.clone(), self.replies);
         async move {
             let result = match current_session(&socket, &state) {
-                Ok(session) => handler(Ctx { socket, state, session, replies }, &payload.unwrap_or(Value::Null)).await,
+                Ok(session) => {
+                    let ctx = Ctx { socket, state, session, replies, order };
+                    handler(ctx, &payload.unwrap_or(Value::Null)).await
+                }
                 Err(refusal) => {
                     if let Refusal::Expired(session) = &refusal {
                         announce_expiry(&socket, replies, session);
@@ -271,6 +322,8 @@ pub struct Ctx<A: Adapter> {
     pub state: AppState,
     pub session: Session,
     replies: Replies,
+    /// Where a pipelined event's handler says the socket may go on (a no-op for the others).
+    pub order: SendOrder,
 }
 
 impl<A: Adapter> Ctx<A> {

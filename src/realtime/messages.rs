@@ -20,8 +20,8 @@ use crate::{
 };
 
 pub fn register<A: Adapter>(events: &mut Events<A>) {
-    events.on("message:send", send);
-    events.on("message.send", send);
+    events.pipelined("message:send", send);
+    events.pipelined("message.send", send);
     events.on("sync", sync);
     events.on("reaction:add", |ctx, request| react(ctx, request, true));
     events.on("reaction:remove", |ctx, request| react(ctx, request, false));
@@ -48,10 +48,15 @@ struct SendAck {
 }
 
 /// Stores the message, then `message:sent` to this socket (after commit) — or
-/// `message:error` — and the ack carries the same.
-async fn send<A: Adapter>(ctx: Ctx<A>, request: SendRequest) -> AppResult<SendAck> {
+/// `message:error` — and the ack carries the same. Pipelined: the socket's next event starts
+/// once the message has its place in the writer's queue.
+async fn send<A: Adapter>(mut ctx: Ctx<A>, request: SendRequest) -> AppResult<SendAck> {
+    let order = std::mem::take(&mut ctx.order);
     let result = match request.message {
-        Ok(message) => ctx.state.services.messages.send(ctx.user(), message, Some(&ctx.connection())).await,
+        Ok(message) => {
+            let messages = &ctx.state.services.messages;
+            messages.send_ordered(ctx.user(), message, Some(&ctx.connection()), order).await
+        }
         Err(refusal) => Err(refusal),
     };
     match result {

@@ -1,5 +1,11 @@
 //! One socket's events, run in arrival order, one at a time. An idle socket holds no task:
 //! one is spawned when a job arrives and ends when the queue is empty again.
+//!
+//! A pipelined event (`message:send`) holds the queue only until its message has its place
+//! in the writer's queue; the rest (commit, broadcast, ack) runs in a task of its own, after
+//! the previous pipelined event's rest ([`EventQueue::pipeline`]). Those in flight count
+//! against [`EVENT_QUEUE`] like waiting events: a socket that sends faster than its
+//! messages are stored gets `RATE_LIMITED` acks (`parley_rate_limited_total{scope="socket_events"}`).
 
 use std::{
     collections::VecDeque,
@@ -8,9 +14,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use crate::transport::limits;
+use tokio::sync::oneshot;
 
-/// Events a socket may have waiting; beyond this its events are refused with `RATE_LIMITED`.
+use crate::{domain::messages::SendOrder, transport::limits};
+
+/// Events a socket may have waiting or (pipelined) in flight; beyond this its events are
+/// refused with `RATE_LIMITED`.
 pub const EVENT_QUEUE: usize = 256;
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -29,6 +38,24 @@ struct QueueState {
     running: bool,
     /// The socket's event rate limit (see [`limits::EventBudget`]).
     budget: limits::EventBudget,
+    /// Pipelined events whose rest has not finished.
+    in_flight: usize,
+    /// Resolves once the last pipelined event's rest finished.
+    tail: Option<oneshot::Receiver<()>>,
+}
+
+/// The rest of a pipelined event, in flight: dropped when it finished, which lets the next
+/// one take its turn and frees its place in the queue.
+pub struct InFlight {
+    queue: EventQueue,
+    _done: oneshot::Sender<()>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut queue = crate::sync::lock(&self.queue.0);
+        queue.in_flight = queue.in_flight.saturating_sub(1);
+    }
 }
 
 impl EventQueue {
@@ -55,7 +82,21 @@ impl EventQueue {
     }
 
     pub fn is_full(&self) -> bool {
-        crate::sync::lock(&self.0).jobs.len() >= EVENT_QUEUE
+        let queue = crate::sync::lock(&self.0);
+        queue.jobs.len() + queue.in_flight >= EVENT_QUEUE
+    }
+
+    /// The links of a pipelined event, taken in arrival order: its [`SendOrder`] (which
+    /// waits for the previous pipelined event's rest), the signal that it holds its place
+    /// (the queue may go on), and its [`InFlight`] guard, to hold until its rest is done.
+    pub fn pipeline(&self) -> (SendOrder, oneshot::Receiver<()>, InFlight) {
+        let (queued, released) = oneshot::channel();
+        let (done, finished) = oneshot::channel();
+        let mut queue = crate::sync::lock(&self.0);
+        queue.in_flight += 1;
+        let turn = queue.tail.replace(finished);
+        drop(queue);
+        (SendOrder { queued: Some(queued), turn }, released, InFlight { queue: self.clone(), _done: done })
     }
 
     fn run_if_idle(&self, queue: &mut QueueState) {

@@ -234,18 +234,78 @@ async fn a_burst_from_one_socket_keeps_its_order(app: TestApp) {
     let ann = app.register("Ann").await;
     let bob = app.register("Bob").await;
     let conversation = direct(&ann, &bob).await;
-    let socket = connect(&app, &ann).await;
-    for i in 0..20 {
+    let (socket, bob_socket) = (connect(&app, &ann).await, connect(&app, &bob).await);
+    // 25: within the per-user limit of 30 a minute.
+    for i in 0..25 {
         socket.emit("message:send", send_payload(conversation, &format!("burst-{i}"), &format!("{i}"))).await;
     }
+    // Sends overlap (a socket's next send is queued while the previous one commits), yet
+    // seq, `message:sent` and the peer's `message:received` all keep the order of sending.
     let mut seqs = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..25 {
         let sent = socket.expect_event("message:sent", WAIT).await;
         let i: i64 = sent["clientMessageId"].as_str().unwrap().trim_start_matches("burst-").parse().unwrap();
         seqs.push((i, sent["seq"].as_i64().unwrap()));
     }
-    seqs.sort();
-    assert_eq!(seqs, (0..20).map(|i| (i, i + 1)).collect::<Vec<_>>(), "seq follows the order of sending");
+    assert_eq!(seqs, (0..25).map(|i| (i, i + 1)).collect::<Vec<_>>(), "seq follows the order of sending");
+    let mut received = Vec::new();
+    for _ in 0..25 {
+        received.push(bob_socket.expect_event("message:received", WAIT).await["message"]["content"].clone());
+    }
+    assert_eq!(received, (0..25).map(|i| json!(format!("{i}"))).collect::<Vec<_>>(), "broadcasts keep the order");
+}
+
+/// PostgreSQL modes only: the test holds a conversation's row lock from its own connection.
+mod on_postgres {
+    use crate::support::{Mode, TestApp};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn production() {
+        if let Some(app) = TestApp::try_spawn(Mode::Production).await {
+            super::a_send_waiting_for_its_commit_does_not_hold_up_the_socket(app).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicated() {
+        if let Some(app) = TestApp::try_spawn(Mode::Replicated).await {
+            super::a_send_waiting_for_its_commit_does_not_hold_up_the_socket(app).await
+        }
+    }
+}
+
+/// `message:send` holds its socket's queue only until the message has its place in the
+/// writer's queue (issue 20): while its commit waits (here, for a row lock the test holds),
+/// the socket's next event is answered; the send is acked once the lock is gone.
+async fn a_send_waiting_for_its_commit_does_not_hold_up_the_socket(app: TestApp) {
+    use sqlx::Connection;
+
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    let conversation = direct(&ann, &bob).await;
+    let socket = connect(&app, &ann).await;
+    let url = app.state.config.database_url.expose().clone();
+    let mut locker = sqlx::PgConnection::connect(&url).await.expect("connect to PostgreSQL");
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("SELECT id FROM conversations WHERE id = $1 FOR UPDATE")
+        .bind(conversation)
+        .fetch_one(&mut locker)
+        .await
+        .unwrap();
+
+    socket.emit("message:send", send_payload(conversation, "held", "waits for the lock")).await;
+    let pong = socket.emit_with_ack("ping", json!({"timestamp": 7}), WAIT).await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE conversation_id = $1")
+        .bind(conversation)
+        .fetch_one(&mut locker)
+        .await
+        .unwrap();
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    let pong = pong.expect("the ping is answered while the send waits for its commit");
+    assert_eq!(pong["data"]["timestamp"], 7, "{pong}");
+    assert_eq!(stored, 0, "the send was still waiting for the lock when the ping was answered");
+    let sent = socket.expect_event("message:sent", WAIT).await;
+    let ack = json!({"ok": true, "data": {"seq": sent["seq"].clone()}});
+    assert_eq!((ack["ok"].clone(), ack["data"]["seq"].clone()), (json!(true), json!(1)), "{ack}");
 }
 
 async fn legacy_message_send_uses_temp_id_and_legacy_events(app: TestApp) {

@@ -40,3 +40,25 @@ fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
         fields.get(11).context("utime")?.parse::<u64>()? + fields.get(12).context("stime")?.parse::<u64>()?;
     Ok(Duration::from_millis(ticks * 1000 / USER_HZ))
 }
+
+/// The servers' CPU time within each window `[from, to)` (instants ahead), sampled from a
+/// task of its own; `None` for a window whose reading failed, or when no server is watched.
+pub fn cpu_in_windows(
+    servers: Servers,
+    windows: Vec<(std::time::Instant, std::time::Instant)>,
+) -> tokio::task::JoinHandle<Vec<Option<Duration>>> {
+    tokio::spawn(async move {
+        let mut spent = Vec::with_capacity(windows.len());
+        for (from, to) in windows {
+            if servers.0.is_empty() {
+                spent.push(None);
+                continue;
+            }
+            tokio::time::sleep_until(from.into()).await;
+            let start = servers.cpu_time().ok();
+            tokio::time::sleep_until(to.into()).await;
+            spent.push(start.zip(servers.cpu_time().ok()).map(|(a, b)| b.saturating_sub(a)));
+        }
+        spent
+    })
+}

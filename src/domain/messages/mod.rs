@@ -61,6 +61,32 @@ pub struct Sent {
     pub created: bool,
 }
 
+/// How one socket's send overlaps with what the socket does next (the Socket.IO gateway
+/// pipelines `message:send`): `queued` is told once the message holds its place in the
+/// writer's queue, so the socket's next event may start while this one is committed; `turn`
+/// resolves once the send queued before it on the same socket has been broadcast and
+/// answered, so that broadcasts and acks keep the order the messages were sent in.
+#[derive(Default)]
+pub struct SendOrder {
+    pub queued: Option<tokio::sync::oneshot::Sender<()>>,
+    pub turn: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl SendOrder {
+    fn release(&mut self) {
+        if let Some(queued) = self.queued.take() {
+            let _ = queued.send(());
+        }
+    }
+
+    async fn wait_turn(&mut self) {
+        if let Some(turn) = self.turn.take() {
+            // Err: the earlier send's task ended without a word (it finished or failed); either way it is done.
+            let _ = turn.await;
+        }
+    }
+}
+
 pub struct HistoryPage {
     pub messages: Vec<Message>,
     pub next_cursor: Option<String>,
@@ -178,7 +204,18 @@ impl MessageService {
     /// Sends `message` from `sender`. `origin` is the sending socket, which gets
     /// `message:sent` from its handler instead of `message:received`.
     pub async fn send(&self, sender: Uuid, message: OutgoingMessage, origin: Option<&str>) -> AppResult<Sent> {
-        self.send_copy(sender, message, origin, None).await
+        self.send_copy(sender, message, origin, None, &mut SendOrder::default()).await
+    }
+
+    /// [`Self::send`] from a socket whose sends are pipelined (see [`SendOrder`]).
+    pub async fn send_ordered(
+        &self,
+        sender: Uuid,
+        message: OutgoingMessage,
+        origin: Option<&str>,
+        mut order: SendOrder,
+    ) -> AppResult<Sent> {
+        self.send_copy(sender, message, origin, None, &mut order).await
     }
 
     /// Forwards a message to up to [`FORWARD_MAX`] conversations the caller is in: each copy
@@ -225,7 +262,7 @@ impl MessageService {
                 encrypted_content: None,
                 reply_to_id: None,
             };
-            match self.send_copy(user, copy, None, Some(original.id)).await {
+            match self.send_copy(user, copy, None, Some(original.id), &mut SendOrder::default()).await {
                 Ok(sent) => {
                     created += i32::from(sent.created);
                     copies.push(sent.message);
@@ -252,6 +289,7 @@ impl MessageService {
         message: OutgoingMessage,
         origin: Option<&str>,
         forwarded_from: Option<Uuid>,
+        order: &mut SendOrder,
     ) -> AppResult<Sent> {
         let received = Instant::now();
         // A draining replica takes no new sends (their clients are cut, or get this answer and
@@ -293,7 +331,14 @@ impl MessageService {
             notify: None,
         };
         let client_message_id = new.client_message_id.clone();
-        let (stored, participants) = match self.writer.store(new).await {
+        let queued = self.writer.enqueue(new).await;
+        order.release();
+        let outcome = match queued {
+            Ok(queued) => queued.outcome().await,
+            Err(err) => Err(err),
+        };
+        order.wait_turn().await;
+        let (stored, participants) = match outcome {
             Ok(Stored::Created { record, participants, notified }) => {
                 if notified {
                     self.outbox.wake();
@@ -313,7 +358,6 @@ impl MessageService {
         metrics::histogram!("parley_message_latency_seconds", "stage" => "persisted")
             .record(received.elapsed().as_secs_f64());
         let view = Message::from(&stored);
-        self.typing.end(sender, stored.conversation_id).await;
         match self.split_for_reply(&view, &participants).await {
             Some((readers, strangers)) => {
                 let hidden = Message { reply_to: None, ..view.clone() };
@@ -324,6 +368,7 @@ impl MessageService {
         metrics::counter!("parley_messages_delivered_total").increment(participants.len() as u64);
         metrics::histogram!("parley_message_latency_seconds", "stage" => "emitted")
             .record(received.elapsed().as_secs_f64());
+        self.typing.end(sender, stored.conversation_id).await;
         self.record_delivery(&stored, &participants);
         let recipients: Vec<Uuid> = participants.iter().copied().filter(|p| *p != sender).collect();
         self.unread.changed(&recipients, stored.conversation_id);

@@ -23,6 +23,7 @@ use tokio::sync::Mutex;
 use crate::{
     Target, crowd,
     pool::run_bounded,
+    procfs,
     push_stub::PushStub,
     report::{self, histogram, ms, percentiles, record},
     socket::{Socket, number_after, parse_ack},
@@ -57,6 +58,9 @@ pub struct Args {
     /// How long the stand-in takes to answer each push.
     #[arg(long, default_value_t = 0)]
     push_delay_ms: u64,
+    /// Server process(es) whose CPU time over the measured seconds is reported.
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
 }
 
 /// The P-256 base point, uncompressed and base64url: a valid `p256dh` (the stand-in does not
@@ -123,6 +127,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         measure_from: Duration::from_secs(args.warmup),
         run_for: Duration::from_secs(args.warmup + args.duration),
     };
+    let window = (schedule.epoch + schedule.measure_from, schedule.epoch + schedule.run_for);
+    let cpu = procfs::cpu_in_windows(procfs::Servers(args.server_pids.clone()), vec![window]);
     let per_client = args.rate as f64 / tokens.len() as f64;
     let clients =
         crowd.sockets.into_iter().zip(conversations).filter_map(|(socket, conversation)| Some((socket?, conversation)));
@@ -132,8 +138,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for task in tasks {
         task.await??;
     }
+    let cpu = cpu.await?.into_iter().next().flatten();
     let stats = stats.lock().await;
-    report(&args, &stats, stub.as_ref())
+    report(&args, &stats, stub.as_ref(), cpu)
 }
 
 /// Every second user (the recipients) subscribes to the push stand-in.
@@ -266,10 +273,13 @@ fn stable_fraction(seed: &str) -> f64 {
     (hash % 10_000) as f64 / 10_000.0
 }
 
-fn report(args: &Args, stats: &Stats, stub: Option<&PushStub>) -> anyhow::Result<()> {
+fn report(args: &Args, stats: &Stats, stub: Option<&PushStub>, cpu: Option<Duration>) -> anyhow::Result<()> {
     let achieved = stats.acked as f64 / args.duration as f64;
     let pushes = stub.map(PushStub::received);
+    let cpu = cpu.map(|spent| spent.as_secs_f64());
     let result = json!({
+        "server_cpu_percent_of_one_core": cpu.map(|spent| spent / args.duration as f64 * 100.0),
+        "server_cpu_ms_per_1k_messages": cpu.filter(|_| stats.acked > 0).map(|spent| spent * 1e6 / stats.acked as f64),
         "scenario": "chat", "label": args.target.label, "urls": args.target.urls, "clients": args.clients,
         "target_rate": args.rate, "seconds": args.duration,
         "offline_recipients": args.offline_recipients, "push_subscribe": args.push_subscribe,

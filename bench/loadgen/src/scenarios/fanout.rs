@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 use crate::{
-    Target, crowd,
+    Target, crowd, procfs,
     report::{self, histogram, p50_p99, percentiles, record},
     socket::{Socket, number_after, parse_ack},
     users,
@@ -52,6 +52,9 @@ pub struct Args {
     /// Users file to reuse (see the `users` subcommand); without it, users are registered.
     #[arg(long)]
     users_file: Option<PathBuf>,
+    /// Server process(es) whose CPU time is reported per rate (`--server-pid 1 --server-pid 2`).
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
 }
 
 /// One rate of the run; times are offsets from the run's epoch.
@@ -138,6 +141,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let until = epoch + steps.last().context("no --rate")?.end + FINAL_DRAIN;
     eprintln!("sending {total} messages at {:?} msg/s…", args.rate);
 
+    let windows = steps.iter().map(|step| (epoch + step.measure_from, epoch + step.end)).collect();
+    let cpu = procfs::cpu_in_windows(procfs::Servers(args.server_pids.clone()), windows);
     let group: Arc<str> = group.into();
     let mut schedules = schedules.into_iter();
     let tasks: Vec<_> = crowd
@@ -152,7 +157,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for task in tasks {
         task.await??;
     }
-    report(&args, &steps, &tracker)
+    let cpu = cpu.await?;
+    report(&args, &steps, &tracker, &cpu)
 }
 
 /// The steps, one per rate, back to back with a gap between them.
@@ -295,12 +301,16 @@ fn tally(steps: &[Step], tracker: &Tracker, recipients: u32) -> Vec<StepStats> {
     stats
 }
 
-fn report(args: &Args, steps: &[Step], tracker: &Tracker) -> anyhow::Result<()> {
+fn report(args: &Args, steps: &[Step], tracker: &Tracker, cpu: &[Option<Duration>]) -> anyhow::Result<()> {
     let recipients = (args.members - 1) as u32;
     let stats = tally(steps, tracker, recipients);
     let seconds = args.duration as f64;
+    let mut cpu = cpu.iter();
     let step_json = |(step, s): (&Step, &StepStats)| -> Value {
+        let cpu = cpu.next().copied().flatten().map(|spent| spent.as_secs_f64());
         json!({
+            "server_cpu_percent_of_one_core": cpu.map(|spent| spent / seconds * 100.0),
+            "server_cpu_ms_per_1k_deliveries": cpu.filter(|_| s.deliveries > 0).map(|spent| spent * 1e6 / s.deliveries as f64),
             "target_rate": step.rate, "sent": s.sent, "acked": s.acked, "errors": s.failed,
             "achieved_rate": s.acked as f64 / seconds,
             "deliveries": s.deliveries, "expected_deliveries": s.sent * recipients as u64,
