@@ -149,7 +149,7 @@ async fn store_isolating_failures(
             Err(refusal) => answers.push(Some(Err(refusal))),
         }
     }
-    planner.plan(storage, &mut accepted).await;
+    planner.plan(&mut accepted).await;
     let stored = match store_accepted(storage, &accepted).await {
         Ok(stored) => stored,
         Err(err) => {
@@ -196,10 +196,12 @@ async fn store_accepted(
         .collect())
 }
 
-/// A send that may go ahead: its conversation's kind and members.
+/// A send that may go ahead: its conversation's kind and members, and which members have a
+/// push subscription.
 struct Checked {
     kind: ConversationKind,
     members: Vec<Uuid>,
+    subscribed: Vec<Uuid>,
 }
 
 /// Per send: the conversation's members when the sender may post there, or the refusal
@@ -238,25 +240,30 @@ fn check_sender(
     if context.kind == ConversationKind::Direct && context.members.iter().any(|m| *m != sender && blocked(*m)) {
         return Err(AppError::Blocked("messages between you and this user are blocked"));
     }
-    Ok(Checked { kind: context.kind, members: context.members.clone() })
+    Ok(Checked { kind: context.kind, members: context.members.clone(), subscribed: context.subscribed.clone() })
 }
 
 /// Works out, for a batch of sends, which recipients have no connected socket on any
 /// replica (`/chat` or `/chat/ws`): they get pushes (and `message.offline` webhooks).
 /// Presence is only asked about recipients who could get something: those with a push
-/// subscription, or everyone when webhooks are configured.
+/// subscription (known from the send's checks), or everyone when webhooks are configured.
 pub struct NotifyPlanner {
     pub shared: SharedState,
     pub webhooks: bool,
 }
 
 impl NotifyPlanner {
-    async fn plan(&self, storage: &dyn Storage, accepted: &mut [(NewMessage, Checked)]) {
-        let mut recipients: Vec<Uuid> =
-            accepted.iter().flat_map(|(m, c)| c.members.iter().copied().filter(|u| *u != m.sender_id)).collect();
-        recipients.sort_unstable();
-        recipients.dedup();
-        let offline = match self.offline(storage, recipients).await {
+    async fn plan(&self, accepted: &mut [(NewMessage, Checked)]) {
+        let mut candidates: Vec<Uuid> = accepted
+            .iter()
+            .flat_map(|(m, c)| {
+                let reachable = if self.webhooks { &c.members } else { &c.subscribed };
+                reachable.iter().copied().filter(|u| *u != m.sender_id)
+            })
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let offline = match self.offline(candidates).await {
             Ok(offline) => offline,
             Err(err) => {
                 tracing::error!(error = %err, "could not plan the notifications of a batch; none are sent for it");
@@ -278,8 +285,7 @@ impl NotifyPlanner {
         }
     }
 
-    async fn offline(&self, storage: &dyn Storage, recipients: Vec<Uuid>) -> Result<HashSet<Uuid>, StorageError> {
-        let candidates = if self.webhooks { recipients } else { storage.users_with_subscriptions(&recipients).await? };
+    async fn offline(&self, candidates: Vec<Uuid>) -> Result<HashSet<Uuid>, StorageError> {
         if candidates.is_empty() {
             return Ok(HashSet::new());
         }

@@ -154,7 +154,8 @@ pub trait ConversationRepo: Send + Sync {
     /// Participants with their profiles, longest-standing first.
     async fn members(&self, conversation: Uuid) -> StorageResult<Vec<MemberRecord>>;
     async fn member_ids(&self, conversation: Uuid) -> StorageResult<Vec<Uuid>>;
-    /// For a batch of sends: each live conversation among `ids` with its kind and members.
+    /// For a batch of sends: each live conversation among `ids` with its kind and members
+    /// (and which members have a push subscription), in one statement.
     async fn send_contexts(&self, ids: &[Uuid]) -> StorageResult<Vec<SendContext>>;
     /// `user`'s live, visible conversations (archived or not), by last activity, newest
     /// first, strictly after the `(last_activity_at, id)` cursor.

@@ -492,12 +492,14 @@ pub struct DeliveredMark {
     pub seq: i64,
 }
 
-/// What a send into a conversation is checked against: its kind and current members.
+/// What a send into a conversation is checked against: its kind and current members, and
+/// which of those have a push subscription (the ones a push could be for).
 #[derive(Clone, Debug)]
 pub struct SendContext {
     pub id: Uuid,
     pub kind: ConversationKind,
     pub members: Vec<Uuid>,
+    pub subscribed: Vec<Uuid>,
 }
 
 /// A conversation in which a user has messages not yet delivered to any of their devices.

@@ -84,8 +84,6 @@ pub trait PushRepo: Send + Sync {
     async fn delete_subscription(&self, user: Uuid, endpoint: &str) -> StorageResult<bool>;
     /// Deletes a subscription the push service said is gone (and its pending pushes).
     async fn delete_subscription_by_id(&self, id: Uuid) -> StorageResult<()>;
-    /// The subset of `users` with at least one subscription.
-    async fn users_with_subscriptions(&self, users: &[Uuid]) -> StorageResult<Vec<Uuid>>;
 }
 
 #[async_trait]

@@ -189,24 +189,27 @@ macro_rules! sql_conversations {
                     return Ok(Vec::new());
                 }
                 let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT c.id, c.kind, p.user_id FROM conversations c \
+                    "SELECT c.id, c.kind, p.user_id, \
+                     EXISTS (SELECT 1 FROM push_subscriptions s WHERE s.user_id = p.user_id) \
+                     FROM conversations c \
                      LEFT JOIN conversation_participants p ON p.conversation_id = c.id \
                      WHERE c.deleted_at IS NULL AND c.id IN ",
                 );
                 push_id_list(&mut query, ids.iter().copied());
-                let rows: Vec<(uuid::Uuid, String, Option<uuid::Uuid>)> =
+                let rows: Vec<(uuid::Uuid, String, Option<uuid::Uuid>, bool)> =
                     query.build_query_as().fetch_all(self.reader()).await?;
                 let mut contexts: std::collections::HashMap<uuid::Uuid, SendContext> = std::collections::HashMap::new();
-                for (id, kind, member) in rows {
+                for (id, kind, member, subscribed) in rows {
                     let context = match contexts.entry(id) {
                         std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                         std::collections::hash_map::Entry::Vacant(entry) => {
                             let kind = ConversationKind::try_from(kind)
                                 .map_err(|err| StorageError::Database(sqlx::Error::Decode(Box::new(err))))?;
-                            entry.insert(SendContext { id, kind, members: Vec::new() })
+                            entry.insert(SendContext { id, kind, members: Vec::new(), subscribed: Vec::new() })
                         }
                     };
                     context.members.extend(member);
+                    context.subscribed.extend(member.filter(|_| subscribed));
                 }
                 Ok(contexts.into_values().collect())
             }

@@ -174,17 +174,6 @@ macro_rules! sql_push {
                 sqlx::query::<$db>("DELETE FROM push_subscriptions WHERE id = $1").bind(id).execute(self.writer()).await?;
                 Ok(())
             }
-
-            async fn users_with_subscriptions(&self, users: &[uuid::Uuid]) -> StorageResult<Vec<uuid::Uuid>> {
-                if users.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut query =
-                    sqlx::QueryBuilder::<$db>::new("SELECT DISTINCT user_id FROM push_subscriptions WHERE user_id IN ");
-                push_id_list(&mut query, users.iter().copied());
-                let rows: Vec<(uuid::Uuid,)> = query.build_query_as().fetch_all(self.reader()).await?;
-                Ok(rows.into_iter().map(|(id,)| id).collect())
-            }
         }
 
         #[async_trait::async_trait]
