@@ -31,7 +31,9 @@
 # Environment: BENCH_USERS, BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_REDIS
 # (redis://127.0.0.1:6379), RUST_LOG of the servers (warn), BENCH_SKIP_BUILD=1 to use the
 # binaries as they are, BENCH_PERF=<file> to record a `perf` profile (with call stacks) of the
-# (first) server during the scenario. The JSON result goes to bench/results/ unless --json is given.
+# (first) server during the scenario (BENCH_PERF_HZ samples a second, 199), BENCH_HEAPTRACK=<prefix>
+# to run the servers under heaptrack (`heaptrack_print <prefix>.server.*.zst`). The JSON
+# result goes to bench/results/ unless --json is given.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -99,16 +101,24 @@ start_peer() {
 # start_server <name> [VAR=value…]: starts one server with the common settings plus the
 # given ones, and waits until it is ready.
 start_server() {
-    local name=$1 port
+    local name=$1 port pid wrap=()
     shift
     port=$(free_port)
+    if [[ -n ${BENCH_HEAPTRACK:-} && $name != template ]]; then
+        wrap=(heaptrack -o "$BENCH_HEAPTRACK.$name")
+    fi
     env PARLEY_ADDR="127.0.0.1:$port" JWT_SECRET="$(cat "$STATE/jwt_secret")" \
         MESSAGE_RATE_PER_MIN=100000000 REGISTRATIONS_PER_HOUR=0 LEGACY_EVENTS=false ACCESS_TOKEN_TTL_SECS=86400 \
         MAX_CONNECTIONS_PER_IP=0 SOCKET_EVENTS_PER_SEC=0 UPLOAD_STORE="${BENCH_UPLOAD_STORE:-file://$WORK/uploads}" \
-        RUST_LOG="${RUST_LOG:-warn}" "$@" "$SERVER" >"$WORK/$name.log" 2>&1 &
-    PIDS+=($!)
+        RUST_LOG="${RUST_LOG:-warn}" "$@" "${wrap[@]}" "$SERVER" >"$WORK/$name.log" 2>&1 &
+    pid=$!
     URLS+=("http://127.0.0.1:$port")
-    wait_ready "$name" "$port" "$!"
+    wait_ready "$name" "$port" "$pid"
+    if ((${#wrap[@]})); then
+        # heaptrack runs the server as its child: measure and stop the server itself.
+        pid=$(pgrep -n -f "^$SERVER\$")
+    fi
+    PIDS+=("$pid")
 }
 
 wait_ready() {

@@ -91,7 +91,10 @@ pub async fn prepare<A: Adapter>(
         }
     }
     socketio::enter_own_room(socket);
-    socketio::choose_dialect(socket, wants_legacy(socket, &auth));
+    if gateway.state.config.legacy_events {
+        // Without legacy twins there is nothing to choose (and no room to hold).
+        socketio::choose_dialect(socket, wants_legacy(socket, &auth));
+    }
     let queue = EventQueue::default();
     // Taken back by `connected`, which starts it.
     socket.extensions.insert(queue.clone());
@@ -135,12 +138,16 @@ pub async fn prepare<A: Adapter>(
     Ok(())
 }
 
-/// After the `connect` packet: start the queue; without a token, start the clock for `auth`.
+/// After the `connect` packet: start the queue; without a token, start the clock for `auth`
+/// (a handshake token is the queue's first job: accepted, or the socket is refused).
 /// The clock holds the socket's id, not the socket: a socket that goes meanwhile is freed
 /// (with its Engine.IO connection and the place it holds, [`EngineSlot`]) at once.
-pub fn connected<A: Adapter>(socket: &SocketRef<A>, io: SocketIo<A>, gateway: &Gateway<A>) {
+pub fn connected<A: Adapter>(socket: &SocketRef<A>, io: SocketIo<A>, gateway: &Gateway<A>, token_given: bool) {
     if let Some(queue) = socket.extensions.remove::<EventQueue>() {
         queue.start();
+    }
+    if token_given {
+        return;
     }
     let (sid, timeout, replies) = (socket.id, gateway.state.config.auth_timeout, gateway.replies);
     tokio::spawn(async move {
@@ -185,7 +192,7 @@ fn wants_legacy<A: Adapter>(socket: &SocketRef<A>, auth: &Value) -> bool {
 }
 
 /// The first token found: handshake auth payload, query string, then Authorization header.
-fn handshake_token<A: Adapter>(socket: &SocketRef<A>, auth: &Value) -> Option<String> {
+pub(super) fn handshake_token<A: Adapter>(socket: &SocketRef<A>, auth: &Value) -> Option<String> {
     if let Some(token) = auth.get("token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
         return Some(token.to_owned());
     }
