@@ -131,6 +131,7 @@ async fn store_isolating_failures(
     messages: Vec<NewMessage>,
 ) -> Vec<AppResult<Stored>> {
     let count = messages.len();
+    let started = std::time::Instant::now();
     let checks = match check_senders(storage, &messages).await {
         Ok(checks) => checks,
         Err(err) => {
@@ -149,7 +150,9 @@ async fn store_isolating_failures(
             Err(refusal) => answers.push(Some(Err(refusal))),
         }
     }
+    let checked = std::time::Instant::now();
     planner.plan(&mut accepted).await;
+    let planned = std::time::Instant::now();
     let stored = match store_accepted(storage, &accepted).await {
         Ok(stored) => stored,
         Err(err) => {
@@ -169,6 +172,12 @@ async fn store_isolating_failures(
             stored
         }
     };
+    let stage = |name: &'static str, from: std::time::Instant, to: std::time::Instant| {
+        metrics::histogram!("parley_send_batch_seconds", "stage" => name).record((to - from).as_secs_f64());
+    };
+    stage("checks", started, checked);
+    stage("plan", checked, planned);
+    stage("store", planned, std::time::Instant::now());
     let mut stored = stored.into_iter();
     let missing = || Err(AppError::Internal(anyhow::anyhow!("the store returned too few outcomes")));
     answers.into_iter().map(|answer| answer.or_else(|| stored.next()).unwrap_or_else(missing)).collect()
