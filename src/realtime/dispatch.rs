@@ -172,12 +172,13 @@ impl<A: Adapter> Gateway<A> {
             queue.push(self.run(entry.handler.clone(), socket, payload, ack, SendOrder::default()).instrument(span));
             return;
         }
-        let (order, released, in_flight) = queue.pipeline();
+        let (order, released, mut in_flight) = queue.pipeline();
         let run = self.run(entry.handler.clone(), socket, payload, ack, order).instrument(span);
         queue.push(async move {
+            in_flight.start();
             tokio::spawn(async move {
                 run.await;
-                drop(in_flight);
+                in_flight.finish().await;
             });
             // Err: the handler ended before its message was queued (refused early).
             let _ = released.await;

@@ -51,13 +51,16 @@ struct SendAck {
 /// `message:error` — and the ack carries the same. Pipelined: the socket's next event starts
 /// once the message has its place in the writer's queue.
 async fn send<A: Adapter>(mut ctx: Ctx<A>, request: SendRequest) -> AppResult<SendAck> {
-    let order = std::mem::take(&mut ctx.order);
+    let mut order = std::mem::take(&mut ctx.order);
     let result = match request.message {
         Ok(message) => {
             let messages = &ctx.state.services.messages;
             messages.send_ordered(ctx.user(), message, Some(&ctx.connection()), order).await
         }
-        Err(refusal) => Err(refusal),
+        Err(refusal) => {
+            order.settle().await;
+            Err(refusal)
+        }
     };
     match result {
         Ok(sent) => {

@@ -14,7 +14,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::{domain::messages::SendOrder, transport::limits};
 
@@ -38,23 +38,48 @@ struct QueueState {
     running: bool,
     /// The socket's event rate limit (see [`limits::EventBudget`]).
     budget: limits::EventBudget,
-    /// Pipelined events whose rest has not finished.
+    /// Pipelined events that left `jobs` and whose rest has not finished.
     in_flight: usize,
-    /// Resolves once the last pipelined event's rest finished.
-    tail: Option<oneshot::Receiver<()>>,
+    /// Closes once the last pipelined event's rest, and every one before it, finished.
+    tail: Option<watch::Receiver<()>>,
 }
 
-/// The rest of a pipelined event, in flight: dropped when it finished, which lets the next
-/// one take its turn and frees its place in the queue.
+/// A pipelined event, from its place in the queue until its rest and the rests before it
+/// finished ([`Self::finish`]): only then does the next one get its turn. While it runs it
+/// counts against [`EVENT_QUEUE`] in place of its job.
 pub struct InFlight {
     queue: EventQueue,
-    _done: oneshot::Sender<()>,
+    /// Dropped (closing the next one's turn) with this guard.
+    _done: watch::Sender<()>,
+    /// The previous pipelined event's turn.
+    previous: Option<watch::Receiver<()>>,
+    counted: bool,
+}
+
+impl InFlight {
+    /// The job started: from now on it counts as in flight (no longer as waiting).
+    pub fn start(&mut self) {
+        crate::sync::lock(&self.queue.0).in_flight += 1;
+        self.counted = true;
+    }
+
+    /// Ends once the previous pipelined events finished too, however this one ended (a
+    /// send refused before it waited for its turn included), so that the chain of turns
+    /// never lets a later send overtake an earlier one.
+    pub async fn finish(mut self) {
+        if let Some(mut previous) = self.previous.take() {
+            // Err once the sender is gone: the previous one finished.
+            let _ = previous.changed().await;
+        }
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut queue = crate::sync::lock(&self.queue.0);
-        queue.in_flight = queue.in_flight.saturating_sub(1);
+        if self.counted {
+            let mut queue = crate::sync::lock(&self.queue.0);
+            queue.in_flight = queue.in_flight.saturating_sub(1);
+        }
     }
 }
 
@@ -91,12 +116,10 @@ impl EventQueue {
     /// (the queue may go on), and its [`InFlight`] guard, to hold until its rest is done.
     pub fn pipeline(&self) -> (SendOrder, oneshot::Receiver<()>, InFlight) {
         let (queued, released) = oneshot::channel();
-        let (done, finished) = oneshot::channel();
-        let mut queue = crate::sync::lock(&self.0);
-        queue.in_flight += 1;
-        let turn = queue.tail.replace(finished);
-        drop(queue);
-        (SendOrder { queued: Some(queued), turn }, released, InFlight { queue: self.clone(), _done: done })
+        let (done, finished) = watch::channel(());
+        let previous = crate::sync::lock(&self.0).tail.replace(finished);
+        let order = SendOrder { queued: Some(queued), turn: previous.clone() };
+        (order, released, InFlight { queue: self.clone(), _done: done, previous, counted: false })
     }
 
     fn run_if_idle(&self, queue: &mut QueueState) {

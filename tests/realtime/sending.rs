@@ -272,17 +272,20 @@ mod on_postgres {
             super::a_send_waiting_for_its_commit_does_not_hold_up_the_socket(app).await
         }
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refusal_in_turn() {
+        if let Some(app) = TestApp::try_spawn(Mode::Production).await {
+            super::a_refused_send_is_answered_after_the_send_before_it(app).await
+        }
+    }
 }
 
-/// `message:send` holds its socket's queue only until the message has its place in the
-/// writer's queue (issue 20): while its commit waits (here, for a row lock the test holds),
-/// the socket's next event is answered; the send is acked once the lock is gone.
-async fn a_send_waiting_for_its_commit_does_not_hold_up_the_socket(app: TestApp) {
+/// Holds `conversation`'s row lock from a connection of the test's own: a send into it
+/// waits in its commit until the returned transaction ends.
+async fn lock_conversation(app: &TestApp, conversation: uuid::Uuid) -> sqlx::PgConnection {
     use sqlx::Connection;
 
-    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
-    let conversation = direct(&ann, &bob).await;
-    let socket = connect(&app, &ann).await;
     let url = app.state.config.database_url.expose().clone();
     let mut locker = sqlx::PgConnection::connect(&url).await.expect("connect to PostgreSQL");
     sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
@@ -291,6 +294,42 @@ async fn a_send_waiting_for_its_commit_does_not_hold_up_the_socket(app: TestApp)
         .fetch_one(&mut locker)
         .await
         .unwrap();
+    locker
+}
+
+/// A send refused before it reaches the writer (here, empty content) is still answered in
+/// its turn: not before the send ahead of it on the same socket, which waits for its commit.
+async fn a_refused_send_is_answered_after_the_send_before_it(app: TestApp) {
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    let conversation = direct(&ann, &bob).await;
+    let socket = connect(&app, &ann).await;
+    let mut locker = lock_conversation(&app, conversation).await;
+
+    socket.emit("message:send", send_payload(conversation, "ahead", "waits for the lock")).await;
+    let refused = socket.emit_with_ack("message:send", send_payload(conversation, "empty", ""), WAIT);
+    tokio::pin!(refused);
+    // The first poll writes the send; it cannot be answered yet.
+    assert!(tokio::time::timeout(std::time::Duration::ZERO, &mut refused).await.is_err());
+    // The ping comes after it on the socket: once its pong is here, an ack sent before the
+    // pong would be here too (one connection, in order).
+    socket.emit_with_ack("ping", json!({"timestamp": 1}), WAIT).await.expect("the socket goes on");
+    let early = tokio::time::timeout(std::time::Duration::ZERO, &mut refused).await;
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    assert!(early.is_err(), "the refusal overtook the send ahead of it: {early:?}");
+    let refusal = refused.await.expect("answered once the send ahead is stored");
+    assert_eq!((refusal["ok"].clone(), refusal["error"]["code"].clone()), (json!(false), json!("VALIDATION_ERROR")));
+    let sent = socket.expect_event("message:sent", WAIT).await;
+    assert_eq!(sent["clientMessageId"], "ahead");
+}
+
+/// `message:send` holds its socket's queue only until the message has its place in the
+/// writer's queue (issue 20): while its commit waits (here, for a row lock the test holds),
+/// the socket's next event is answered; the send is acked once the lock is gone.
+async fn a_send_waiting_for_its_commit_does_not_hold_up_the_socket(app: TestApp) {
+    let (ann, bob) = (app.register("Ann").await, app.register("Bob").await);
+    let conversation = direct(&ann, &bob).await;
+    let socket = connect(&app, &ann).await;
+    let mut locker = lock_conversation(&app, conversation).await;
 
     socket.emit("message:send", send_payload(conversation, "held", "waits for the lock")).await;
     let pong = socket.emit_with_ack("ping", json!({"timestamp": 7}), WAIT).await;

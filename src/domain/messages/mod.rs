@@ -69,7 +69,8 @@ pub struct Sent {
 #[derive(Default)]
 pub struct SendOrder {
     pub queued: Option<tokio::sync::oneshot::Sender<()>>,
-    pub turn: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Closes (its sender is dropped) once the sends before it on the socket are done.
+    pub turn: Option<tokio::sync::watch::Receiver<()>>,
 }
 
 impl SendOrder {
@@ -80,10 +81,17 @@ impl SendOrder {
     }
 
     async fn wait_turn(&mut self) {
-        if let Some(turn) = self.turn.take() {
-            // Err: the earlier send's task ended without a word (it finished or failed); either way it is done.
-            let _ = turn.await;
+        if let Some(mut turn) = self.turn.take() {
+            // Nothing is ever sent: `changed` ends (Err) when the earlier sends are done.
+            let _ = turn.changed().await;
         }
+    }
+
+    /// A send answered without reaching the writer (refused early) still answers in its
+    /// turn: its `message:error` and ack do not overtake the sends before it.
+    pub async fn settle(&mut self) {
+        self.release();
+        self.wait_turn().await;
     }
 }
 
@@ -215,7 +223,9 @@ impl MessageService {
         origin: Option<&str>,
         mut order: SendOrder,
     ) -> AppResult<Sent> {
-        self.send_copy(sender, message, origin, None, &mut order).await
+        let sent = self.send_copy(sender, message, origin, None, &mut order).await;
+        order.settle().await;
+        sent
     }
 
     /// Forwards a message to up to [`FORWARD_MAX`] conversations the caller is in: each copy
