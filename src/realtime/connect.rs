@@ -97,7 +97,7 @@ pub async fn prepare<A: Adapter>(
     }
     let queue = EventQueue::default();
     // Taken back by `connected`, which starts it.
-    socket.extensions.insert(queue.clone());
+    socket.extensions.insert(Prepared { queue: queue.clone(), token_given: token.is_some() });
     socket.on_fallback({
         let (gateway, queue) = (gateway.clone(), queue.clone());
         move |socket: SocketRef<A>, Event(event): Event, payload: Payload, ack: AckSender<A>| {
@@ -138,14 +138,23 @@ pub async fn prepare<A: Adapter>(
     Ok(())
 }
 
+/// What `prepare` leaves for `connected`: the socket's queue, and whether the handshake
+/// brought a token (its authentication is the queue's first job).
+#[derive(Clone)]
+struct Prepared {
+    queue: EventQueue,
+    token_given: bool,
+}
+
 /// After the `connect` packet: start the queue; without a token, start the clock for `auth`
 /// (a handshake token is the queue's first job: accepted, or the socket is refused).
 /// The clock holds the socket's id, not the socket: a socket that goes meanwhile is freed
 /// (with its Engine.IO connection and the place it holds, [`EngineSlot`]) at once.
-pub fn connected<A: Adapter>(socket: &SocketRef<A>, io: SocketIo<A>, gateway: &Gateway<A>, token_given: bool) {
-    if let Some(queue) = socket.extensions.remove::<EventQueue>() {
-        queue.start();
-    }
+pub fn connected<A: Adapter>(socket: &SocketRef<A>, io: SocketIo<A>, gateway: &Gateway<A>) {
+    let token_given = socket.extensions.remove::<Prepared>().is_some_and(|prepared| {
+        prepared.queue.start();
+        prepared.token_given
+    });
     if token_given {
         return;
     }
@@ -192,7 +201,7 @@ fn wants_legacy<A: Adapter>(socket: &SocketRef<A>, auth: &Value) -> bool {
 }
 
 /// The first token found: handshake auth payload, query string, then Authorization header.
-pub(super) fn handshake_token<A: Adapter>(socket: &SocketRef<A>, auth: &Value) -> Option<String> {
+fn handshake_token<A: Adapter>(socket: &SocketRef<A>, auth: &Value) -> Option<String> {
     if let Some(token) = auth.get("token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
         return Some(token.to_owned());
     }

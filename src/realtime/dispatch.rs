@@ -47,12 +47,6 @@ struct Entry<A: Adapter> {
     pipelined: bool,
 }
 
-impl<A: Adapter> Clone for Entry<A> {
-    fn clone(&self) -> Self {
-        Self { handler: self.handler.clone(), pipelined: self.pipelined }
-    }
-}
-
 impl<A: Adapter> Events<A> {
     /// A table with only the `auth` event.
     pub fn new(auth: AuthHandler<A>) -> Self {

@@ -62,14 +62,10 @@ pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, state: AppState) 
                         socketioxide::extract::TryData(auth): socketioxide::extract::TryData<Value>| {
         connect::prepare(socket, prepare_gateway.clone(), auth.unwrap_or(Value::Null))
     };
-    let connected =
-        move |socket: SocketRef<A>,
-              io: SocketIo<A>,
-              socketioxide::extract::TryData(auth): socketioxide::extract::TryData<Value>| {
-            let token_given = connect::handshake_token(&socket, &auth.unwrap_or(Value::Null)).is_some();
-            connect::connected(&socket, io, &gateway, token_given);
-            std::future::ready(())
-        };
+    let connected = move |socket: SocketRef<A>, io: SocketIo<A>| {
+        connect::connected(&socket, io, &gateway);
+        std::future::ready(())
+    };
     io.ns(CHAT_NAMESPACE, connected.with(prepare))
 }
 
