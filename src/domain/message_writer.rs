@@ -1,7 +1,7 @@
 //! Group commit for sends. Every send of this replica, socket or REST, queues here; one task
 //! takes whatever queued up while the previous batch was being committed (up to
-//! [`MAX_BATCH`]), checks the batch's conversations, members and blocks with two queries,
-//! and stores it in one transaction. Each sender gets its answer only after the commit, so
+//! [`MAX_BATCH`]), checks the batch's conversations, members and blocks ([`SendChecks`]:
+//! one short query while its cache is current), and stores it in one transaction. Each sender gets its answer only after the commit, so
 //! "acked means stored" holds, while the database sees one transaction per batch instead of
 //! one per message. An idle server commits a lone message at once: no timer holds it back.
 //!
@@ -9,21 +9,21 @@
 //! so the transaction also writes the outbox rows of their pushes and webhooks: "acked"
 //! means its notifications will go out too.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::{collections::HashSet, sync::Arc};
 
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::{
-    domain::push::SendsWaiting,
+    domain::{
+        push::SendsWaiting,
+        send_checks::{Checked, SendChecks},
+    },
     error::{AppError, AppResult},
     shared_state::SharedState,
     storage::{
         Storage, StorageError,
-        models::{ConversationKind, MessageRecord, NewMessage, SendContext, SendOutcome},
+        models::{ConversationKind, MessageRecord, NewMessage, SendOutcome},
         push::Notify,
     },
 };
@@ -111,10 +111,11 @@ impl Drop for Waited {
 
 async fn run(storage: Arc<dyn Storage>, planner: NotifyPlanner, mut queue: mpsc::Receiver<PendingSend>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut checks = SendChecks::default();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         metrics::histogram!("parley_send_batch_size").record(batch.len() as f64);
         let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch.drain(..).map(|p| (p.message, p.reply)).unzip();
-        let answers = store_isolating_failures(storage.as_ref(), &planner, messages).await;
+        let answers = store_isolating_failures(storage.as_ref(), &mut checks, &planner, messages).await;
         for (reply, answer) in replies.into_iter().zip(answers) {
             // A sender that went away (its socket closed) no longer waits; the message stays stored.
             let _ = reply.send(answer);
@@ -127,12 +128,13 @@ async fn run(storage: Arc<dyn Storage>, planner: NotifyPlanner, mut queue: mpsc:
 /// refuses does not take the others of its batch down with it. One answer per send, in order.
 async fn store_isolating_failures(
     storage: &dyn Storage,
+    checks: &mut SendChecks,
     planner: &NotifyPlanner,
     messages: Vec<NewMessage>,
 ) -> Vec<AppResult<Stored>> {
     let count = messages.len();
     let started = std::time::Instant::now();
-    let checks = match check_senders(storage, &messages).await {
+    let checks = match checks.check(storage, &messages).await {
         Ok(checks) => checks,
         Err(err) => {
             tracing::error!(error = %err, sends = count, "the checks of a batch of sends failed");
@@ -203,53 +205,6 @@ async fn store_accepted(
             SendOutcome::ConversationGone => Err(AppError::NotFound("conversation")),
         })
         .collect())
-}
-
-/// A send that may go ahead: its conversation's kind and members, and which members have a
-/// push subscription.
-struct Checked {
-    kind: ConversationKind,
-    members: Vec<Uuid>,
-    subscribed: Vec<Uuid>,
-}
-
-/// Per send: the conversation's members when the sender may post there, or the refusal
-/// (unknown or deleted conversation, not a member, a block between the two of a direct chat).
-async fn check_senders(
-    storage: &dyn Storage,
-    messages: &[NewMessage],
-) -> Result<Vec<AppResult<Checked>>, StorageError> {
-    let mut ids: Vec<Uuid> = messages.iter().map(|m| m.conversation_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let contexts: HashMap<Uuid, SendContext> =
-        storage.send_contexts(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
-    let mut direct_members: Vec<Uuid> = contexts
-        .values()
-        .filter(|c| c.kind == ConversationKind::Direct)
-        .flat_map(|c| c.members.iter().copied())
-        .collect();
-    direct_members.sort_unstable();
-    direct_members.dedup();
-    let blocks: HashSet<(Uuid, Uuid)> = storage.blocks_among(&direct_members).await?.into_iter().collect();
-    Ok(messages.iter().map(|message| check_sender(&contexts, &blocks, message)).collect())
-}
-
-fn check_sender(
-    contexts: &HashMap<Uuid, SendContext>,
-    blocks: &HashSet<(Uuid, Uuid)>,
-    message: &NewMessage,
-) -> AppResult<Checked> {
-    let sender = message.sender_id;
-    let context = contexts.get(&message.conversation_id).ok_or(AppError::NotFound("conversation"))?;
-    if !context.members.contains(&sender) {
-        return Err(AppError::NotInConversation);
-    }
-    let blocked = |other: Uuid| blocks.contains(&(sender, other)) || blocks.contains(&(other, sender));
-    if context.kind == ConversationKind::Direct && context.members.iter().any(|m| *m != sender && blocked(*m)) {
-        return Err(AppError::Blocked("messages between you and this user are blocked"));
-    }
-    Ok(Checked { kind: context.kind, members: context.members.clone(), subscribed: context.subscribed.clone() })
 }
 
 /// Works out, for a batch of sends, which recipients have no connected socket on any

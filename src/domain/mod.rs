@@ -27,6 +27,7 @@ pub mod quota;
 pub mod reactions;
 pub mod reads;
 pub mod search;
+pub mod send_checks;
 pub mod time;
 pub mod tokens;
 pub mod typing;

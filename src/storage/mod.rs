@@ -157,6 +157,8 @@ pub trait ConversationRepo: Send + Sync {
     /// For a batch of sends: each live conversation among `ids` with its kind and members
     /// (and which members have a push subscription), in one statement.
     async fn send_contexts(&self, ids: &[Uuid]) -> StorageResult<Vec<SendContext>>;
+    /// The [`SendVersion`] of each live conversation among `ids`, in one statement.
+    async fn send_versions(&self, ids: &[Uuid]) -> StorageResult<Vec<(Uuid, SendVersion)>>;
     /// `user`'s live, visible conversations (archived or not), by last activity, newest
     /// first, strictly after the `(last_activity_at, id)` cursor.
     async fn conversations_of(

@@ -502,6 +502,15 @@ pub struct SendContext {
     pub subscribed: Vec<Uuid>,
 }
 
+/// The versions of what a [`SendContext`] was read from: the conversation's
+/// `members_version` and the database's `send_context_generation` (blocks and push
+/// subscriptions). A context read after these numbers were is current while they stay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendVersion {
+    pub members: i64,
+    pub generation: i64,
+}
+
 /// A conversation in which a user has messages not yet delivered to any of their devices.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct PendingDelivery {

@@ -68,6 +68,7 @@ use conversations::*;
 use extras::*;
 use groups::*;
 use keys::*;
+use writer::*;
 
 contract_tests!(
     replies_and_mentions_are_stored_with_the_message,
@@ -83,6 +84,7 @@ contract_tests!(
     concurrent_retries_store_one_message,
     a_batch_numbers_per_conversation_and_answers_every_entry,
     send_checks_read_members_and_blocks_in_bulk,
+    cached_send_checks_see_every_change_to_members_blocks_and_subscriptions,
     delivered_marks_are_written_in_bulk_and_only_forward,
     unmarking_moves_the_watermark_back_to_the_cutoff_only,
     settling_moves_the_watermark_forward_to_the_cutoff_only,

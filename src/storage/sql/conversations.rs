@@ -214,6 +214,23 @@ macro_rules! sql_conversations {
                 Ok(contexts.into_values().collect())
             }
 
+            async fn send_versions(&self, ids: &[uuid::Uuid]) -> StorageResult<Vec<(uuid::Uuid, SendVersion)>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT c.id, c.members_version, g.generation \
+                     FROM conversations c CROSS JOIN send_context_generation g \
+                     WHERE c.deleted_at IS NULL AND c.id IN ",
+                );
+                push_id_list(&mut query, ids.iter().copied());
+                let rows: Vec<(uuid::Uuid, i64, i64)> = query.build_query_as().fetch_all(self.reader()).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, members, generation)| (id, SendVersion { members, generation }))
+                    .collect())
+            }
+
             async fn conversations_of(
                 &self,
                 user: uuid::Uuid,
