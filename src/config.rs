@@ -90,6 +90,28 @@ pub struct Config {
     pub push: PushConfig,
     /// Uploads (SPEC §4.3).
     pub uploads: UploadConfig,
+    /// The Socket.IO Admin UI's server side on `/admin` (`ADMIN_UI=true`); `None`: off.
+    pub admin_ui: Option<AdminUiConfig>,
+}
+
+/// The Socket.IO Admin UI (npm `@socket.io/admin-ui`) on the `/admin` namespace.
+#[derive(Clone, Debug)]
+pub struct AdminUiConfig {
+    /// `None`: no authentication (`ADMIN_UI_AUTH=false`, refused in production).
+    pub credentials: Option<AdminCredentials>,
+    /// Only observe: the UI's join, leave and disconnect operations are refused.
+    pub readonly: bool,
+    /// The UI's development mode: socket lists, room changes and live events. Otherwise the
+    /// UI gets server statistics only.
+    pub development: bool,
+}
+
+/// The one admin account; only an Argon2 hash of its password is configured.
+#[derive(Clone, Debug)]
+pub struct AdminCredentials {
+    pub username: String,
+    /// A PHC string (`$argon2id$v=19$…`), as `parley hash-password` prints it.
+    pub password_hash: Secret<String>,
 }
 
 /// Where uploaded bytes are kept.
@@ -170,6 +192,12 @@ impl VarSource for ProcessEnv {
     }
 }
 
+impl VarSource for &[(&str, &str)] {
+    fn var(&self, name: &str) -> Option<String> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+}
+
 impl<const N: usize> VarSource for [(&str, &str); N] {
     fn var(&self, name: &str) -> Option<String> {
         self.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
@@ -224,6 +252,12 @@ pub const VARIABLES: &[&str] = &[
     "UPLOAD_ALLOWED_TYPES",
     "UPLOAD_MAX_IMAGE_PIXELS",
     "UPLOAD_CLEANUP_INTERVAL_SECS",
+    "ADMIN_UI",
+    "ADMIN_USERNAME",
+    "ADMIN_PASSWORD_HASH",
+    "ADMIN_UI_AUTH",
+    "ADMIN_UI_READONLY",
+    "ADMIN_UI_MODE",
 ];
 
 const JWT_SECRET_FILE: &str = "jwt_secret";
@@ -313,6 +347,7 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(parse_or(&get, "REFRESH_TOKEN_TTL_SECS", 7 * 24 * 3600)?),
             push: load_push(&get, &data_dir_for_keys, environment)?,
             uploads: load_uploads(&get, &data_dir_for_keys)?,
+            admin_ui: load_admin_ui(&get, environment)?,
         })
     }
 
@@ -333,6 +368,44 @@ impl Config {
         let url = self.database_url.expose();
         url.starts_with("postgres://") || url.starts_with("postgresql://")
     }
+}
+
+/// `ADMIN_UI=true` needs credentials (a username and an Argon2 hash) or an explicit
+/// `ADMIN_UI_AUTH=false`, which production refuses.
+fn load_admin_ui(
+    get: &impl Fn(&str) -> Option<String>,
+    environment: Environment,
+) -> anyhow::Result<Option<AdminUiConfig>> {
+    if !parse_or(get, "ADMIN_UI", false)? {
+        return Ok(None);
+    }
+    let credentials = if parse_or(get, "ADMIN_UI_AUTH", true)? {
+        let (Some(username), Some(password_hash)) = (get("ADMIN_USERNAME"), get("ADMIN_PASSWORD_HASH")) else {
+            bail!(
+                "ADMIN_UI=true needs ADMIN_USERNAME and ADMIN_PASSWORD_HASH (an Argon2 hash: `parley hash-password`), \
+                 or ADMIN_UI_AUTH=false for an admin UI without authentication"
+            )
+        };
+        if username.trim().is_empty() {
+            bail!("ADMIN_USERNAME must not be empty");
+        }
+        match argon2::PasswordHash::new(&password_hash) {
+            Ok(hash) if hash.algorithm.as_str().starts_with("argon2") => {}
+            _ => bail!("ADMIN_PASSWORD_HASH must be an Argon2 hash in PHC form ($argon2id$…): `parley hash-password`"),
+        }
+        Some(AdminCredentials { username, password_hash: Secret::new(password_hash) })
+    } else if environment == Environment::Production {
+        bail!("ADMIN_UI_AUTH=false (an admin UI without authentication) is refused when PARLEY_ENV=production")
+    } else {
+        None
+    };
+    let development = match get("ADMIN_UI_MODE").as_deref() {
+        None => environment == Environment::Development,
+        Some("development") => true,
+        Some("production") => false,
+        Some(other) => bail!("ADMIN_UI_MODE must be `development` or `production`, got `{other}`"),
+    };
+    Ok(Some(AdminUiConfig { credentials, readonly: parse_or(get, "ADMIN_UI_READONLY", true)?, development }))
 }
 
 /// Web Push and webhook settings. Like the JWT secret, the VAPID key is generated once into
@@ -625,6 +698,51 @@ mod tests {
         assert!(shown.contains("postgres://app:***@db/parley"));
     }
 
+    /// A well-formed Argon2id PHC string (what `parley hash-password` prints).
+    const ADMIN_HASH: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$YWJjZGVmZ2hpamtsbW5vcA$YWJjZGVmZ2hpamtsbW5vcGFiY2RlZmdoaWprbG1ub3A";
+
+    #[test]
+    fn the_admin_ui_needs_credentials_or_an_explicit_no_auth_outside_production() {
+        let secret = "x".repeat(40);
+        let base = [("JWT_SECRET", secret.as_str()), ("VAPID_PRIVATE_KEY", VAPID)];
+        let load = |extra: &[(&'static str, &'static str)]| {
+            let mut vars: Vec<(&str, &str)> = base.to_vec();
+            vars.extend_from_slice(extra);
+            Config::load(&vars.as_slice())
+        };
+        assert!(load(&[]).unwrap().admin_ui.is_none(), "off by default");
+        let err = load(&[("ADMIN_UI", "true")]).unwrap_err().to_string();
+        assert!(err.contains("ADMIN_PASSWORD_HASH"), "{err}");
+        let err = load(&[("ADMIN_UI", "true"), ("ADMIN_USERNAME", "admin"), ("ADMIN_PASSWORD_HASH", "hunter2")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Argon2"), "a plain password is refused: {err}");
+        let admin = load(&[("ADMIN_UI", "true"), ("ADMIN_USERNAME", "admin"), ("ADMIN_PASSWORD_HASH", ADMIN_HASH)])
+            .unwrap()
+            .admin_ui
+            .unwrap();
+        assert!(admin.readonly, "read-only by default");
+        assert!(admin.development, "development mode follows PARLEY_ENV");
+        assert_eq!(admin.credentials.unwrap().username, "admin");
+        let open = load(&[("ADMIN_UI", "true"), ("ADMIN_UI_AUTH", "false"), ("ADMIN_UI_READONLY", "false")])
+            .unwrap()
+            .admin_ui
+            .unwrap();
+        assert!(open.credentials.is_none() && !open.readonly);
+        let production = [
+            ("PARLEY_ENV", "production"),
+            ("JWT_SECRET", secret.as_str()),
+            ("VAPID_PRIVATE_KEY", VAPID),
+            ("ADMIN_UI", "true"),
+            ("ADMIN_UI_AUTH", "false"),
+        ];
+        let err = Config::load(&production.as_slice()).unwrap_err().to_string();
+        assert!(err.contains("refused when PARLEY_ENV=production"), "{err}");
+        let err = load(&[("ADMIN_UI", "true"), ("ADMIN_UI_AUTH", "false"), ("ADMIN_UI_MODE", "debug")]).unwrap_err();
+        assert!(err.to_string().contains("ADMIN_UI_MODE"));
+    }
+
     /// Records every variable name `load` asks for.
     struct Recorder(std::cell::RefCell<Vec<String>>);
 
@@ -636,6 +754,10 @@ mod tests {
                 "VAPID_PRIVATE_KEY" => Some(VAPID.to_owned()),
                 // So that the S3 settings are read too.
                 "UPLOAD_STORE" => Some("s3://bucket/prefix".to_owned()),
+                // So that the admin UI's settings are read too.
+                "ADMIN_UI" => Some("true".to_owned()),
+                "ADMIN_USERNAME" => Some("admin".to_owned()),
+                "ADMIN_PASSWORD_HASH" => Some(ADMIN_HASH.to_owned()),
                 _ => None,
             }
         }

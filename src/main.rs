@@ -1,5 +1,7 @@
 //! `parley` serves (default); `parley openapi` prints the OpenAPI document; `parley conformance`
-//! serves only the Socket.IO protocol test stack (see `parley::conformance`).
+//! serves only the Socket.IO protocol test stack (see `parley::conformance`); `parley
+//! hash-password` prints the Argon2 hash of the password on standard input (for
+//! `ADMIN_PASSWORD_HASH`).
 
 use std::process::ExitCode;
 
@@ -24,15 +26,37 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("hash-password") => match hash_password() {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Some("openapi") => {
             print!("{}", parley::http::openapi_json());
             ExitCode::SUCCESS
         }
         Some(other) => {
-            eprintln!("unknown command `{other}`; usage: parley [serve | openapi | conformance]");
+            eprintln!("unknown command `{other}`; usage: parley [serve | openapi | conformance | hash-password]");
             ExitCode::from(2)
         }
     }
+}
+
+/// An Argon2id hash (PHC string) of the password on standard input's first line, for
+/// `ADMIN_PASSWORD_HASH`.
+fn hash_password() -> anyhow::Result<String> {
+    use argon2::PasswordHasher as _;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "give the password on standard input");
+    let hash = argon2::Argon2::default().hash_password(password.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(hash.to_string())
 }
 
 async fn serve() -> anyhow::Result<()> {
