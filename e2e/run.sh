@@ -64,6 +64,23 @@ start_server embedded
 npm test --silent
 stop_server
 
+# The Socket.IO Admin UI's protocol on /admin (admin-ui.mjs): with its operations allowed,
+# then read-only (the default). The password is only ever configured as its Argon2 hash.
+export ADMIN_USER=ops ADMIN_PASSWORD='correct horse battery staple'
+ADMIN_HASH=$(printf '%s\n' "$ADMIN_PASSWORD" | "$BIN" hash-password)
+echo "=== e2e: admin UI, operations allowed"
+start_server admin ADMIN_UI=true ADMIN_USERNAME=$ADMIN_USER "ADMIN_PASSWORD_HASH=$ADMIN_HASH" ADMIN_UI_READONLY=false
+ADMIN_EXPECT=operations node --test --test-timeout=60000 admin-ui.mjs
+stop_server
+echo "=== e2e: admin UI, read-only"
+start_server admin-readonly ADMIN_UI=true ADMIN_USERNAME=$ADMIN_USER "ADMIN_PASSWORD_HASH=$ADMIN_HASH"
+ADMIN_EXPECT=readonly node --test --test-timeout=60000 admin-ui.mjs
+stop_server
+echo "=== e2e: admin UI, no authentication (ADMIN_UI_AUTH=false)"
+start_server admin-open ADMIN_UI=true ADMIN_UI_AUTH=false
+ADMIN_EXPECT=open node --test --test-timeout=60000 admin-ui.mjs
+stop_server
+
 # Abuse limits and bad input (limits.mjs) on a server of their own, trusting X-Forwarded-For
 # so that each test's client address is its own (a flood's cool-down shuts the address out).
 echo "=== e2e: limits (embedded)"

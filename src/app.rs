@@ -12,6 +12,7 @@ use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
+    admin::{self, watch::AdminRunner},
     clock::{SharedClock, SystemClock},
     config::Config,
     domain::{delivery::SILENT_LOSS_MARGIN, messages::DELIVERED_FLUSH, unread::UNREAD_TICK},
@@ -21,7 +22,7 @@ use crate::{
     rawws::{self, RawGateway, RawHub, delivery::RawDelivery},
     realtime::{self, RealtimeHandle},
     shared_state::CONNECTION_RENEW,
-    state::{AppState, Services},
+    state::{AppState, ObserverSlot, Services},
     storage::Storage,
     transport::{self, first_ping, handshake, redis_driver::ReconnectingDriver},
 };
@@ -43,6 +44,8 @@ pub struct Application {
     state: AppState,
     router: Router,
     realtime: Arc<dyn RealtimeHandle>,
+    /// The admin UI's watch of this replica (`ADMIN_UI=true`).
+    admin: Option<Arc<dyn AdminRunner>>,
     /// The raw WebSocket gateway's connections here.
     raw: Arc<RawHub>,
     /// Sends this replica's share of the outbox (pushes and webhooks).
@@ -65,25 +68,37 @@ impl Application {
             .ws_max_message_size(config.socket_max_payload)
             .ws_read_buffer_size(realtime::SOCKET_READ_BUFFER);
         let raw = Arc::new(RawHub::default());
-        let (state, router, realtime) = match config.redis_url.clone() {
+        let (state, router, realtime, admin) = match config.redis_url.clone() {
             None => {
                 let (layer, io) = builder.build_layer();
                 let state = build_state(config, clock, &io, &raw).await?;
                 realtime::register(&io, state.clone());
-                (state.clone(), detached(routes(&state, &raw).layer(layer)), handle(io))
+                let admin = state.config.admin_ui.clone().map(|admin| {
+                    let ((), watch) = admin::register(&io, &state, admin);
+                    watch as Arc<dyn AdminRunner>
+                });
+                (state.clone(), detached(routes(&state, &raw).layer(layer)), handle(io), admin)
             }
             Some(url) => {
                 // Broadcasts reach the sockets of every replica through Redis pub/sub.
                 let (layer, io) = with_redis_adapter(builder, url.expose(), &config.redis_key_prefix).await?;
                 let state = build_state(config, clock, &io, &raw).await?;
                 realtime::register(&io, state.clone()).await.map_err(|e| anyhow::anyhow!("Socket.IO adapter: {e}"))?;
-                (state.clone(), detached(routes(&state, &raw).layer(layer)), handle(io))
+                let admin = match state.config.admin_ui.clone() {
+                    Some(admin) => {
+                        let (init, watch) = admin::register(&io, &state, admin);
+                        init.await.map_err(|e| anyhow::anyhow!("Socket.IO adapter (/admin): {e}"))?;
+                        Some(watch as Arc<dyn AdminRunner>)
+                    }
+                    None => None,
+                };
+                (state.clone(), detached(routes(&state, &raw).layer(layer)), handle(io), admin)
             }
         };
         let router = crate::http::with_edges(router, &state.config);
         let outbox = Arc::new(outbox_sender(&state)?);
         let listener = transport::listen(addr).with_context(|| format!("binding {addr}"))?;
-        Ok(Self { listener, state, router, realtime, raw, outbox })
+        Ok(Self { listener, state, router, realtime, admin, raw, outbox })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -103,6 +118,9 @@ impl Application {
             let _ = stop_tx.send(true);
         });
         let mut background = spawn_background(&self.state, &self.realtime, &self.raw, stop_rx.clone());
+        if let Some(admin) = &self.admin {
+            background.push(tokio::spawn(admin.clone().run(stop_rx.clone())));
+        }
         background.push(tokio::spawn(self.outbox.clone().run(stop_rx.clone())));
         background.push(every(OUTBOX_OBSERVE, stop_rx.clone(), self.outbox.clone(), |outbox| async move {
             outbox.observe().await
@@ -181,7 +199,7 @@ async fn build_state<A: Adapter>(
 ) -> anyhow::Result<AppState> {
     let legacy = config.legacy_events;
     let redis = config.redis_url.as_ref().map(|url| (url.expose().to_owned(), config.redis_key_prefix.clone()));
-    AppState::build(config, clock, async |storage: &Arc<dyn Storage>| {
+    AppState::build(config, clock, async |storage: &Arc<dyn Storage>, observer: &ObserverSlot| {
         let raw = match redis {
             None => RawDelivery::local(raw.clone(), storage.clone()),
             Some((url, prefix)) => {
@@ -191,7 +209,7 @@ async fn build_state<A: Adapter>(
             }
         };
         let deliveries: Vec<Arc<dyn Delivery>> =
-            vec![Arc::new(SocketIoDelivery::new(io.clone(), legacy)), Arc::new(raw)];
+            vec![Arc::new(SocketIoDelivery::new(io.clone(), legacy, observer.clone())), Arc::new(raw)];
         Ok(deliveries)
     })
     .await

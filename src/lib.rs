@@ -1,5 +1,6 @@
 //! Parley: a Socket.IO v4 chat server. See README.md for a tour of the code.
 
+pub mod admin;
 pub mod app;
 pub mod clock;
 pub mod config;

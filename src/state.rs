@@ -83,6 +83,22 @@ pub struct Platform {
     pub vapid: Arc<Vapid>,
     /// Wakes this replica's outbox sender, and tells it when sends are waiting.
     pub outbox: Outbox,
+    /// Told what `/chat` sockets do (the admin UI's watch, when `ADMIN_UI=true`).
+    pub observer: ObserverSlot,
+}
+
+/// Where the [`SocketObserver`] goes, once there is one (set at most once, at start).
+pub type ObserverSlot = Arc<std::sync::OnceLock<Arc<dyn SocketObserver>>>;
+
+/// Sees `/chat` sockets' traffic: the events they send and get, and why they go. Calls
+/// must not wait: an observer queues what it keeps.
+pub trait SocketObserver: Send + Sync {
+    fn disconnected(&self, sid: &str, reason: &'static str);
+    /// A client event and its payload as sent (the observer redacts what it keeps).
+    fn event_received(&self, sid: &str, event: &str, payload: Option<&serde_json::Value>);
+    /// An event sent to the sockets in `rooms` less those in `except` (the observer finds
+    /// which of them are on this replica).
+    fn event_sent(&self, rooms: &[String], except: &[String], event: &str, payload: &serde_json::Value);
 }
 
 impl AppState {
@@ -92,7 +108,7 @@ impl AppState {
     pub async fn build(
         config: Config,
         clock: SharedClock,
-        deliveries: impl AsyncFnOnce(&Arc<dyn Storage>) -> anyhow::Result<Vec<Arc<dyn Delivery>>>,
+        deliveries: impl AsyncFnOnce(&Arc<dyn Storage>, &ObserverSlot) -> anyhow::Result<Vec<Arc<dyn Delivery>>>,
     ) -> anyhow::Result<Self> {
         let storage = storage::connect(config.database_url.expose()).await.context("opening the database")?;
         let shared = match &config.redis_url {
@@ -101,7 +117,8 @@ impl AppState {
                 .context("connecting to Redis")?,
             None => SharedState::in_process(clock.clone()),
         };
-        let fanout = Fanout::new(deliveries(&storage).await?);
+        let observer = ObserverSlot::default();
+        let fanout = Fanout::new(deliveries(&storage, &observer).await?);
         let outbox = Outbox { webhooks: config.push.webhook_url.is_some(), ..Outbox::default() };
         let deps = Deps {
             storage: storage.clone(),
@@ -124,6 +141,7 @@ impl AppState {
             metrics: telemetry::metrics_handle(),
             vapid,
             outbox,
+            observer,
         };
         Ok(Self { config: Arc::new(config), clock, services: Arc::new(services), platform: Arc::new(platform) })
     }

@@ -16,6 +16,9 @@
 use uuid::Uuid;
 
 const CONVERSATION_PREFIX: &str = "conversation:";
+const SOCKET_PREFIX: &str = "socket:";
+/// The prefixes of the rooms Parley routes events through (all but free-form rooms).
+const PARLEY_PREFIXES: [&str; 5] = ["user:", CONVERSATION_PREFIX, "session:", SOCKET_PREFIX, "dialect:"];
 
 /// Sockets that get no legacy twins.
 pub const MODERN_ROOM: &str = "dialect:modern";
@@ -33,7 +36,18 @@ pub fn session_room(session: Uuid) -> String {
 }
 
 pub fn socket_room(sid: &str) -> String {
-    format!("socket:{sid}")
+    format!("{SOCKET_PREFIX}{sid}")
+}
+
+/// The socket id of a socket's own room (`None` for any other room).
+pub fn own_room_socket(room: &str) -> Option<&str> {
+    room.strip_prefix(SOCKET_PREFIX)
+}
+
+/// Whether `room` is one Parley routes events through (its membership is authorization:
+/// the admin UI may not put a socket into one).
+pub fn is_parley_room(room: &str) -> bool {
+    PARLEY_PREFIXES.iter().any(|prefix| room.starts_with(prefix))
 }
 
 /// Whether `room` is a conversation's room (subscription limits count these).
@@ -52,5 +66,11 @@ mod tests {
         for other in [user_room(id), session_room(id), socket_room("abc")] {
             assert!(!is_conversation_room(&other), "{other}");
         }
+        for room in [user_room(id), session_room(id), socket_room("abc"), conversation_room(id), MODERN_ROOM.into()] {
+            assert!(is_parley_room(&room), "{room}");
+        }
+        assert!(!is_parley_room("lobby") && !is_parley_room("abc"));
+        assert_eq!(own_room_socket(&socket_room("abc")), Some("abc"));
+        assert_eq!(own_room_socket(&user_room(id)), None);
     }
 }

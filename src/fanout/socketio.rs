@@ -12,6 +12,8 @@ use socketioxide::{
 };
 use uuid::Uuid;
 
+use crate::state::ObserverSlot;
+
 use super::{
     Audience, Delivery,
     events::{ServerEvent, Wire},
@@ -30,12 +32,14 @@ const BACKPRESSURE_STEP: Duration = Duration::from_millis(5);
 pub struct SocketIoDelivery<A: Adapter> {
     io: SocketIo<A>,
     legacy: bool,
+    observer: ObserverSlot,
 }
 
 impl<A: Adapter> SocketIoDelivery<A> {
-    /// `legacy`: send the legacy twins too (`LEGACY_EVENTS`).
-    pub fn new(io: SocketIo<A>, legacy: bool) -> Self {
-        Self { io, legacy }
+    /// `legacy`: send the legacy twins too (`LEGACY_EVENTS`); `observer`: told of every event
+    /// sent, once there is one.
+    pub fn new(io: SocketIo<A>, legacy: bool, observer: ObserverSlot) -> Self {
+        Self { io, legacy, observer }
     }
 
     /// Emits `event` to `rooms`; when the adapter cannot reach the other replicas (Redis
@@ -43,6 +47,10 @@ impl<A: Adapter> SocketIoDelivery<A> {
     async fn emit(&self, rooms: &Rooms, event: &(impl Wire + ?Sized)) {
         let Some(ns) = self.io.of(CHAT_NAMESPACE) else { return };
         let name = event.name();
+        if let Some(observer) = self.observer.get() {
+            let payload = serde_json::to_value(event).unwrap_or_default();
+            observer.event_sent(&rooms.to, &rooms.except, name, &payload);
+        }
         if let Err(err) = rooms.apply(ns.clone()).emit(name, event).await {
             metrics::counter!("parley_broadcast_failures_total").increment(1);
             tracing::warn!(error = %err, event = name, "broadcast to other replicas failed; delivering locally");
@@ -125,18 +133,27 @@ impl<A: Adapter> Delivery for SocketIoDelivery<A> {
 
 /// Events for the one socket a handler serves (its replies: `auth:success`,
 /// `message:sent`, `pong`, the replay, …), with their legacy twins like every broadcast.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct Replies {
     legacy: bool,
+    observer: ObserverSlot,
 }
 
 impl Replies {
-    pub fn new(legacy: bool) -> Self {
-        Self { legacy }
+    pub fn new(legacy: bool, observer: ObserverSlot) -> Self {
+        Self { legacy, observer }
+    }
+
+    fn observe<A: Adapter>(&self, socket: &SocketRef<A>, event: &ServerEvent<'_>) {
+        if let Some(observer) = self.observer.get() {
+            let payload = serde_json::to_value(event).unwrap_or_default();
+            observer.event_sent(&[socket_room(&socket.id.to_string())], &[], event.name(), &payload);
+        }
     }
 
     /// Sends at once; a socket whose buffer is full misses it (it is far behind anyway).
     pub fn send<A: Adapter>(&self, socket: &SocketRef<A>, event: &ServerEvent<'_>) {
+        self.observe(socket, event);
         let _ = emit_now(socket, event);
         if self.legacy && speaks_legacy(socket) {
             for twin in legacy::twins(event) {
@@ -148,6 +165,7 @@ impl Replies {
     /// Sends, waiting for room in the socket's buffer (a replay can outrun it) for at most a
     /// few seconds: `false` when the socket is gone or does not drain.
     pub async fn send_in_order<A: Adapter>(&self, socket: &SocketRef<A>, event: &ServerEvent<'_>) -> bool {
+        self.observe(socket, event);
         if !emit_with_backpressure(socket, event).await {
             return false;
         }

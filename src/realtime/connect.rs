@@ -123,15 +123,18 @@ pub async fn prepare<A: Adapter>(
             if let (true, Some(session)) = (vouched, socket.extensions.get::<Session>()) {
                 gateway.state.platform.local.removed(session.user_id);
             }
+            if let Some(observer) = gateway.state.platform.observer.get() {
+                observer.disconnected(&socket.id.to_string(), transport::disconnect_reason(&reason));
+            }
             let state = gateway.state.clone();
             async move { on_disconnect(socket, state, reason, vouched).await }
         }
     });
     if let Some(token) = token {
-        let (socket, state, replies) = (socket.clone(), gateway.state.clone(), gateway.replies);
+        let (socket, state, replies) = (socket.clone(), gateway.state.clone(), gateway.replies.clone());
         queue.push(async move {
-            if let Err(err) = authenticate(&socket, &state, replies, &token).await {
-                refuse(&socket, replies, &err);
+            if let Err(err) = authenticate(&socket, &state, &replies, &token).await {
+                refuse(&socket, &replies, &err);
             }
         });
     }
@@ -158,12 +161,12 @@ pub fn connected<A: Adapter>(socket: &SocketRef<A>, io: SocketIo<A>, gateway: &G
     if token_given {
         return;
     }
-    let (sid, timeout, replies) = (socket.id, gateway.state.config.auth_timeout, gateway.replies);
+    let (sid, timeout, replies) = (socket.id, gateway.state.config.auth_timeout, gateway.replies.clone());
     tokio::spawn(async move {
         tokio::time::sleep(timeout).await;
         let Some(socket) = io.of(socketio::CHAT_NAMESPACE).and_then(|chat| chat.get_socket(sid)) else { return };
         if socket.connected() && socket.extensions.get::<Session>().is_none() {
-            refuse(&socket, replies, &AppError::AuthFailed("no token in time after connecting"));
+            refuse(&socket, &replies, &AppError::AuthFailed("no token in time after connecting"));
         }
     });
 }
@@ -178,7 +181,7 @@ pub fn auth_event<A: Adapter>(
     Box::pin(async move {
         let Link { socket, state, replies } = link;
         let result = match AuthRequest::from_payload(&payload.unwrap_or(Value::Null)) {
-            Ok(request) => on_auth(&socket, &state, replies, request).await,
+            Ok(request) => on_auth(&socket, &state, &replies, request).await,
             Err(refusal) => Err(refusal),
         };
         let refused = result.as_ref().err().map(|err| (err.code(), err.to_string()));
@@ -186,7 +189,7 @@ pub fn auth_event<A: Adapter>(
         if let Some((code, message)) = refused
             && socket.extensions.get::<Session>().is_none()
         {
-            send_refusal(&socket, replies, code, message);
+            send_refusal(&socket, &replies, code, message);
         }
     })
 }
@@ -214,7 +217,7 @@ fn handshake_token<A: Adapter>(socket: &SocketRef<A>, auth: &Value) -> Option<St
 async fn on_auth<A: Adapter>(
     socket: &SocketRef<A>,
     state: &AppState,
-    replies: Replies,
+    replies: &Replies,
     request: AuthRequest,
 ) -> AppResult<AuthSuccess> {
     let Some(current) = socket.extensions.get::<Session>() else {
@@ -241,7 +244,7 @@ async fn on_auth<A: Adapter>(
 async fn authenticate<A: Adapter>(
     socket: &SocketRef<A>,
     state: &AppState,
-    replies: Replies,
+    replies: &Replies,
     token: &str,
 ) -> AppResult<AuthSuccess> {
     let claims = state.services.auth.authenticate(token).await?;
@@ -279,7 +282,7 @@ fn vouch_for<A: Adapter>(socket: &SocketRef<A>, state: &AppState, user: Uuid) {
 
 /// Missed messages as `message:received`, oldest first, then (the socket vouched for, see
 /// [`Vouched`]) `sync:complete`.
-async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: Replies, user: Uuid) {
+async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: &Replies, user: Uuid) {
     let messages = &state.services.messages;
     let batches = match messages.replay(user).await {
         Ok(batches) => batches,
@@ -314,12 +317,12 @@ async fn replay<A: Adapter>(socket: &SocketRef<A>, state: &AppState, replies: Re
 
 /// `auth:error` then disconnect. Every authentication failure is `AUTH_FAILED` here (the
 /// SPEC's connect contract); `TOKEN_REVOKED` is for sockets signed out while connected.
-fn refuse<A: Adapter>(socket: &SocketRef<A>, replies: Replies, err: &AppError) {
+fn refuse<A: Adapter>(socket: &SocketRef<A>, replies: &Replies, err: &AppError) {
     send_refusal(socket, replies, "AUTH_FAILED", err.to_string());
 }
 
 /// `code`: `AUTH_FAILED`, or `RATE_LIMITED` for a user cooling down after a flood.
-fn send_refusal<A: Adapter>(socket: &SocketRef<A>, replies: Replies, code: &'static str, message: String) {
+fn send_refusal<A: Adapter>(socket: &SocketRef<A>, replies: &Replies, code: &'static str, message: String) {
     let code = if code == "RATE_LIMITED" { code } else { "AUTH_FAILED" };
     replies.send(socket, &ServerEvent::AuthError(AuthError { error: message, code }));
     let _ = socket.clone().disconnect();

@@ -116,7 +116,7 @@ impl<A: Adapter> Gateway<A> {
         let config = &state.config;
         let connections = limits::ConnectionCounts::new(config.max_connections_per_ip);
         let rate = limits::EventRate::new(config.socket_events_per_sec, config.socket_events_burst);
-        let replies = Replies::new(config.legacy_events);
+        let replies = Replies::new(config.legacy_events, state.platform.observer.clone());
         Self { state, replies, events, connections, rate }
     }
 
@@ -140,6 +140,9 @@ impl<A: Adapter> Gateway<A> {
                 return;
             }
         };
+        if let Some(observer) = self.state.platform.observer.get() {
+            observer.event_received(&socket.id.to_string(), &event, payload.as_ref());
+        }
         if crate::fanout::legacy::is_legacy_client_event(&event) {
             crate::fanout::socketio::speak_legacy(&socket);
         }
@@ -211,7 +214,7 @@ impl<A: Adapter> Gateway<A> {
         ack: AckSender<A>,
         order: SendOrder,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let (state, replies) = (self.state.clone(), self.replies);
+        let (state, replies) = (self.state.clone(), self.replies.clone());
         async move {
             let result = match current_session(&socket, &state) {
                 Ok(session) => {
@@ -220,7 +223,7 @@ impl<A: Adapter> Gateway<A> {
                 }
                 Err(refusal) => {
                     if let Refusal::Expired(session) = &refusal {
-                        announce_expiry(&socket, replies, session);
+                        announce_expiry(&socket, &replies, session);
                     }
                     Err(refusal.into())
                 }
@@ -287,7 +290,7 @@ struct ExpiryAnnounced(i64);
 /// Tells the socket once per token that it expired: `auth:error {code: "TOKEN_EXPIRED"}`,
 /// the event the documented client code answers with a refresh and `auth` (each refused
 /// event's ack also says `AUTH_FAILED`).
-fn announce_expiry<A: Adapter>(socket: &SocketRef<A>, replies: Replies, session: &Session) {
+fn announce_expiry<A: Adapter>(socket: &SocketRef<A>, replies: &Replies, session: &Session) {
     if socket.extensions.get::<ExpiryAnnounced>() == Some(ExpiryAnnounced(session.expires_at)) {
         return;
     }
@@ -299,7 +302,7 @@ fn announce_expiry<A: Adapter>(socket: &SocketRef<A>, replies: Replies, session:
 impl<A: Adapter> Gateway<A> {
     /// What code outside the dispatcher needs to serve `socket`.
     pub fn link(&self, socket: SocketRef<A>) -> Link<A> {
-        Link { socket, state: self.state.clone(), replies: self.replies }
+        Link { socket, state: self.state.clone(), replies: self.replies.clone() }
     }
 }
 

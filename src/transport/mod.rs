@@ -93,3 +93,17 @@ pub fn client_ip(parts: &Parts, trust_proxy: bool) -> Option<IpAddr> {
     };
     trust_proxy.then(forwarded).flatten().or_else(|| parts.extensions.get::<ConnectInfo<Peer>>().map(|c| c.0.addr.ip()))
 }
+
+/// A disconnect reason as Socket.IO names it (what the UI shows).
+pub fn disconnect_reason(reason: &socketioxide::socket::DisconnectReason) -> &'static str {
+    use socketioxide::socket::DisconnectReason::*;
+    match reason {
+        TransportClose => "transport close",
+        TransportError => "transport error",
+        HeartbeatTimeout => "ping timeout",
+        ClientNSDisconnect => "client namespace disconnect",
+        ServerNSDisconnect => "server namespace disconnect",
+        ClosingServer => "server shutting down",
+        MultipleHttpPollingError | PacketParsingError => "parse error",
+    }
+}
