@@ -212,3 +212,45 @@ test("all_sockets lists the sockets already there when the UI connects", withLog
     chat.close();
   }
 });
+
+test("a polling socket is shown as such; socket_updated tells its late authentication", withLogin, async () => {
+  const { socket: ui } = await admin({ username: USER, password: PASSWORD });
+  const dave = await register("AdminDave");
+  // Long-polling only, and no token until the `auth` event.
+  const chat = io(`${BASE}/chat`, { transports: ["polling"], reconnection: false, forceNew: true });
+  try {
+    await waitFor(chat, "connect");
+    const chatId = chat.id;
+    const [shown] = await waitForArgs(ui, "socket_connected", (s) => s.id === chatId);
+    assert.equal(shown.transport, "polling");
+    assert.deepEqual(shown.data, {}, "no user before authentication");
+    // Told within two statistics rounds (every 2 s).
+    await waitForArgs(ui, "server_stats", (s) => s.pollingClientsCount >= 1, 4500);
+    const authenticated = waitForArgs(ui, "socket_updated", (u) => u.id === chatId && u.data?.userId === dave.id);
+    assert.equal((await emitWithAck(chat, "auth", { token: dave.token })).ok, true);
+    const [update] = await authenticated;
+    assert.equal(update.nsp, "/chat");
+    assert.deepEqual(Object.keys(update).sort(), ["data", "id", "nsp"]);
+  } finally {
+    chat.close();
+    ui.close();
+  }
+});
+
+// Last: it leaves this address locked out of password logins for 15 minutes.
+test("password attempts are limited per address, as the REST login's are; a session id still works", withLogin, async () => {
+  const good = await admin({ username: USER, password: PASSWORD });
+  const session = await good.session;
+  good.socket.close();
+  let message;
+  for (let attempt = 0; attempt < 6; attempt++) {
+    message = await refused({ username: USER, password: `wrong ${attempt}` });
+    if (message.startsWith("RATE_LIMITED")) break;
+    assert.equal(message, "invalid credentials");
+  }
+  assert.match(message, /^RATE_LIMITED: too many admin logins from this address; try again in \d+ s$/);
+  assert.match(await refused({ username: USER, password: PASSWORD }), /^RATE_LIMITED/, "even the right password waits");
+  const again = await admin({ sessionId: session });
+  assert.ok(again.config.supportedFeatures.includes("AGGREGATED_EVENTS"), "a session id is not a password attempt");
+  again.socket.close();
+});

@@ -4,20 +4,25 @@
 // seed 002's raw WebSocket client meeting a socket.io-client user across the replicas, and
 // the raw client's replica killed. Then a rolling restart: three kinds of client
 // (socket.io-client, python-socketio, the raw gateway) sending all along while each replica
-// is drained (SIGTERM) and restarted in turn. Run by multi-replica.sh.
+// is drained (SIGTERM) and restarted in turn. Last, the Socket.IO Admin UI connected to one
+// replica sees both servers and the sockets of both, over its protocol and in Chromium.
+// Run by multi-replica.sh.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { io } from "socket.io-client";
+import { CHROMIUM, adminUiShows, launch, serve } from "./browser-lib.mjs";
 import { rawClient, reconnectingRawClient } from "./raw-client.mjs";
 import { pythonClient, rawWsClient, socketIoClient } from "./rolling-clients.mjs";
 
 const BIN = process.env.PARLEY_BIN;
+const ADMIN_USER = process.env.ADMIN_USER ?? "ops";
+const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD ?? "correct horse battery staple";
 const DATABASE_URL = process.env.DATABASE_URL;
 const WORK = mkdtempSync(join(tmpdir(), "parley-multi-"));
 const WAIT = 5000;
@@ -114,6 +119,8 @@ async function startReplica(name) {
     PARLEY_ADDR: `127.0.0.1:${port}`, PARLEY_DATA_DIR: join(WORK, name), DATABASE_URL,
     REDIS_URL: `redis://127.0.0.1:${redisPort}`, REDIS_KEY_PREFIX: "multi:", JWT_SECRET: "e2e-multi-replica-secret-0123456789abcdef",
     TRUST_PROXY: "true", PRESENCE_GRACE_SECS: "1", MESSAGE_RATE_PER_MIN: "100000", REGISTRATIONS_PER_HOUR: "0", RUST_LOG: "warn",
+    // The Socket.IO Admin UI (multi-replica.sh makes the hash), read-only, development mode.
+    ADMIN_UI: "true", ADMIN_UI_MODE: "development", ADMIN_USERNAME: ADMIN_USER, ADMIN_PASSWORD_HASH: process.env.ADMIN_PASSWORD_HASH,
   });
   await until(`${name} ready`, async () => (await get(port, "/health/ready")).status === 200);
   replicas[name] = { port, instance: (await get(port, "/health/live")).body.instance };
@@ -592,4 +599,53 @@ test("rolling restart: socket.io-client, python-socketio and a raw WebSocket cli
     assert.ok(c.connected, `${c.label} connected at the end`);
   }
   log(`rolling restart: ${history.length} messages stored, each acked, stored and delivered; ${finished - begun} ms in all`);
+});
+
+test("the Admin UI on one replica sees both servers and the sockets of both, over its protocol and in Chromium", { timeout: 90000 }, async (t) => {
+  const admins = [];
+  let browser;
+  let pages;
+  t.after(async () => {
+    for (const socket of [...openSockets, ...admins]) socket.close();
+    await browser?.close();
+    pages?.close();
+    await procs.stopAll();
+  });
+  const [, onB] = await startTopology();
+  // A socket on b before any admin UI connects: a's all_sockets cannot list it; b tells it.
+  const early = await register("AdminEarly");
+  const earlySocket = client(early, onB, "websocket");
+  await waitFor(earlySocket, "sync:complete");
+
+  const ui = io(`http://127.0.0.1:${replicas.a.port}/admin`, {
+    auth: { username: ADMIN_USER, password: ADMIN_PASSWORD }, forceNew: true, reconnection: false,
+  });
+  admins.push(ui);
+  const servers = new Set();
+  ui.on("server_stats", (stats) => servers.add(stats.serverId));
+  const told = new Map();
+  ui.on("socket_connected", (socket) => told.set(socket.id, socket));
+  const listed = await waitFor(ui, "all_sockets");
+  assert.ok(!listed.some((s) => s.id === earlySocket.id), "a's own list holds only a's sockets");
+  await until("server_stats from both replicas", () => servers.size === 2, 10000);
+  await until("b told a's admin UI of its socket", () => told.has(earlySocket.id), 10000);
+  assert.equal(told.get(earlySocket.id).data.userId, early.id);
+
+  const late = await register("AdminLate");
+  const lateSocket = client(late, onB, "polling");
+  await waitFor(lateSocket, "sync:complete");
+  await until("a socket connecting to b is shown live", () => told.has(lateSocket.id), 5000);
+  log(`admin UI on a: servers ${[...servers].join(", ")}; sockets of b shown: ${earlySocket.id}, ${lateSocket.id}`);
+
+  // The unmodified UI, in Chromium, on replica a: both servers, and b's sockets.
+  if (!existsSync(CHROMIUM) && process.env.CI !== "true") {
+    log(`no Chromium at ${CHROMIUM}: the Admin UI's page is not checked (apt-get install chromium)`);
+    return;
+  }
+  pages = await serve(5173, "127.0.0.1");
+  browser = await launch();
+  await adminUiShows(browser, {
+    page: "http://localhost:5173/admin-ui/", api: `http://localhost:${replicas.a.port}`, user: ADMIN_USER,
+    password: ADMIN_PASSWORD, sids: [earlySocket.id, lateSocket.id], servers: 2, screenshot: "admin-ui-two-replicas.png",
+  });
 });

@@ -30,5 +30,9 @@ psql "$PG_ADMIN" -qc "CREATE DATABASE $DB"
 trap 'psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 export PARLEY_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/parley"
 export DATABASE_URL="${PG_ADMIN%/*}/$DB"
+# The replicas serve the Socket.IO Admin UI; its password is configured as its Argon2 hash only.
+export ADMIN_USER=ops ADMIN_PASSWORD='correct horse battery staple'
+ADMIN_PASSWORD_HASH=$(printf '%s\n' "$ADMIN_PASSWORD" | "$PARLEY_BIN" hash-password)
+export ADMIN_PASSWORD_HASH
 echo "=== e2e: two replicas behind nginx, with faults and a rolling restart"
 node --test --test-timeout=180000 multi-replica.mjs

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(cd .. && pwd)
 
-[ -d node_modules/socket.io-client ] || npm ci --no-audit --no-fund
+{ [ -d node_modules/socket.io-client ] && [ -d node_modules/playwright-core ] && [ -d node_modules/@socket.io/admin-ui ]; } || npm ci --no-audit --no-fund
 cargo build --manifest-path "$ROOT/Cargo.toml" --bin parley
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/parley"
 
@@ -80,6 +80,23 @@ echo "=== e2e: admin UI, no authentication (ADMIN_UI_AUTH=false)"
 start_server admin-open ADMIN_UI=true ADMIN_UI_AUTH=false
 ADMIN_EXPECT=open node --test --test-timeout=60000 admin-ui.mjs
 stop_server
+
+# The browser as the user (browser.mjs): Debian's Chromium driven by playwright-core, a page
+# on http://localhost:5173 against Parley on another origin, and the unmodified Admin UI from
+# @socket.io/admin-ui's ui/dist. Screenshots in e2e/artifacts/. Chromium is required with
+# CI=true (.ci/run installs it).
+if [ -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  echo "=== e2e: browser (Chromium), the admin UI in development mode"
+  start_server browser CORS_ORIGINS=http://localhost:5173 ADMIN_UI=true ADMIN_UI_MODE=development \
+    ADMIN_USERNAME=$ADMIN_USER "ADMIN_PASSWORD_HASH=$ADMIN_HASH"
+  node --test --test-timeout=120000 browser.mjs
+  stop_server
+elif [ "${CI:-}" = true ]; then
+  echo "Chromium is required with CI=true (apt-get install chromium)" >&2
+  exit 1
+else
+  echo "=== e2e: browser tests skipped (no Chromium; apt-get install chromium)"
+fi
 
 # Abuse limits and bad input (limits.mjs) on a server of their own, trusting X-Forwarded-For
 # so that each test's client address is its own (a flood's cool-down shuts the address out).

@@ -29,10 +29,12 @@ use socketioxide_core::adapter::DefinedAdapter;
 
 use crate::{
     config::AdminUiConfig,
+    domain::auth::{LOGIN_ATTEMPTS, LOGIN_WINDOW},
     fanout::{
         rooms::{is_conversation_room, is_parley_room, socket_room},
         socketio::CHAT_NAMESPACE,
     },
+    shared_state::Admission,
     state::AppState,
 };
 use session::{AdminAuth, AdminLogin, Login};
@@ -42,10 +44,14 @@ pub const ADMIN_NAMESPACE: &str = "/admin";
 /// The namespaces the UI is shown (and may operate on).
 pub const NAMESPACES: [&str; 2] = [CHAT_NAMESPACE, ADMIN_NAMESPACE];
 
-/// Why an admin connection is refused: the UI recognises exactly this message.
+/// Why an admin connection is refused; the UI recognises `invalid credentials` exactly.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid credentials")]
-pub struct InvalidCredentials;
+pub enum AdminRefusal {
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("RATE_LIMITED: too many admin logins from this address; try again in {0} s")]
+    TooManyAttempts(u64),
+}
 
 /// Registers `/admin` and starts this replica's watch. Call once, after the state is built.
 pub fn register<A: Adapter + DefinedAdapter>(
@@ -58,22 +64,46 @@ pub fn register<A: Adapter + DefinedAdapter>(
         tracing::warn!("a socket observer was already set; the admin UI shows no socket events");
     }
     let login = config.credentials.clone().map(|c| Arc::new(AdminLogin::new(c, state.config.jwt_secret.expose())));
-    let clock = state.clock.clone();
+    let (clock, limits, trust_proxy) =
+        (state.clock.clone(), state.platform.shared.rate_limits.clone(), state.config.trust_proxy);
     let authenticate = move |socket: SocketRef<A>, TryData(auth): TryData<AdminAuth>| {
-        let (login, clock) = (login.clone(), clock.clone());
+        let (login, clock, limits) = (login.clone(), clock.clone(), limits.clone());
         async move {
             let Some(login) = login else { return Ok(()) };
             let auth = auth.unwrap_or_default();
+            // Password attempts count per address, as the REST login's do (each costs an
+            // Argon2 verification); a good one is not counted.
+            let ip = crate::transport::client_ip(socket.req_parts(), trust_proxy);
+            let key = format!("admin-login:{}", ip.map(|ip| ip.to_string()).unwrap_or_default());
+            let ticket = if auth.username.is_some() || auth.password.is_some() {
+                match limits.acquire(&key, LOGIN_ATTEMPTS, LOGIN_WINDOW).await {
+                    Ok(Admission::Admitted(ticket)) => Some(ticket),
+                    Ok(Admission::Denied { retry_after }) => {
+                        metrics::counter!("parley_rate_limited_total", "scope" => "admin_login").increment(1);
+                        return Err(AdminRefusal::TooManyAttempts(retry_after.as_secs().max(1)));
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "admin login rate limit unavailable, admitting");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
             match login.check(&auth, clock.now_ms() / 1000).await {
-                Some(Login::Password(session)) => {
-                    // Kept for the connect handler, which sends it once the UI listens.
-                    socket.extensions.insert(IssuedSession(session));
+                Some(outcome) => {
+                    if let Some(ticket) = ticket {
+                        let _ = limits.release(&key, &ticket).await;
+                    }
+                    if let Login::Password(session) = outcome {
+                        // Kept for the connect handler, which sends it once the UI listens.
+                        socket.extensions.insert(IssuedSession(session));
+                    }
                     Ok(())
                 }
-                Some(Login::Session) => Ok(()),
                 None => {
                     metrics::counter!("parley_admin_logins_refused_total").increment(1);
-                    Err(InvalidCredentials)
+                    Err(AdminRefusal::InvalidCredentials)
                 }
             }
         }
@@ -82,6 +112,8 @@ pub fn register<A: Adapter + DefinedAdapter>(
     let connected = {
         let watch = watch.clone();
         move |socket: SocketRef<A>| {
+            // Addressable from every replica (their watches tell it their sockets).
+            socket.join(socket_room(&socket.id.to_string()));
             if let Some(IssuedSession(session)) = socket.extensions.remove::<IssuedSession>() {
                 let _ = socket.emit("session", &session);
             }

@@ -9,7 +9,7 @@
 //! * event arguments keep their shape and ids, and lose every other string (message
 //!   contents, tokens).
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use serde_json::{Map, Value, json};
 use socketioxide::{adapter::Adapter, extract::SocketRef};
@@ -32,7 +32,7 @@ pub struct SocketView {
     pub data: Value,
     pub rooms: BTreeSet<String>,
     /// The rest of the serialized socket (client id, handshake), fixed when first seen.
-    pub fixed: Map<String, Value>,
+    pub fixed: Arc<Map<String, Value>>,
 }
 
 impl SocketView {
@@ -75,12 +75,13 @@ impl SocketView {
         // socket has its own Engine.IO connection, so its own id stands for it.
         fixed.insert("clientId".into(), Value::from(id.chars().take(12).collect::<String>()));
         fixed.insert("handshake".into(), handshake);
+        let fixed = Arc::new(fixed);
         Self { id, nsp, transport: transport_name(socket), data: data_of(socket), rooms: rooms_of(socket), fixed }
     }
 
     /// The npm package's serialized socket.
     pub fn serialized(&self) -> Value {
-        let mut object = self.fixed.clone();
+        let mut object = (*self.fixed).clone();
         object.insert("id".into(), Value::from(self.id.clone()));
         object.insert("nsp".into(), Value::from(self.nsp));
         object.insert("transport".into(), Value::from(self.transport));

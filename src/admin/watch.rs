@@ -9,7 +9,7 @@
 //! In the UI's production mode only the statistics go out.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -27,7 +27,7 @@ use super::{
 use crate::{
     clock::SharedClock,
     config::AdminUiConfig,
-    fanout::socketio::CHAT_NAMESPACE,
+    fanout::{rooms::socket_room, socketio::CHAT_NAMESPACE},
     state::{AppState, SocketObserver},
 };
 
@@ -60,6 +60,8 @@ pub struct AdminWatch<A: Adapter> {
     trust_proxy: bool,
     seen: Mutex<Seen>,
     feed: mpsc::Sender<Feed>,
+    /// Admin sockets of other replicas already told this replica's sockets.
+    greeted: Mutex<HashSet<String>>,
     /// Taken by [`AdminRunner::run`].
     feed_rx: Mutex<Option<mpsc::Receiver<Feed>>>,
 }
@@ -101,6 +103,7 @@ impl<A: Adapter> AdminWatch<A> {
             trust_proxy: state.config.trust_proxy,
             seen: Mutex::default(),
             feed,
+            greeted: Mutex::default(),
             feed_rx: Mutex::new(Some(feed_rx)),
         })
     }
@@ -124,8 +127,12 @@ impl<A: Adapter> AdminWatch<A> {
     }
 
     /// This replica's sockets as last told (so what follows them is exactly the changes).
+    /// `/chat` first: the UI opens on the first namespace it is told of.
     pub fn all_sockets(&self) -> Vec<Value> {
-        self.seen().sockets.values().map(SocketView::serialized).collect()
+        let seen = self.seen();
+        let mut views: Vec<&SocketView> = seen.sockets.values().collect();
+        views.sort_by_key(|view| (NAMESPACES.iter().position(|nsp| *nsp == view.nsp), view.id.clone()));
+        views.into_iter().map(SocketView::serialized).collect()
     }
 
     /// Records why an admin socket went, for its `socket_disconnected`.
@@ -174,7 +181,11 @@ impl<A: Adapter> AdminWatch<A> {
             for socket in ns.local().sockets() {
                 let key = (nsp, socket.id.to_string());
                 let view = match self.seen().sockets.get(&key) {
-                    // Only what may change is read again.
+                    // Only what may change is read again; without socket lists (production
+                    // mode), only what the statistics count.
+                    Some(known) if !self.development => {
+                        SocketView { transport: super::view::transport_name(&socket), ..known.clone() }
+                    }
                     Some(known) => SocketView {
                         transport: super::view::transport_name(&socket),
                         data: super::view::data_of(&socket),
@@ -264,6 +275,43 @@ impl<A: Adapter> AdminWatch<A> {
         }
     }
 
+    /// An admin UI connected to another replica got that replica's `all_sockets`; this one
+    /// tells it its own sockets, as `socket_connected` (which the UI takes once per socket),
+    /// at its next statistics. Admin sockets are found on every replica through the adapter.
+    async fn greet_remote_admins(&self) {
+        let Some(admin) = self.io.of(ADMIN_NAMESPACE) else { return };
+        let local: HashSet<String> = admin.clone().local().sockets().iter().map(|s| s.id.to_string()).collect();
+        let everyone = match admin.fetch_sockets().await {
+            Ok(sockets) => sockets,
+            Err(err) => {
+                tracing::debug!(error = %err, "could not list the other replicas' admin sockets");
+                return;
+            }
+        };
+        let remote: HashSet<String> =
+            everyone.iter().map(|s| s.data().id.to_string()).filter(|id| !local.contains(id)).collect();
+        let new: Vec<String> = {
+            let mut greeted = self.greeted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let new = remote.difference(&greeted).cloned().collect();
+            *greeted = remote;
+            new
+        };
+        if new.is_empty() {
+            return;
+        }
+        let (sockets, at) = (self.all_sockets(), self.timestamp());
+        for id in new {
+            let Some(admin) = self.io.of(ADMIN_NAMESPACE) else { return };
+            let admin = admin.to(socket_room(&id));
+            for socket in &sockets {
+                if let Err(err) = admin.clone().emit("socket_connected", &(socket, &at)).await {
+                    tracing::debug!(error = %err, "could not tell an admin UI on another replica");
+                    break;
+                }
+            }
+        }
+    }
+
     fn queue(&self, feed: Feed) {
         if self.feed.try_send(feed).is_err() {
             tracing::debug!("admin UI event feed full; an event is not shown");
@@ -296,6 +344,10 @@ fn event_args(event: &str, payload: Option<&Value>) -> Value {
 }
 
 impl<A: Adapter> SocketObserver for AdminWatch<A> {
+    fn watches_events(&self) -> bool {
+        self.development
+    }
+
     fn disconnected(&self, sid: &str, reason: &'static str) {
         self.seen().reasons.insert((CHAT_NAMESPACE, sid.to_owned()), reason.to_owned());
     }
@@ -329,6 +381,9 @@ impl<A: Adapter> AdminRunner for AdminWatch<A> {
                 _ = stats.tick() => {
                     let stats = self.stats();
                     self.broadcast("server_stats", &stats).await;
+                    if self.development {
+                        self.greet_remote_admins().await;
+                    }
                 }
                 Some(event) = feed.recv() => self.tell(event).await,
                 _ = stop.changed() => return,

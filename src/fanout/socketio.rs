@@ -47,7 +47,7 @@ impl<A: Adapter> SocketIoDelivery<A> {
     async fn emit(&self, rooms: &Rooms, event: &(impl Wire + ?Sized)) {
         let Some(ns) = self.io.of(CHAT_NAMESPACE) else { return };
         let name = event.name();
-        if let Some(observer) = self.observer.get() {
+        if let Some(observer) = self.observer.get().filter(|o| o.watches_events()) {
             let payload = serde_json::to_value(event).unwrap_or_default();
             observer.event_sent(&rooms.to, &rooms.except, name, &payload);
         }
@@ -145,7 +145,7 @@ impl Replies {
     }
 
     fn observe<A: Adapter>(&self, socket: &SocketRef<A>, event: &ServerEvent<'_>) {
-        if let Some(observer) = self.observer.get() {
+        if let Some(observer) = self.observer.get().filter(|o| o.watches_events()) {
             let payload = serde_json::to_value(event).unwrap_or_default();
             observer.event_sent(&[socket_room(&socket.id.to_string())], &[], event.name(), &payload);
         }

@@ -54,6 +54,16 @@ pub struct Readiness {
     (status = 200, description = "Ready", body = Readiness),
     (status = 503, description = "A dependency is down", body = Readiness)))]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let (database, redis) = checks(&state).await;
+    let healthy = database == "ok" && redis != "error";
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body =
+        Readiness { status: if healthy { "ready" } else { "not_ready" }, checks: ReadinessChecks { database, redis } };
+    (status, axum::Json(body))
+}
+
+/// The database's and Redis's state: `ok` or `error` (Redis: `disabled` without one).
+async fn checks(state: &AppState) -> (&'static str, &'static str) {
     let database = match tokio::time::timeout(CHECK_TIMEOUT, state.platform.storage.ping()).await {
         Ok(Ok(())) => "ok",
         Ok(Err(err)) => {
@@ -63,16 +73,19 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         Err(_) => "error",
     };
     let redis = tokio::time::timeout(CHECK_TIMEOUT, state.platform.shared.health()).await.unwrap_or("error");
-    let healthy = database == "ok" && redis != "error";
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body =
-        Readiness { status: if healthy { "ready" } else { "not_ready" }, checks: ReadinessChecks { database, redis } };
-    (status, axum::Json(body))
+    (database, redis)
 }
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "Health",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Each scrape checks the dependencies, so the alert rules see a replica's readiness
+    // (`parley_dependency_up`, 1 or 0; no Redis series without Redis).
+    let (database, redis) = checks(&state).await;
+    metrics::gauge!("parley_dependency_up", "dependency" => "database").set(f64::from(u8::from(database == "ok")));
+    if redis != "disabled" {
+        metrics::gauge!("parley_dependency_up", "dependency" => "redis").set(f64::from(u8::from(redis == "ok")));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.platform.metrics.render())
 }

@@ -140,7 +140,7 @@ impl<A: Adapter> Gateway<A> {
                 return;
             }
         };
-        if let Some(observer) = self.state.platform.observer.get() {
+        if let Some(observer) = self.state.platform.observer.get().filter(|o| o.watches_events()) {
             observer.event_received(&socket.id.to_string(), &event, payload.as_ref());
         }
         if crate::fanout::legacy::is_legacy_client_event(&event) {

@@ -95,6 +95,46 @@ fn the_dashboard_charts_metrics_the_code_emits() {
     }
 }
 
+/// Every metric an alert rule queries is one the code records, and Prometheus loads the
+/// rules (promtool checks and unit-tests them in CI: deploy/prometheus/alerts.test.yml).
+#[test]
+fn the_alert_rules_query_metrics_the_code_emits() {
+    let config = yaml("deploy/prometheus/prometheus.yml");
+    assert_eq!(config["rule_files"][0].as_str(), Some("alerts.yml"));
+    let compose = read("docker-compose.yml");
+    assert!(compose.contains("./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml"), "compose mounts the rules");
+    let mut source = String::new();
+    for entry in walk(&format!("{}/src", env!("CARGO_MANIFEST_DIR"))) {
+        source.push_str(&fs::read_to_string(entry).unwrap());
+    }
+    let rules = yaml("deploy/prometheus/alerts.yml");
+    let rules = rules["groups"][0]["rules"].as_sequence().unwrap();
+    let mut names = Vec::new();
+    for rule in rules {
+        let name = rule["alert"].as_str().unwrap();
+        names.push(name);
+        let expr = rule["expr"].as_str().unwrap();
+        for metric in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| word.starts_with("parley_") || word.starts_with("http_request"))
+        {
+            let base = metric.trim_end_matches("_bucket").trim_end_matches("_count").trim_end_matches("_sum");
+            assert!(source.contains(&format!("\"{base}\"")), "{name}: `{base}` is never recorded");
+        }
+    }
+    for expected in [
+        "ParleyReplicaDown",
+        "ParleyDatabaseNotReady",
+        "ParleyRedisNotReady",
+        "ParleyMessageLatencyHigh",
+        "ParleyHttpErrorRate",
+        "ParleyOutboxBacklog",
+        "ParleySocketsDroppedSharply",
+    ] {
+        assert!(names.contains(&expected), "{expected} is missing");
+    }
+}
+
 fn walk(dir: &str) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).unwrap().flatten() {

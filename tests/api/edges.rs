@@ -156,6 +156,13 @@ async fn health_reports_every_dependency(app: TestApp) {
     let ready = anon.get("/health/ready").await;
     let redis = if app.mode == Mode::Embedded { "disabled" } else { "ok" };
     assert_eq!(*ready.assert_status(200), json!({"status": "ready", "checks": {"database": "ok", "redis": redis}}));
+    // The same checks, as gauges for the alert rules (deploy/prometheus/alerts.yml).
+    let scrape = anon.get("/metrics").await;
+    let text = scrape.body.as_str().expect("text exposition");
+    assert!(text.contains("parley_dependency_up{dependency=\"database\"} 1"), "{text}");
+    if app.mode != Mode::Embedded {
+        assert!(text.contains("parley_dependency_up{dependency=\"redis\"} 1"), "{text}");
+    }
 }
 
 async fn metrics_label_requests_by_matched_route(app: TestApp) {

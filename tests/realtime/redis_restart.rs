@@ -82,6 +82,8 @@ async fn replicas_survive_a_redis_restart() {
     let ready = app.client().get("/health/ready").await;
     assert_eq!(ready.status.as_u16(), 503, "{}", ready.body);
     assert_eq!(ready.body["checks"]["redis"], "error");
+    assert_eq!(dependency_up(&app, "redis").await, Some(0.0), "the alert rules see Redis down");
+    assert_eq!(dependency_up(&app, "database").await, Some(1.0));
     let ack = send(&ann_sender, conversation, "during", "redis is down").await;
     assert_eq!(ack["ok"], true, "{ack}");
     let local = ann_other.expect_event("message:received", WAIT).await;
@@ -103,4 +105,13 @@ async fn replicas_survive_a_redis_restart() {
     eprintln!("cross-replica broadcasts recovered {:?} after Redis restarted", restarted.elapsed());
     let ready = app.client().get("/health/ready").await;
     assert_eq!(ready.assert_status(200)["checks"]["redis"], "ok");
+    assert_eq!(dependency_up(&app, "redis").await, Some(1.0));
+}
+
+/// `parley_dependency_up{dependency}` as the replica's `/metrics` shows it now.
+async fn dependency_up(app: &TestApp, dependency: &str) -> Option<f64> {
+    let scrape = app.client().get("/metrics").await;
+    let prefix = format!("parley_dependency_up{{dependency=\"{dependency}\"}} ");
+    let text = scrape.body.as_str().unwrap_or_default();
+    text.lines().find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok())
 }
