@@ -3,7 +3,8 @@
 // and the operations. Run by run.sh against servers started with ADMIN_UI=true:
 //   ADMIN_EXPECT=operations: ADMIN_UI_READONLY=false, credentials ADMIN_USER / ADMIN_PASSWORD;
 //   ADMIN_EXPECT=readonly: the default ADMIN_UI_READONLY=true, same credentials;
-//   ADMIN_EXPECT=open: ADMIN_UI_AUTH=false (no login, development only).
+//   ADMIN_EXPECT=open: ADMIN_UI_AUTH=false (no login, development only);
+//   ADMIN_EXPECT=production: ADMIN_UI_MODE=production (statistics only), same credentials.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
@@ -14,19 +15,21 @@ const USER = process.env.ADMIN_USER ?? "ops";
 const PASSWORD = process.env.ADMIN_PASSWORD ?? "correct horse battery staple";
 const READONLY = process.env.ADMIN_EXPECT === "readonly";
 const OPEN = process.env.ADMIN_EXPECT === "open";
-// Without authentication only the open test runs; with it, every other one.
+const PRODUCTION = process.env.ADMIN_EXPECT === "production";
+// Without authentication only the open test runs; with it, the login tests; the socket
+// lists and events only in development mode.
 const withLogin = { skip: OPEN && "ADMIN_UI_AUTH=false" };
+const development = { skip: (OPEN && "ADMIN_UI_AUTH=false") || (PRODUCTION && "production mode") };
 
 test("without authentication (ADMIN_UI_AUTH=false) anyone connects, and gets no session", { skip: !OPEN && "authentication is on" }, async () => {
-  const { socket, config, allSockets } = await admin({});
-  let session = null;
-  socket.on("session", (id) => (session = id));
+  const { socket, config, allSockets, session } = await admin({});
   assert.ok(config.supportedFeatures.includes("AGGREGATED_EVENTS"));
   assert.ok(Array.isArray(allSockets));
-  // A round trip after config: had a session been sent, it would have come before.
-  const [stats] = await waitForArgs(socket, "server_stats", () => true, 4000);
-  assert.ok(stats.serverId);
-  assert.equal(session, null);
+  // A session would come before config; the first statistics come after: the barrier.
+  const stats = waitForArgs(socket, "server_stats", () => true, 4000).then(([s]) => ({ stats: s }));
+  const first = await Promise.race([session.then((id) => ({ session: id })), stats]);
+  assert.equal(first.session, undefined, "no session without a login");
+  assert.ok(first.stats.serverId);
   socket.close();
 });
 
@@ -35,9 +38,55 @@ async function admin(auth) {
   const socket = io(`${BASE}/admin`, { auth, reconnection: false, forceNew: true, withCredentials: true });
   const session = new Promise((resolve) => socket.once("session", resolve));
   const config = waitFor(socket, "config");
-  const sockets = waitFor(socket, "all_sockets");
+  // Production mode sends no socket list.
+  const sockets = PRODUCTION ? Promise.resolve(null) : waitFor(socket, "all_sockets");
   await waitFor(socket, "connect");
   return { socket, session, config: await config, allSockets: await sockets };
+}
+
+/** Every socket the UI is told of (socket_connected, merged with socket_updated and
+ *  room_joined); `until(id, check)` resolves on the event that makes `check` true. */
+function tracker(ui) {
+  const views = new Map();
+  const waiters = new Set();
+  const changed = (id) => {
+    for (const waiter of [...waiters]) {
+      const view = views.get(id);
+      if (waiter.id === id && view && waiter.check(view)) {
+        waiters.delete(waiter);
+        clearTimeout(waiter.timer);
+        waiter.resolve(view);
+      }
+    }
+  };
+  ui.on("socket_connected", (socket, at) => {
+    views.set(socket.id, { ...socket, rooms: [...socket.rooms], connectedAt: at });
+    changed(socket.id);
+  });
+  ui.on("socket_updated", (update) => {
+    const view = views.get(update.id);
+    if (view) Object.assign(view, update);
+    changed(update.id);
+  });
+  ui.on("room_joined", (nsp, room, id) => {
+    const view = views.get(id);
+    if (view && !view.rooms.includes(room)) view.rooms.push(room);
+    changed(id);
+  });
+  return {
+    until(id, check, ms = WAIT_MS) {
+      const view = views.get(id);
+      if (view && check(view)) return Promise.resolve(view);
+      return new Promise((resolve, reject) => {
+        const waiter = { id, check, resolve };
+        waiter.timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(new Error(`socket ${id} not shown as expected within ${ms} ms: ${JSON.stringify(views.get(id))}`));
+        }, ms);
+        waiters.add(waiter);
+      });
+    },
+  };
 }
 
 /** Resolves with the connect_error message of a refused connection. */
@@ -75,7 +124,7 @@ test("no credentials, a wrong password or a forged session are refused with the 
   assert.equal(await refused({ sessionId: "4102444800.00ff" }), "invalid credentials");
 });
 
-test("the login gives a session id that logs in again; config says what the UI may do", withLogin, async () => {
+test("the login gives a session id that logs in again; config says what the UI may do", development, async () => {
   const first = await admin({ username: USER, password: PASSWORD });
   const session = await first.session;
   assert.match(session, /^\d+\.[0-9a-f]{64}$/);
@@ -93,7 +142,8 @@ test("the login gives a session id that logs in again; config says what the UI m
 test("server_stats every 2 s: this server, its namespaces and its connections", withLogin, async () => {
   const { socket } = await admin({ username: USER, password: PASSWORD });
   try {
-    const [stats] = await waitForArgs(socket, "server_stats", () => true, 4000);
+    // The admin socket is counted from the look after it connected (every 500 ms).
+    const [stats] = await waitForArgs(socket, "server_stats", (s) => s.clientsCount >= 1, 4500);
     assert.match(stats.serverId, /#\d+$/);
     assert.equal(typeof stats.hostname, "string");
     assert.equal(typeof stats.pid, "number");
@@ -111,18 +161,19 @@ test("server_stats every 2 s: this server, its namespaces and its connections", 
   }
 });
 
-test("a chat socket is shown with its user id, never its token; its rooms and its going are told", withLogin, async () => {
+test("a chat socket is shown with its user id, never its token; its rooms and its going are told", development, async () => {
   const { socket: ui } = await admin({ username: USER, password: PASSWORD });
   try {
     const alice = await register("AdminAlice");
     const bob = await register("AdminBob");
-    const shown = waitForArgs(ui, "socket_connected", (s) => s.nsp === "/chat" && s.data?.userId === alice.id);
+    const seen = tracker(ui);
     const { socket: chat } = await connect(alice.token, { query: { token: alice.token } });
-    const [view, at] = await shown;
     // socket.io-client forgets the id once disconnected; the events after still name it.
     const chatId = chat.id;
-    assert.equal(view.id, chatId);
-    assert.ok(!Number.isNaN(Date.parse(at)), "an ISO timestamp");
+    // Authenticated when first seen, or told so by socket_updated and room_joined after.
+    const view = await seen.until(chatId, (v) => v.data?.userId === alice.id && v.rooms.includes(`user:${alice.id}`));
+    assert.equal(view.nsp, "/chat");
+    assert.ok(!Number.isNaN(Date.parse(view.connectedAt)), "an ISO timestamp");
     assert.equal(view.transport, "websocket");
     assert.equal(view.clientId.length, 12);
     assert.ok(view.rooms.includes(chatId), "its own room, under its id");
@@ -176,8 +227,12 @@ test("a chat socket is shown with its user id, never its token; its rooms and it
     assert.equal(forbidden.code, "FORBIDDEN", "Parley's rooms are authorization");
     const keep = await ui.timeout(WAIT_MS).emitWithAck("leave", "/chat", `user:${alice.id}`, chatId);
     assert.equal(keep.code, "FORBIDDEN", "a user's room carries delivery");
+    const widened = await ui.timeout(WAIT_MS).emitWithAck("_disconnect", "/chat", false, 42);
+    assert.equal(widened.code, "VALIDATION_ERROR", "a filter that is not a string never means everyone");
+    assert.equal(chat.connected, true);
+    // The Rooms page's "clear" filters by the room itself.
     const left = waitForArgs(ui, "room_left", (nsp, r, id) => r === "lobby" && id === chatId);
-    assert.deepEqual(await ui.timeout(WAIT_MS).emitWithAck("leave", "/chat", "lobby", chatId), { ok: true });
+    assert.deepEqual(await ui.timeout(WAIT_MS).emitWithAck("leave", "/chat", "lobby", "lobby"), { ok: true });
     await left;
 
     const gone = waitForArgs(ui, "socket_disconnected", (nsp, id) => nsp === "/chat" && id === chatId);
@@ -194,12 +249,12 @@ test("a chat socket is shown with its user id, never its token; its rooms and it
   }
 });
 
-test("all_sockets lists the sockets already there when the UI connects", withLogin, async () => {
+test("all_sockets lists the sockets already there when the UI connects", development, async () => {
   const carol = await register("AdminCarol");
   const { socket: first } = await admin({ username: USER, password: PASSWORD });
-  const shown = waitForArgs(first, "socket_connected", (s) => s.data?.userId === carol.id);
+  const seen = tracker(first);
   const { socket: chat } = await connect(carol.token);
-  await shown;
+  await seen.until(chat.id, (v) => v.data?.userId === carol.id);
   first.close();
   try {
     const later = await admin({ username: USER, password: PASSWORD });
@@ -213,15 +268,16 @@ test("all_sockets lists the sockets already there when the UI connects", withLog
   }
 });
 
-test("a polling socket is shown as such; socket_updated tells its late authentication", withLogin, async () => {
+test("a polling socket is shown as such; socket_updated tells its late authentication", development, async () => {
   const { socket: ui } = await admin({ username: USER, password: PASSWORD });
   const dave = await register("AdminDave");
   // Long-polling only, and no token until the `auth` event.
+  const seen = tracker(ui);
   const chat = io(`${BASE}/chat`, { transports: ["polling"], reconnection: false, forceNew: true });
   try {
     await waitFor(chat, "connect");
     const chatId = chat.id;
-    const [shown] = await waitForArgs(ui, "socket_connected", (s) => s.id === chatId);
+    const shown = await seen.until(chatId, () => true);
     assert.equal(shown.transport, "polling");
     assert.deepEqual(shown.data, {}, "no user before authentication");
     // Told within two statistics rounds (every 2 s).
@@ -235,6 +291,26 @@ test("a polling socket is shown as such; socket_updated tells its late authentic
     chat.close();
     ui.close();
   }
+});
+
+test("production mode: statistics only, no socket list and no socket events", { skip: !PRODUCTION && "development mode" }, async () => {
+  const { socket: ui, config, allSockets } = await admin({ username: USER, password: PASSWORD });
+  const told = [];
+  for (const event of ["all_sockets", "socket_connected", "socket_updated", "socket_disconnected", "room_joined", "room_left", "event_received", "event_sent"]) {
+    ui.on(event, () => told.push(event));
+  }
+  assert.deepEqual(config, { supportedFeatures: ["AGGREGATED_EVENTS"] });
+  assert.equal(allSockets, null);
+  const erin = await register("AdminErin");
+  const { socket: chat } = await connect(erin.token);
+  await emitWithAck(chat, "ping", {});
+  chat.close();
+  // The barrier: statistics that count the chat socket's coming and going were sent after
+  // every look that could have told it.
+  await waitForArgs(ui, "server_stats", (s) => s.aggregatedEvents.some((e) => e.type === "rawDisconnection"), 6000);
+  await waitForArgs(ui, "server_stats", () => true, 4500);
+  assert.deepEqual(told, [], "nothing but statistics");
+  ui.close();
 });
 
 // Last: it leaves this address locked out of password logins for 15 minutes.

@@ -621,20 +621,24 @@ test("the Admin UI on one replica sees both servers and the sockets of both, ove
     auth: { username: ADMIN_USER, password: ADMIN_PASSWORD }, forceNew: true, reconnection: false,
   });
   admins.push(ui);
+  // Both replicas' statistics; b's sockets as b tells them (event-driven waits).
   const servers = new Set();
-  ui.on("server_stats", (stats) => servers.add(stats.serverId));
+  const bothServers = waitFor(ui, "server_stats", (stats) => servers.add(stats.serverId).size === 2, 10000);
   const told = new Map();
+  const shown = (id, ms) =>
+    told.has(id) ? Promise.resolve(told.get(id)) : waitFor(ui, "socket_connected", (socket) => socket.id === id, ms);
   ui.on("socket_connected", (socket) => told.set(socket.id, socket));
   const listed = await waitFor(ui, "all_sockets");
   assert.ok(!listed.some((s) => s.id === earlySocket.id), "a's own list holds only a's sockets");
-  await until("server_stats from both replicas", () => servers.size === 2, 10000);
-  await until("b told a's admin UI of its socket", () => told.has(earlySocket.id), 10000);
-  assert.equal(told.get(earlySocket.id).data.userId, early.id);
+  await bothServers;
+  const earlyView = await shown(earlySocket.id, 10000);
+  assert.equal(earlyView.data.userId, early.id, "b told a's admin UI of its socket");
 
   const late = await register("AdminLate");
   const lateSocket = client(late, onB, "polling");
   await waitFor(lateSocket, "sync:complete");
-  await until("a socket connecting to b is shown live", () => told.has(lateSocket.id), 5000);
+  // Already told (the map), or the next socket_connected for it: checked in one go.
+  await shown(lateSocket.id, 5000);
   log(`admin UI on a: servers ${[...servers].join(", ")}; sockets of b shown: ${earlySocket.id}, ${lateSocket.id}`);
 
   // The unmodified UI, in Chromium, on replica a: both servers, and b's sockets.

@@ -76,6 +76,10 @@ echo "=== e2e: admin UI, read-only"
 start_server admin-readonly ADMIN_UI=true ADMIN_USERNAME=$ADMIN_USER "ADMIN_PASSWORD_HASH=$ADMIN_HASH"
 ADMIN_EXPECT=readonly node --test --test-timeout=60000 admin-ui.mjs
 stop_server
+echo "=== e2e: admin UI, production mode (statistics only)"
+start_server admin-production ADMIN_UI=true ADMIN_UI_MODE=production ADMIN_USERNAME=$ADMIN_USER "ADMIN_PASSWORD_HASH=$ADMIN_HASH"
+ADMIN_EXPECT=production node --test --test-timeout=60000 admin-ui.mjs
+stop_server
 echo "=== e2e: admin UI, no authentication (ADMIN_UI_AUTH=false)"
 start_server admin-open ADMIN_UI=true ADMIN_UI_AUTH=false
 ADMIN_EXPECT=open node --test --test-timeout=60000 admin-ui.mjs

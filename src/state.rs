@@ -95,6 +95,7 @@ pub type ObserverSlot = Arc<std::sync::OnceLock<Arc<dyn SocketObserver>>>;
 pub trait SocketObserver: Send + Sync {
     /// Whether it wants `event_received` / `event_sent` (serializing them costs).
     fn watches_events(&self) -> bool;
+    fn connected(&self);
     fn disconnected(&self, sid: &str, reason: &'static str);
     /// A client event and its payload as sent (the observer redacts what it keeps).
     fn event_received(&self, sid: &str, event: &str, payload: Option<&serde_json::Value>);

@@ -114,6 +114,7 @@ pub fn register<A: Adapter + DefinedAdapter>(
         move |socket: SocketRef<A>| {
             // Addressable from every replica (their watches tell it their sockets).
             socket.join(socket_room(&socket.id.to_string()));
+            watch.admin_connected();
             if let Some(IssuedSession(session)) = socket.extensions.remove::<IssuedSession>() {
                 let _ = socket.emit("session", &session);
             }
@@ -216,9 +217,11 @@ impl<A: Adapter> Operations<A> {
         // `join(nsp, room, filter?)`, `leave(nsp, room, filter?)`, `_disconnect(nsp, close,
         // filter?)`. `close` (the whole Engine.IO connection) changes nothing here: each
         // Parley socket has a connection of its own.
-        let target = match args.str(2) {
-            Some(filter) => ns.to(target_room(filter)),
-            None => ns,
+        let target = match args.0.get(2) {
+            None | Some(Value::Null) => ns,
+            Some(Value::String(filter)) => ns.to(target_rooms(filter)),
+            // Anything else must not widen the operation to the whole namespace.
+            Some(_) => return Err(("VALIDATION_ERROR", "the filter must be a room or a socket id".to_owned())),
         };
         let failed = |err: String| ("INTERNAL_ERROR", err);
         match name {
@@ -242,7 +245,7 @@ impl<A: Adapter> Operations<A> {
     }
 }
 
-/// A filter is a room, or a socket's id (its own room, as the UI names it).
-fn target_room(filter: &str) -> String {
-    if filter.contains(':') { filter.to_owned() } else { socket_room(filter) }
+/// A filter is a room, or a socket's id (its own room, as the UI names it): both are tried.
+fn target_rooms(filter: &str) -> Vec<String> {
+    vec![filter.to_owned(), socket_room(filter)]
 }

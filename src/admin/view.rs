@@ -6,8 +6,8 @@
 //!   `Cookie`, the `token` of the query);
 //! * a socket's own room (`socket:{sid}`) is shown under the socket's id, which is how
 //!   Socket.IO names it and how the UI tells a private room;
-//! * event arguments keep their shape and ids, and lose every other string (message
-//!   contents, tokens).
+//! * event arguments keep their shape and ids (id-named fields whose value looks like an
+//!   id), and lose every other string (message contents, tokens).
 
 use std::{collections::BTreeSet, sync::Arc};
 
@@ -79,6 +79,13 @@ impl SocketView {
         Self { id, nsp, transport: transport_name(socket), data: data_of(socket), rooms: rooms_of(socket), fixed }
     }
 
+    /// What the statistics need of a socket (production mode: no socket lists).
+    pub fn light<A: Adapter>(socket: &SocketRef<A>, nsp: &'static str) -> Self {
+        let fixed = Arc::default();
+        let (data, rooms) = (Value::Null, BTreeSet::new());
+        Self { id: socket.id.to_string(), nsp, transport: transport_name(socket), data, rooms, fixed }
+    }
+
     /// The npm package's serialized socket.
     pub fn serialized(&self) -> Value {
         let mut object = (*self.fixed).clone();
@@ -119,7 +126,7 @@ pub fn redacted(value: &Value) -> Value {
 
 fn redact(value: &Value, key: Option<&str>) -> Value {
     match value {
-        Value::String(text) if key.is_some_and(is_id_key) => Value::String(text.clone()),
+        Value::String(text) if key.is_some_and(is_id_key) && looks_like_id(text) => Value::String(text.clone()),
         Value::String(_) => Value::String(REDACTED.into()),
         Value::Array(items) => Value::Array(items.iter().map(|item| redact(item, key)).collect()),
         Value::Object(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), redact(v, Some(k)))).collect()),
@@ -129,7 +136,13 @@ fn redact(value: &Value, key: Option<&str>) -> Value {
 
 /// `id`, `…Id` and `…Ids`: identifiers, which the UI may show.
 fn is_id_key(key: &str) -> bool {
-    key == "id" || key.ends_with("Id") || key.ends_with("Ids") || key.ends_with("_id")
+    key == "id" || key.ends_with("Id") || key.ends_with("Ids")
+}
+
+/// What an identifier looks like (a UUID, a socket id): a client cannot smuggle text that
+/// has spaces or punctuation through an id-named field.
+fn looks_like_id(text: &str) -> bool {
+    (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -141,7 +154,8 @@ mod tests {
         let event = json!([
             "message:send",
             {"conversationId": "c1", "clientMessageId": "m1", "content": "secret words", "mentions": ["u2"],
-             "userIds": ["u3"], "token": "eyJ...", "nested": {"id": "x", "text": "more"}, "seq": 4, "silent": false}
+             "userIds": ["u3"], "token": "eyJ...", "nested": {"id": "x", "text": "more"}, "seq": 4, "silent": false,
+             "tempId": "not an id, a sentence", "user_id": "u4"}
         ]);
         let shown = redacted(&event);
         assert_eq!(
@@ -149,7 +163,8 @@ mod tests {
             json!([
                 REDACTED,
                 {"conversationId": "c1", "clientMessageId": "m1", "content": REDACTED, "mentions": [REDACTED],
-                 "userIds": ["u3"], "token": REDACTED, "nested": {"id": "x", "text": REDACTED}, "seq": 4, "silent": false}
+                 "userIds": ["u3"], "token": REDACTED, "nested": {"id": "x", "text": REDACTED}, "seq": 4, "silent": false,
+                 "tempId": REDACTED, "user_id": REDACTED}
             ])
         );
         assert!(!shown.to_string().contains("secret") && !shown.to_string().contains("eyJ"));

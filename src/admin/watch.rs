@@ -42,8 +42,17 @@ const FEED_DEPTH: usize = 4096;
 
 /// A `/chat` socket's event, to be told as `event_received` / `event_sent`.
 enum Feed {
-    Received { sid: String, args: Value },
-    Sent { rooms: Vec<String>, except: Vec<String>, args: Value },
+    Received {
+        sid: String,
+        args: Value,
+        at: String,
+    },
+    /// To these sockets of this replica.
+    Sent {
+        sids: Vec<String>,
+        args: Value,
+        at: String,
+    },
 }
 
 /// A socket by namespace and id.
@@ -135,9 +144,27 @@ impl<A: Adapter> AdminWatch<A> {
         views.into_iter().map(SocketView::serialized).collect()
     }
 
-    /// Records why an admin socket went, for its `socket_disconnected`.
+    /// Counts an admin socket's connection (`aggregatedEvents`).
+    pub fn admin_connected(&self) {
+        self.count("rawConnection", None);
+    }
+
+    /// Records why an admin socket went, for its `socket_disconnected`, and counts it.
     pub fn admin_disconnected(&self, sid: String, reason: &'static str) {
-        self.seen().reasons.insert((ADMIN_NAMESPACE, sid), reason.to_owned());
+        self.gone(ADMIN_NAMESPACE, sid, reason);
+    }
+
+    fn gone(&self, nsp: &'static str, sid: String, reason: &'static str) {
+        self.seen().reasons.insert((nsp, sid), reason.to_owned());
+        self.count("rawDisconnection", Some(reason));
+    }
+
+    /// One more `kind` event in this second (counted when it happens, so sockets that come
+    /// and go between two looks count too).
+    fn count(&self, kind: &'static str, sub: Option<&'static str>) {
+        let now_ms = self.clock.now_ms();
+        let second = now_ms - now_ms.rem_euclid(1000);
+        *self.seen().events.entry((second, kind, sub.map(str::to_owned))).or_default() += 1;
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
@@ -174,7 +201,6 @@ impl<A: Adapter> AdminWatch<A> {
 
     fn changes(&self) -> Changes {
         let now_ms = self.clock.now_ms();
-        let second = now_ms - now_ms.rem_euclid(1000);
         let mut current: HashMap<Key, SocketView> = HashMap::new();
         for nsp in NAMESPACES {
             let Some(ns) = self.io.of(nsp) else { continue };
@@ -192,6 +218,7 @@ impl<A: Adapter> AdminWatch<A> {
                         rooms: super::view::rooms_of(&socket),
                         ..known.clone()
                     },
+                    None if !self.development => SocketView::light(&socket, nsp),
                     None => SocketView::of(&socket, nsp, now_ms, self.trust_proxy),
                 };
                 current.insert(key, view);
@@ -202,7 +229,6 @@ impl<A: Adapter> AdminWatch<A> {
         for (key, view) in &current {
             let Some(known) = seen.sockets.get(key) else {
                 changes.connected.push(view.serialized());
-                *seen.events.entry((second, "rawConnection", None)).or_default() += 1;
                 continue;
             };
             if known.transport != view.transport {
@@ -221,7 +247,6 @@ impl<A: Adapter> AdminWatch<A> {
         let gone: Vec<Key> = seen.sockets.keys().filter(|key| !current.contains_key(*key)).cloned().collect();
         for key in gone {
             let reason = seen.reasons.remove(&key).unwrap_or_else(|| GONE.to_owned());
-            *seen.events.entry((second, "rawDisconnection", Some(reason.clone()))).or_default() += 1;
             if let Some(view) = seen.sockets.remove(&key) {
                 changes.left.extend(view.rooms.iter().map(|room| (view.nsp, room.clone(), view.id.clone())));
             }
@@ -263,13 +288,13 @@ impl<A: Adapter> AdminWatch<A> {
     /// Tells a socket event: `event_received` for the socket that sent it, `event_sent` for
     /// each socket of this replica it went to.
     async fn tell(&self, feed: Feed) {
-        let at = self.timestamp();
         match feed {
-            Feed::Received { sid, args } => self.broadcast("event_received", &(CHAT_NAMESPACE, sid, args, &at)).await,
-            Feed::Sent { rooms, except, args } => {
-                let Some(chat) = self.io.of(CHAT_NAMESPACE) else { return };
-                for socket in chat.local().to(rooms).except(except).sockets() {
-                    self.broadcast("event_sent", &(CHAT_NAMESPACE, socket.id.to_string(), &args, &at)).await;
+            Feed::Received { sid, args, at } => {
+                self.broadcast("event_received", &(CHAT_NAMESPACE, sid, args, at)).await
+            }
+            Feed::Sent { sids, args, at } => {
+                for sid in sids {
+                    self.broadcast("event_sent", &(CHAT_NAMESPACE, sid, &args, &at)).await;
                 }
             }
         }
@@ -348,20 +373,36 @@ impl<A: Adapter> SocketObserver for AdminWatch<A> {
         self.development
     }
 
+    fn connected(&self) {
+        self.count("rawConnection", None);
+    }
+
     fn disconnected(&self, sid: &str, reason: &'static str) {
-        self.seen().reasons.insert((CHAT_NAMESPACE, sid.to_owned()), reason.to_owned());
+        self.gone(CHAT_NAMESPACE, sid.to_owned(), reason);
     }
 
     fn event_received(&self, sid: &str, event: &str, payload: Option<&Value>) {
         if self.development {
-            self.queue(Feed::Received { sid: sid.to_owned(), args: event_args(event, payload) });
+            self.queue(Feed::Received { sid: sid.to_owned(), args: event_args(event, payload), at: self.timestamp() });
         }
     }
 
     fn event_sent(&self, rooms: &[String], except: &[String], event: &str, payload: &Value) {
-        if self.development {
-            let args = event_args(event, Some(payload));
-            self.queue(Feed::Sent { rooms: rooms.to_vec(), except: except.to_vec(), args });
+        if !self.development {
+            return;
+        }
+        // The recipients here as they are now, not when the feed gets to it.
+        let Some(chat) = self.io.of(CHAT_NAMESPACE) else { return };
+        let sids: Vec<String> = chat
+            .local()
+            .to(rooms.to_vec())
+            .except(except.to_vec())
+            .sockets()
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect();
+        if !sids.is_empty() {
+            self.queue(Feed::Sent { sids, args: event_args(event, Some(payload)), at: self.timestamp() });
         }
     }
 }

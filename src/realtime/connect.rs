@@ -154,6 +154,9 @@ struct Prepared {
 /// The clock holds the socket's id, not the socket: a socket that goes meanwhile is freed
 /// (with its Engine.IO connection and the place it holds, [`EngineSlot`]) at once.
 pub fn connected<A: Adapter>(socket: &SocketRef<A>, io: SocketIo<A>, gateway: &Gateway<A>) {
+    if let Some(observer) = gateway.state.platform.observer.get() {
+        observer.connected();
+    }
     let token_given = socket.extensions.remove::<Prepared>().is_some_and(|prepared| {
         prepared.queue.start();
         prepared.token_given
