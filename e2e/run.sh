@@ -64,26 +64,24 @@ start_server embedded
 npm test --silent
 stop_server
 
-# The Socket.IO Admin UI's protocol on /admin (admin-ui.mjs): with its operations allowed,
-# then read-only (the default). The password is only ever configured as its Argon2 hash.
+# The Socket.IO Admin UI's protocol on /admin (admin-ui.mjs): operations allowed, read-only
+# (the default), production mode, no login. The password is only configured as its hash.
 export ADMIN_USER=ops ADMIN_PASSWORD='correct horse battery staple'
 ADMIN_HASH=$(printf '%s\n' "$ADMIN_PASSWORD" | "$BIN" hash-password)
-echo "=== e2e: admin UI, operations allowed"
-start_server admin ADMIN_UI=true ADMIN_USERNAME=$ADMIN_USER "ADMIN_PASSWORD_HASH=$ADMIN_HASH" ADMIN_UI_READONLY=false
-ADMIN_EXPECT=operations node --test --test-timeout=60000 admin-ui.mjs
-stop_server
-echo "=== e2e: admin UI, read-only"
-start_server admin-readonly ADMIN_UI=true ADMIN_USERNAME=$ADMIN_USER "ADMIN_PASSWORD_HASH=$ADMIN_HASH"
-ADMIN_EXPECT=readonly node --test --test-timeout=60000 admin-ui.mjs
-stop_server
-echo "=== e2e: admin UI, production mode (statistics only)"
-start_server admin-production ADMIN_UI=true ADMIN_UI_MODE=production ADMIN_USERNAME=$ADMIN_USER "ADMIN_PASSWORD_HASH=$ADMIN_HASH"
-ADMIN_EXPECT=production node --test --test-timeout=60000 admin-ui.mjs
-stop_server
-echo "=== e2e: admin UI, no authentication (ADMIN_UI_AUTH=false)"
-start_server admin-open ADMIN_UI=true ADMIN_UI_AUTH=false
-ADMIN_EXPECT=open node --test --test-timeout=60000 admin-ui.mjs
-stop_server
+# admin_ui <expectation> <what> [VAR=value ...]: admin-ui.mjs against a server of its own.
+admin_ui() {
+  local expect=$1 what=$2
+  shift 2
+  echo "=== e2e: admin UI, $what"
+  start_server "admin-$expect" ADMIN_UI=true "$@"
+  ADMIN_EXPECT=$expect node --test --test-timeout=60000 admin-ui.mjs
+  stop_server
+}
+LOGIN=(ADMIN_USERNAME="$ADMIN_USER" "ADMIN_PASSWORD_HASH=$ADMIN_HASH")
+admin_ui operations "operations allowed" "${LOGIN[@]}" ADMIN_UI_READONLY=false
+admin_ui readonly "read-only" "${LOGIN[@]}"
+admin_ui production "production mode (statistics only)" "${LOGIN[@]}" ADMIN_UI_MODE=production
+admin_ui open "no authentication (ADMIN_UI_AUTH=false)" ADMIN_UI_AUTH=false
 
 # The browser as the user (browser.mjs): Debian's Chromium driven by playwright-core, a page
 # on http://localhost:5173 against Parley on another origin, and the unmodified Admin UI from
@@ -91,8 +89,7 @@ stop_server
 # CI=true (.ci/run installs it).
 if [ -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
   echo "=== e2e: browser (Chromium), the admin UI in development mode"
-  start_server browser CORS_ORIGINS=http://localhost:5173 ADMIN_UI=true ADMIN_UI_MODE=development \
-    ADMIN_USERNAME=$ADMIN_USER "ADMIN_PASSWORD_HASH=$ADMIN_HASH"
+  start_server browser CORS_ORIGINS=http://localhost:5173 ADMIN_UI=true ADMIN_UI_MODE=development "${LOGIN[@]}"
   node --test --test-timeout=120000 browser.mjs
   stop_server
 elif [ "${CI:-}" = true ]; then

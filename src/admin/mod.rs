@@ -29,12 +29,11 @@ use socketioxide_core::adapter::DefinedAdapter;
 
 use crate::{
     config::AdminUiConfig,
-    domain::auth::{LOGIN_ATTEMPTS, LOGIN_WINDOW},
+    error::AppError,
     fanout::{
         rooms::{is_conversation_room, is_parley_room, socket_room},
         socketio::CHAT_NAMESPACE,
     },
-    shared_state::Admission,
     state::AppState,
 };
 use session::{AdminAuth, AdminLogin, Login};
@@ -63,38 +62,34 @@ pub fn register<A: Adapter + DefinedAdapter>(
     if state.platform.observer.set(watch.clone()).is_err() {
         tracing::warn!("a socket observer was already set; the admin UI shows no socket events");
     }
-    let login = config.credentials.clone().map(|c| Arc::new(AdminLogin::new(c, state.config.jwt_secret.expose())));
-    let (clock, limits, trust_proxy) =
-        (state.clock.clone(), state.platform.shared.rate_limits.clone(), state.config.trust_proxy);
+    let services = state.services.clone();
+    let login = config.credentials.clone().map(|credentials| {
+        Arc::new(AdminLogin::new(credentials, state.config.jwt_secret.expose(), services.auth.password_hasher()))
+    });
+    let (clock, trust_proxy) = (state.clock.clone(), state.config.trust_proxy);
     let authenticate = move |socket: SocketRef<A>, TryData(auth): TryData<AdminAuth>| {
-        let (login, clock, limits) = (login.clone(), clock.clone(), limits.clone());
+        let (login, clock, services) = (login.clone(), clock.clone(), services.clone());
         async move {
             let Some(login) = login else { return Ok(()) };
             let auth = auth.unwrap_or_default();
-            // Password attempts count per address, as the REST login's do (each costs an
-            // Argon2 verification); a good one is not counted.
+            // Password attempts count per address, under the REST login's limiter (each costs
+            // an Argon2 verification); a good one is not counted.
             let ip = crate::transport::client_ip(socket.req_parts(), trust_proxy);
             let key = format!("admin-login:{}", ip.map(|ip| ip.to_string()).unwrap_or_default());
             let ticket = if auth.username.is_some() || auth.password.is_some() {
-                match limits.acquire(&key, LOGIN_ATTEMPTS, LOGIN_WINDOW).await {
-                    Ok(Admission::Admitted(ticket)) => Some(ticket),
-                    Ok(Admission::Denied { retry_after }) => {
-                        metrics::counter!("parley_rate_limited_total", "scope" => "admin_login").increment(1);
+                match services.auth.admit_login("admin_login", &key).await {
+                    Ok(ticket) => ticket,
+                    Err(AppError::RateLimited { retry_after }) => {
                         return Err(AdminRefusal::TooManyAttempts(retry_after.as_secs().max(1)));
                     }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "admin login rate limit unavailable, admitting");
-                        None
-                    }
+                    Err(_) => return Err(AdminRefusal::InvalidCredentials),
                 }
             } else {
                 None
             };
             match login.check(&auth, clock.now_ms() / 1000).await {
                 Some(outcome) => {
-                    if let Some(ticket) = ticket {
-                        let _ = limits.release(&key, &ticket).await;
-                    }
+                    services.auth.release_login(&key, ticket).await;
                     if let Login::Password(session) = outcome {
                         // Kept for the connect handler, which sends it once the UI listens.
                         socket.extensions.insert(IssuedSession(session));

@@ -39,8 +39,9 @@ pub struct AdminLogin {
 }
 
 impl AdminLogin {
-    pub fn new(credentials: AdminCredentials, jwt_secret: &[u8]) -> Self {
-        Self { credentials, key: jwt_secret.to_vec(), hasher: PasswordHasher::new() }
+    /// `hasher`: the process's (the REST login's), so Argon2 work stays bounded in one place.
+    pub fn new(credentials: AdminCredentials, jwt_secret: &[u8], hasher: PasswordHasher) -> Self {
+        Self { credentials, key: jwt_secret.to_vec(), hasher }
     }
 
     /// `None` when refused: no such session, or a wrong username or password.
@@ -105,7 +106,7 @@ mod tests {
     fn login() -> AdminLogin {
         let hash = argon2::Argon2::default().hash_password(b"correct horse").unwrap().to_string();
         let credentials = AdminCredentials { username: "ops".into(), password_hash: Secret::new(hash) };
-        AdminLogin::new(credentials, b"a jwt secret of at least thirty-two bytes")
+        AdminLogin::new(credentials, b"a jwt secret of at least thirty-two bytes", PasswordHasher::new())
     }
 
     fn auth(username: &str, password: &str) -> AdminAuth {
@@ -138,7 +139,7 @@ mod tests {
         let other_password = {
             let hash = argon2::Argon2::default().hash_password(b"new password").unwrap().to_string();
             let credentials = AdminCredentials { username: "ops".into(), password_hash: Secret::new(hash) };
-            AdminLogin::new(credentials, b"a jwt secret of at least thirty-two bytes")
+            AdminLogin::new(credentials, b"a jwt secret of at least thirty-two bytes", PasswordHasher::new())
         };
         let auth = AdminAuth { session_id: Some(session.clone()), ..AdminAuth::default() };
         assert_eq!(other_password.check(&auth, now).await, None, "a new password ends the sessions");

@@ -70,6 +70,11 @@ pub struct AuthService {
 }
 
 impl AuthService {
+    /// The hasher every password check of this process shares (its concurrency bound).
+    pub fn password_hasher(&self) -> PasswordHasher {
+        self.hasher.clone()
+    }
+
     pub fn new(deps: &Deps, settings: TokenSettings<'_>) -> Self {
         Self {
             storage: deps.storage.clone(),
@@ -151,8 +156,8 @@ impl AuthService {
         let email = email.trim().to_lowercase();
         let email_key = format!("login:email:{email}");
         let ip_key = format!("login:ip:{client_ip}");
-        let email_ticket = self.admit_login(&email_key).await?;
-        let ip_ticket = match self.admit_login(&ip_key).await {
+        let email_ticket = self.admit_login("login", &email_key).await?;
+        let ip_ticket = match self.admit_login("login", &ip_key).await {
             Ok(ticket) => ticket,
             Err(err) => {
                 self.release_login(&email_key, email_ticket).await;
@@ -194,12 +199,15 @@ impl AuthService {
         }
     }
 
-    /// Rate limits fail open: an unreachable Redis must not lock everybody out.
-    async fn admit_login(&self, key: &str) -> AppResult<Option<Ticket>> {
+    /// One password attempt under `key` ([`LOGIN_ATTEMPTS`] per [`LOGIN_WINDOW`]), refused
+    /// with `RateLimited` (counted under `scope`); give the ticket back with
+    /// [`Self::release_login`] when the password was right. Rate limits fail open: an
+    /// unreachable Redis must not lock everybody out.
+    pub async fn admit_login(&self, scope: &'static str, key: &str) -> AppResult<Option<Ticket>> {
         match self.shared.rate_limits.acquire(key, LOGIN_ATTEMPTS, LOGIN_WINDOW).await {
             Ok(Admission::Admitted(ticket)) => Ok(Some(ticket)),
             Ok(Admission::Denied { retry_after }) => {
-                metrics::counter!("parley_rate_limited_total", "scope" => "login").increment(1);
+                metrics::counter!("parley_rate_limited_total", "scope" => scope).increment(1);
                 Err(AppError::RateLimited { retry_after })
             }
             Err(err) => {
@@ -209,7 +217,7 @@ impl AuthService {
         }
     }
 
-    async fn release_login(&self, key: &str, ticket: Option<Ticket>) {
+    pub async fn release_login(&self, key: &str, ticket: Option<Ticket>) {
         if let Some(ticket) = ticket
             && let Err(err) = self.shared.rate_limits.release(key, &ticket).await
         {

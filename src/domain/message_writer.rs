@@ -1,9 +1,9 @@
 //! Group commit for sends. Every send of this replica, socket or REST, queues here; one task
 //! takes whatever queued up while the previous batch was being committed (up to
 //! [`MAX_BATCH`]), checks the batch's conversations, members and blocks ([`SendChecks`]:
-//! one short query while its cache is current), and stores it in one transaction. Each sender gets its answer only after the commit, so
-//! "acked means stored" holds, while the database sees one transaction per batch instead of
-//! one per message. An idle server commits a lone message at once: no timer holds it back.
+//! one short query while its cache is current), and stores it in one transaction. Each
+//! sender gets its answer only after the commit, so "acked means stored" holds, while the
+//! database sees one transaction per batch instead of one per message. An idle server commits a lone message at once: no timer holds it back.
 //!
 //! Before the transaction, the [`NotifyPlanner`] works out which recipients are offline,
 //! so the transaction also writes the outbox rows of their pushes and webhooks: "acked"
